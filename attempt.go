@@ -1,0 +1,186 @@
+package llmtransport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+)
+
+// errFirstByteTimeout is the cause of an attempt cancelled by
+// [WithFirstByteTimeout].
+var errFirstByteTimeout = errors.New("llmtransport: no first byte within the first-byte timeout")
+
+// request returns the request of attempt n. It never modifies the caller's
+// request: attempts after the first are shallow copies with a fresh body.
+func (c *call) request(n int) (*http.Request, error) {
+	req := c.req
+	switch {
+	case c.buffered != nil:
+		r := req.WithContext(c.ctx)
+		buf := c.buffered
+		r.Body = io.NopCloser(bytes.NewReader(buf))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+		r.ContentLength = int64(len(buf))
+		return r, nil
+	case n == 0:
+		c.sent = true
+		if c.prefix != nil {
+			r := req.WithContext(c.ctx)
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(c.prefix), req.Body), req.Body}
+			return r, nil
+		}
+		if c.ctx == req.Context() {
+			return req, nil
+		}
+		return req.WithContext(c.ctx), nil
+	case req.Body == nil || req.Body == http.NoBody:
+		return req.WithContext(c.ctx), nil
+	default:
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		if body == nil {
+			return nil, errors.New("GetBody returned a nil body")
+		}
+		r := req.WithContext(c.ctx)
+		r.Body = body
+		return r, nil
+	}
+}
+
+// attemptResult is what one attempt produced.
+type attemptResult struct {
+	resp *http.Response // nil when err is set
+	err  error
+	peek peek
+	cl   Classification
+	out  outcome
+}
+
+// attempt sends req, attempt number n, through the base transport inside its
+// own span, and classifies what came back.
+func (c *call) attempt(req *http.Request, n int) (a attemptResult) {
+	ctx, span := c.t.tracer.startAttempt(c.ctx, req, n)
+	var stop func() bool
+	var cancel context.CancelCauseFunc
+	if d := c.t.cfg.firstByte; d > 0 {
+		ctx, cancel = context.WithCancelCause(ctx)
+		timer := time.AfterFunc(d, func() { cancel(errFirstByteTimeout) })
+		stop = timer.Stop
+	}
+	if ctx != req.Context() {
+		req = req.WithContext(ctx)
+	}
+	req = span.inject(req)
+
+	a.resp, a.err = safeRoundTrip(c.base, req)
+	if a.err == nil {
+		if needsPeek(a.resp) {
+			a.peek.read(a.resp.Body, a.resp.StatusCode < 300)
+		}
+	}
+	if stop != nil {
+		if !stop() && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
+			// The timer fired after the headers came: the body is cancelled.
+			a.peek.err = context.Cause(ctx)
+		}
+		if a.err != nil || a.peek.whole {
+			cancel(nil)
+		} else {
+			a.resp.Body = &cancelBody{ReadCloser: a.resp.Body, cancel: cancel}
+		}
+	}
+
+	if a.err != nil {
+		if cancel != nil && errors.Is(context.Cause(ctx), errFirstByteTimeout) && c.ctx.Err() == nil {
+			a.cl = Classification{Class: ClassTimeout, Message: errFirstByteTimeout.Error(), retry: true, Retryable: true, BreakerFailure: true}
+			a.out = outcomeFailure
+		} else {
+			a.cl, a.out = classifyErr(c.ctx, a.err)
+		}
+		span.failed(a.err, &a.cl)
+		return a
+	}
+	a.cl = c.t.inspect(a.resp, &a.peek)
+	switch {
+	case a.cl.Class == ClassSuccess:
+		a.out = outcomeSuccess
+	case a.cl.BreakerFailure:
+		a.out = outcomeFailure
+	default:
+		a.out = outcomeExcluded
+	}
+	span.response(a.resp, &a.cl)
+	return a
+}
+
+// inspect classifies resp with the bytes peeked from its body. A successful
+// response whose body was not peeked is classified without reading it.
+func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
+	if p.buf == nil {
+		if resp.StatusCode < 400 {
+			return Classification{Class: ClassSuccess, Status: resp.StatusCode}
+		}
+		return t.classify(resp, nil)
+	}
+	cl := t.classify(resp, p.bytes())
+	if p.err != nil && cl.Class == ClassSuccess {
+		// A stream broke before its first event reached the caller:
+		// nothing was delivered, so it can be tried again.
+		cl = Classification{Class: ClassUpstreamTransient, Status: resp.StatusCode, Message: p.err.Error(), retry: true, Retryable: true, BreakerFailure: true}
+		if errors.Is(p.err, errFirstByteTimeout) {
+			cl.Class = ClassTimeout
+		}
+	}
+	return cl
+}
+
+// safeRoundTrip calls base.RoundTrip and turns a panic, or a nil response
+// with a nil error, into an error.
+func safeRoundTrip(base http.RoundTripper, req *http.Request) (resp *http.Response, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			resp, err = nil, &PanicError{Value: v}
+		}
+	}()
+	resp, err = base.RoundTrip(req)
+	if err != nil {
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		return nil, err
+	}
+	if resp == nil {
+		return nil, ErrNilResponse
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
+	}
+	if resp.Header == nil {
+		resp.Header = make(http.Header)
+	}
+	return resp, nil
+}
+
+// cancelBody releases an attempt's first-byte timer context when the body
+// is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
+}

@@ -1,0 +1,193 @@
+package llmtransport
+
+import (
+	"net/http"
+	"time"
+)
+
+// Class is what a response (or a transport error) means for a caller of an
+// LLM API: whether to wait and retry, fail over, or give up. The zero value
+// is [ClassSuccess].
+type Class uint8
+
+// The classes. Their meanings follow the gateways' and providers' own error
+// documentation; the README's classification table lists them with the
+// signals that select each.
+const (
+	ClassSuccess           Class = iota // 2xx without an in-band error
+	ClassRateLimited                    // per-key or per-org throttle (RPM/TPM); retry after the wait
+	ClassQuotaExhausted                 // credits, balance, spend caps, per-day quotas; never retried
+	ClassOverloaded                     // provider capacity (529, "overloaded", "high demand")
+	ClassUpstreamTransient              // 5xx, bad gateway, broken upstream connection
+	ClassTimeout                        // 408, 504, 522, 524, deadline exceeded upstream
+	ClassAuth                           // invalid or expired key
+	ClassPermission                     // model, region or IP not allowed
+	ClassInvalidRequest                 // the request itself is wrong (incl. "Request too large")
+	ClassContextLength                  // prompt + max_tokens exceed the context window
+	ClassContentFiltered                // moderation or safety block
+	ClassModelNotFound                  // model unknown or not served here
+	ClassNotFound                       // a 404 not about the model
+	ClassGatewayInternal                // gateway database, billing or config errors
+	ClassUnknown                        // could not be classified
+	numClasses
+)
+
+var classNames = [numClasses]string{
+	ClassSuccess:           "success",
+	ClassRateLimited:       "rate_limited",
+	ClassQuotaExhausted:    "quota_exhausted",
+	ClassOverloaded:        "overloaded",
+	ClassUpstreamTransient: "upstream_transient",
+	ClassTimeout:           "timeout",
+	ClassAuth:              "auth",
+	ClassPermission:        "permission",
+	ClassInvalidRequest:    "invalid_request",
+	ClassContextLength:     "context_length",
+	ClassContentFiltered:   "content_filtered",
+	ClassModelNotFound:     "model_not_found",
+	ClassNotFound:          "not_found",
+	ClassGatewayInternal:   "gateway_internal",
+	ClassUnknown:           "unknown",
+}
+
+// String returns the class's snake_case name, such as "rate_limited".
+func (c Class) String() string {
+	if c < numClasses {
+		return classNames[c]
+	}
+	return "unknown"
+}
+
+// MarshalText implements [encoding.TextMarshaler] with [Class.String].
+func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// Retryable reports whether responses of class c are worth retrying when
+// nothing else (a server veto, a wait hint above the cap) says otherwise.
+func (c Class) Retryable() bool {
+	switch c {
+	case ClassRateLimited, ClassOverloaded, ClassUpstreamTransient, ClassTimeout:
+		return true
+	}
+	return false
+}
+
+// BreakerFailure reports whether responses of class c count as failures of
+// the model's circuit. Classes caused by the caller (auth, invalid_request,
+// quotas…) and rate limits do not.
+func (c Class) BreakerFailure() bool {
+	switch c {
+	case ClassOverloaded, ClassUpstreamTransient, ClassTimeout, ClassModelNotFound, ClassUnknown:
+		return true
+	}
+	return false
+}
+
+// DefaultMaxRetryWait is the longest server-requested wait that the
+// transport honours by default (see [WithMaxRetryWait]). It matches the cap
+// of openai-python.
+const DefaultMaxRetryWait = 120 * time.Second
+
+// Classification is what [Classify] learned from one response.
+type Classification struct {
+	// Class is what the response means.
+	Class Class
+	// Retryable reports whether a [Transport] with default options would
+	// retry it: a retryable class (or x-should-retry: true), not vetoed by
+	// x-should-retry: false, and any wait hint within [DefaultMaxRetryWait].
+	Retryable bool
+	// BreakerFailure reports whether the response counts as a failure of
+	// the model's circuit.
+	BreakerFailure bool
+	// RetryAfter is the wait the server asked for, 0 when it asked for none.
+	RetryAfter time.Duration
+	// RetryAfterSource names where RetryAfter came from: a header name in
+	// lower case ("retry-after-ms", "retry-after", "x-ratelimit-reset-tokens",
+	// "anthropic-ratelimit-requests-reset"…), "body:retryDelay",
+	// "body:retry_after" or "message". Empty when RetryAfter is 0.
+	RetryAfterSource string
+	// Status is the HTTP status code of the response (0 for transport errors).
+	Status int
+	// Code is the most specific business error code ("insufficient_quota",
+	// "channel:no_available_key", "RESOURCE_EXHAUSTED"…); "" when the body
+	// has none or only repeats the HTTP status.
+	Code string
+	// Type is the error type ("invalid_request_error", "overloaded_error"…).
+	Type string
+	// Message is the human-readable error message, if any.
+	Message string
+	// RequestID is the request ID the server or gateway assigned, from the
+	// headers or the body.
+	RequestID string
+
+	// retry reports whether the response is worth retrying whatever the
+	// wait: the class (or code) is retryable or the server said
+	// x-should-retry: true, and it did not say x-should-retry: false.
+	retry bool
+}
+
+// retryableWithin reports whether c should be retried when waits up to
+// maxWait are honoured.
+func (c *Classification) retryableWithin(maxWait time.Duration) bool {
+	return c.retry && c.RetryAfter <= maxWait
+}
+
+// maxPeek is how many bytes of an error body Classify looks at, and how many
+// the transport reads before classifying.
+const maxPeek = 64 << 10
+
+// Classify classifies resp, whose body (possibly truncated, possibly nil) the
+// caller has already read into body. It does no I/O, never reads resp.Body,
+// looks at no more than the first 64 KiB of body, and is safe for concurrent
+// use.
+func Classify(resp *http.Response, body []byte) Classification {
+	if len(body) > maxPeek {
+		body = body[:maxPeek]
+	}
+	var c Classification
+	if resp == nil {
+		c.Class = ClassUnknown
+		c.BreakerFailure = true
+		return c
+	}
+	c.Status = resp.StatusCode
+	// TODO(classify): the full procedure of gateway-errors.md §7.2.
+	c.Class = statusClass(resp.StatusCode)
+	c.finish(resp.Header)
+	return c
+}
+
+// finish derives retry, Retryable and BreakerFailure from the class, the
+// server's x-should-retry header and the wait hint.
+func (c *Classification) finish(h http.Header) {
+	c.BreakerFailure = c.Class.BreakerFailure()
+	c.retry = c.Class.Retryable()
+	switch h.Get("X-Should-Retry") {
+	case "true":
+		c.retry = true
+	case "false":
+		c.retry = false
+	}
+	c.Retryable = c.retryableWithin(DefaultMaxRetryWait)
+}
+
+// statusClass is the last step of the procedure: the class from the status
+// alone.
+func statusClass(status int) Class {
+	switch {
+	case status >= 200 && status < 300:
+		return ClassSuccess
+	case status == 429:
+		return ClassRateLimited
+	case status == 408 || status == 504 || status == 522 || status == 524:
+		return ClassTimeout
+	case status >= 500 && status <= 599:
+		return ClassUpstreamTransient
+	case status == 403:
+		return ClassPermission
+	case status == 404:
+		return ClassNotFound
+	case status >= 400 && status <= 499:
+		return ClassInvalidRequest
+	}
+	return ClassUnknown
+}

@@ -1,0 +1,48 @@
+package llmtransport
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrCircuitOpen is returned (wrapped in a [*CircuitOpenError]) when a
+// request is refused without being sent because the circuit of its model is
+// open. Through an [net/http.Client] it arrives wrapped in a [*net/url.Error];
+// errors.Is finds it either way.
+var ErrCircuitOpen = errors.New("llmtransport: circuit open")
+
+// ErrNilResponse is returned when the base transport returns neither a
+// response nor an error, which breaks the [net/http.RoundTripper] contract.
+var ErrNilResponse = errors.New("llmtransport: base transport returned a nil response and a nil error")
+
+// CircuitOpenError is the error of a request refused by an open circuit.
+// errors.Is(err, ErrCircuitOpen) reports true for it.
+type CircuitOpenError struct {
+	// Host and Model name the circuit. Model is "" for a per-host circuit.
+	Host  string
+	Model string
+	// RetryIn is how long until the circuit lets the next probe through.
+	RetryIn time.Duration
+}
+
+func (e *CircuitOpenError) Error() string {
+	if e.Model == "" {
+		return fmt.Sprintf("llmtransport: circuit open for host %s (next probe in %v)", e.Host, e.RetryIn.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("llmtransport: circuit open for model %s on %s (next probe in %v)", e.Model, e.Host, e.RetryIn.Round(time.Millisecond))
+}
+
+// Is reports whether target is [ErrCircuitOpen].
+func (e *CircuitOpenError) Is(target error) bool { return target == ErrCircuitOpen }
+
+// PanicError is returned when the base transport panics. The panic does not
+// propagate: the caller gets this error instead, and the circuit counts a
+// failure.
+type PanicError struct {
+	Value any
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("llmtransport: base transport panicked: %v", e.Value)
+}

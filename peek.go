@@ -1,0 +1,166 @@
+package llmtransport
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// peekPool holds the buffers that error bodies and first stream events are
+// read into. A buffer goes back to the pool once the response is discarded
+// or its bytes are copied out to be handed back.
+var peekPool = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
+
+// drainLimit is how much of a discarded response body is read so that its
+// connection can be reused; a longer body closes the connection instead.
+const drainLimit = 4 << 10
+
+// peek holds what the transport read from the front of a response body to
+// classify it.
+type peek struct {
+	buf   *[]byte // from peekPool; nil when nothing was read
+	n     int     // bytes of *buf in use
+	whole bool    // the body was read to its end: (*buf)[:n] is all of it
+	err   error   // read error other than io.EOF, if any
+}
+
+func (p *peek) bytes() []byte {
+	if p.buf == nil {
+		return nil
+	}
+	return (*p.buf)[:p.n]
+}
+
+// release returns the buffer to the pool.
+func (p *peek) release() {
+	if p.buf != nil {
+		peekPool.Put(p.buf)
+		p.buf = nil
+	}
+}
+
+// isEventStream reports whether resp is a server-sent event stream.
+func isEventStream(resp *http.Response) bool {
+	ct := resp.Header.Get("Content-Type")
+	return len(ct) >= 17 && strings.EqualFold(ct[:17], "text/event-stream")
+}
+
+// needsPeek reports whether resp's body must be looked at to classify it:
+// an error status, or a successful event stream whose first event may be an
+// error. Other successful bodies flow through unread.
+func needsPeek(resp *http.Response) bool {
+	return resp.StatusCode >= 400 || (resp.StatusCode < 300 && isEventStream(resp))
+}
+
+// read fills the peek from body: for an event stream, up to the end of the
+// first event that is not a comment (or up to its end, or maxPeek bytes);
+// otherwise up to maxPeek bytes.
+func (p *peek) read(body io.Reader, stream bool) {
+	p.buf = peekPool.Get().(*[]byte)
+	b := *p.buf
+	for p.n < len(b) {
+		m, err := body.Read(b[p.n:])
+		p.n += m
+		if err == io.EOF {
+			p.whole = true
+			return
+		}
+		if err != nil {
+			p.err = err
+			return
+		}
+		if stream && firstEventComplete(b[:p.n]) {
+			return
+		}
+	}
+}
+
+// firstEventComplete reports whether b holds a whole SSE event that is not
+// only comments: a line with a field, followed by a blank line.
+func firstEventComplete(b []byte) bool {
+	seenField := false
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return false
+		}
+		line := b[:i]
+		b = b[i+1:]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		switch {
+		case len(line) == 0:
+			if seenField {
+				return true
+			}
+		case line[0] == ':':
+		default:
+			seenField = true
+		}
+	}
+	return false
+}
+
+// restore puts the peeked bytes back in front of the rest of resp's body, so
+// that the caller reads exactly what the server sent. A body that was read
+// whole is closed now, which frees its connection; the bytes are copied out
+// of the pooled buffer.
+func (p *peek) restore(resp *http.Response) {
+	if p.buf == nil {
+		return
+	}
+	rb := &replayBody{prefix: bytes.Clone(p.bytes())}
+	switch {
+	case p.whole:
+		resp.Body.Close()
+	case p.err != nil:
+		rb.err = p.err
+		resp.Body.Close()
+	default:
+		rb.rest = resp.Body
+	}
+	p.release()
+	resp.Body = rb
+}
+
+// discard drains a little of what is left of resp's body, closes it and
+// releases the peek, so the connection can serve another request.
+func (p *peek) discard(resp *http.Response) {
+	if !p.whole && p.err == nil {
+		io.CopyN(io.Discard, resp.Body, drainLimit)
+	}
+	resp.Body.Close()
+	p.release()
+}
+
+// replayBody reads prefix, then rest (or err).
+type replayBody struct {
+	prefix []byte
+	rest   io.ReadCloser // nil when prefix is the whole body
+	err    error         // returned after prefix when rest is nil
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	if len(b.prefix) > 0 {
+		n := copy(p, b.prefix)
+		b.prefix = b.prefix[n:]
+		return n, nil
+	}
+	if b.rest != nil {
+		return b.rest.Read(p)
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return 0, io.EOF
+}
+
+func (b *replayBody) Close() error {
+	if b.rest != nil {
+		return b.rest.Close()
+	}
+	return nil
+}

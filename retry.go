@@ -1,0 +1,257 @@
+package llmtransport
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// RetryEvent describes one retry decision. [WithOnRetry] receives it before
+// each wait, and [WithRetryPolicy] receives it to decide.
+type RetryEvent struct {
+	// Host and Model name the request's circuit (Model may be "").
+	Host, Model string
+	// Attempt is the number of the attempt that failed, from 0.
+	Attempt int
+	// Classification is what the failed attempt was classified as. For a
+	// transport error, Status is 0.
+	Classification Classification
+	// Err is the transport error of the attempt, nil when a response came
+	// back.
+	Err error
+	// Wait is how long the transport will wait before the next attempt.
+	Wait time.Duration
+	// WaitSource says where Wait came from: "backoff", or the
+	// Classification's RetryAfterSource when the server asked for it.
+	WaitSource string
+	// Reason is a short word for why the attempt is retried: the class name,
+	// or "x-should-retry".
+	Reason string
+}
+
+// backoff returns the wait before retry n (from 0): the server's hint when
+// it gave one, lengthened by up to 20 % so that callers it throttled do not
+// return in step, and otherwise full jitter over base·2ⁿ capped at max.
+func backoff(n int, hint, base, max time.Duration) time.Duration {
+	if hint > 0 {
+		return hint + rand.N(hint/5+1)
+	}
+	d := max
+	if n < 32 {
+		if e := base << n; e > 0 && e < max {
+			d = e
+		}
+	}
+	return rand.N(d + 1)
+}
+
+// classifyErr classifies a transport error: what the attempt means to the
+// retry layer (c.retry) and to the circuit. A cancellation by the caller is
+// neither retried nor counted.
+func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
+	c.Message = err.Error()
+	if ctx.Err() != nil {
+		c.Class = ClassTimeout
+		if errors.Is(ctx.Err(), context.Canceled) {
+			c.Class = ClassUnknown
+		}
+		return c, outcomeExcluded
+	}
+	var (
+		certErr   *tls.CertificateVerificationError
+		authErr   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invErr    x509.CertificateInvalidError
+		recordErr tls.RecordHeaderError
+		urlErr    *url.Error
+		netErr    net.Error
+	)
+	switch {
+	case errors.As(err, &certErr), errors.As(err, &authErr), errors.As(err, &hostErr),
+		errors.As(err, &invErr), errors.As(err, &recordErr):
+		// The server is not who it says: repeating will not help.
+		c.Class = ClassUnknown
+		return c, outcomeFailure
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		c.Class = ClassUpstreamTransient
+		c.retry = true
+	case errors.As(err, &netErr) && netErr.Timeout():
+		c.Class = ClassTimeout
+		c.retry = true
+	case errors.As(err, &urlErr) && urlErr.Op == "parse", isDNSNotFound(err):
+		c.Class = ClassInvalidRequest
+		return c, outcomeExcluded
+	default:
+		c.Class = ClassUpstreamTransient
+	}
+	c.BreakerFailure = true
+	c.Retryable = c.retry
+	return c, outcomeFailure
+}
+
+func isDNSNotFound(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && dnsErr.IsNotFound
+}
+
+// run is the retry loop: it makes attempts until one succeeds, is not worth
+// retrying, or a limit (retries, budget, wait cap, deadline, open circuit)
+// says stop. It returns what goes back to the caller, the classification of
+// the last attempt and the number of attempts sent.
+func (c *call) run() (*http.Response, Classification, int, error) {
+	t := c.t
+	t.budget.call()
+	var (
+		prev   *http.Response // the previous response, read whole, kept to hand back
+		prevP  peek
+		prevCl Classification
+	)
+	dropPrev := func() {
+		if prev != nil {
+			prevP.release()
+			prev = nil
+		}
+	}
+	for n := 0; ; n++ {
+		if d := t.cooldowns.remaining(c.key, time.Now()); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+			c.trace.cooldownWait(d)
+			if err := sleep(c.ctx, d); err != nil {
+				dropPrev()
+				return nil, prevCl, n, err
+			}
+		}
+		req, err := c.request(n)
+		if err != nil {
+			if prev != nil {
+				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+			}
+			return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
+		}
+		var a attemptResult
+		gerr := t.circuits.guard(c.key, func() (outcome, time.Duration) {
+			a = c.attempt(req, n)
+			return a.out, a.cl.RetryAfter
+		})
+		if gerr != nil {
+			if n > 0 && req.Body != nil && req.Body != c.req.Body {
+				req.Body.Close()
+			}
+			var coe *CircuitOpenError
+			if errors.As(gerr, &coe) {
+				c.trace.circuitRejected(coe)
+			}
+			if prev != nil {
+				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+			}
+			return nil, prevCl, n, gerr
+		}
+		dropPrev()
+		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 {
+			t.cooldowns.set(c.key, time.Now().Add(a.cl.RetryAfter))
+		}
+		wait, ok := c.decide(n, &a)
+		if !ok {
+			if a.err != nil {
+				return nil, a.cl, n + 1, a.err
+			}
+			return c.handBack(a.resp, &a.peek, &a.cl), a.cl, n + 1, nil
+		}
+		if a.resp != nil {
+			if a.peek.whole {
+				a.resp.Body.Close()
+				prev, prevP, prevCl = a.resp, a.peek, a.cl
+			} else {
+				a.peek.discard(a.resp)
+			}
+		}
+		if err := sleep(c.ctx, wait); err != nil {
+			dropPrev()
+			return nil, a.cl, n + 1, err
+		}
+	}
+}
+
+// decide reports whether to retry after attempt n, and how long to wait
+// first. Every limit is checked before the budget token is taken.
+func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
+	t := c.t
+	if n >= t.cfg.maxRetries || !c.replayable || c.ctx.Err() != nil {
+		return 0, false
+	}
+	ev := RetryEvent{
+		Host: c.key.host, Model: c.key.model, Attempt: n,
+		Classification: a.cl, Err: a.err,
+		WaitSource: "backoff", Reason: a.cl.Class.String(),
+	}
+	hint := a.cl.RetryAfter
+	if hint > t.cfg.maxRetryWait {
+		return 0, false
+	}
+	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax)
+	if hint > 0 {
+		ev.WaitSource = a.cl.RetryAfterSource
+	}
+	if a.resp != nil && !a.cl.Class.Retryable() && a.resp.Header.Get("X-Should-Retry") == "true" {
+		ev.Reason = "x-should-retry"
+	}
+	retry := a.cl.retry
+	if t.cfg.retryPolicy != nil {
+		retry = t.cfg.retryPolicy(ev)
+	}
+	if !retry || !fits(c.ctx, ev.Wait) {
+		return 0, false
+	}
+	if !t.budget.retry() {
+		c.trace.budgetExhausted()
+		return 0, false
+	}
+	if t.cfg.onRetry != nil {
+		t.cfg.onRetry(ev)
+	}
+	c.trace.retryScheduled(&ev)
+	return ev.Wait, true
+}
+
+// handBack prepares resp, the last response, to go back to the caller: its
+// peeked bytes are put back in front of its body and, when the transport
+// retries, it carries X-Should-Retry: false so that an SDK above does not
+// retry it again.
+func (c *call) handBack(resp *http.Response, p *peek, cl *Classification) *http.Response {
+	p.restore(resp)
+	if cl.Class != ClassSuccess && c.t.cfg.maxRetries > 0 {
+		resp.Header.Set("X-Should-Retry", "false")
+	}
+	return resp
+}
+
+// fits reports whether a wait of d ends before ctx's deadline.
+func fits(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > d
+}
+
+// sleep waits for d or until ctx is done, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}

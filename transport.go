@@ -1,0 +1,180 @@
+// Package llmtransport is an [net/http.RoundTripper] middleware for clients of
+// LLM APIs (OpenAI-compatible gateways such as new-api, one-api, OpenRouter
+// and LiteLLM, and the OpenAI, Azure, Anthropic and Gemini APIs themselves).
+//
+// A [Transport] classifies every response, by HTTP status and by the error
+// code in the body, whatever its shape ([Classify]); retries what is worth
+// retrying with jittered exponential backoff that honours the server's wait
+// hints, within a retry budget and the caller's deadline; keeps one circuit
+// breaker per (host, model), read from the request, so that one failing
+// model fails fast while the others keep working; and records an
+// OpenTelemetry span per call and per attempt.
+//
+// The layers run in this order for each call:
+//
+//	logical span → retry loop (budget, cooldown, backoff)
+//	  → per-model circuit → attempt span → base transport → classify
+//
+// Successful bodies, streamed or not, flow through unread. Error bodies are
+// read (at most 64 KiB) to classify them and handed back intact.
+package llmtransport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// Transport is the LLM-aware [net/http.RoundTripper] built by [New].
+//
+// A request is retried when its response is classified retryable (see
+// [Classification.Retryable]) or its transport error is safe to repeat
+// (connection refused or reset, EOF before a response, a header timeout),
+// at most [WithMaxRetries] times and within the retry budget. The wait
+// before a retry is the server's hint (Retry-After, retry-after-ms, reset
+// headers, hints in the body) lengthened by up to 20 %, or else full-jitter
+// exponential backoff. A hint above [WithMaxRetryWait], or a wait that would
+// end after the request's deadline, is not waited for: the response goes
+// back at once. After the last attempt the caller gets the real last
+// response, body intact, with the header X-Should-Retry: false so that an
+// SDK above does not retry it again.
+//
+// A Transport is safe for concurrent use by multiple goroutines and should
+// be reused: its circuits, cooldowns and budget are shared by its requests.
+type Transport struct {
+	base      http.RoundTripper
+	cfg       config
+	classify  func(*http.Response, []byte) Classification
+	budget    *budget
+	circuits  *circuits
+	cooldowns cooldowns
+	tracer    *tracer
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport that sends requests through base, or through
+// [net/http.DefaultTransport] when base is nil.
+func New(base http.RoundTripper, opts ...Option) *Transport {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	cfg := newConfig(opts)
+	t := &Transport{
+		base:     base,
+		cfg:      cfg,
+		classify: cfg.classifier,
+		budget:   newBudget(cfg.budgetRatio, cfg.budgetBurst),
+		tracer:   newTracer(cfg.tracing),
+	}
+	if t.classify == nil {
+		t.classify = Classify
+	}
+	if !cfg.breaker.disabled {
+		t.circuits = newCircuits(cfg.breaker)
+	}
+	return t
+}
+
+// CloseIdleConnections closes the idle connections of the base transport,
+// if it has such a method.
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if ci, ok := t.base.(closeIdler); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// Middleware runs req through the transport's retry, circuit and tracing
+// layers, sending each attempt through next instead of the base transport.
+// Its signature is that of openai-go's and anthropic-sdk-go's
+// option.Middleware, so it plugs in as option.WithMiddleware(t.Middleware).
+func (t *Transport) Middleware(req *http.Request, next func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+	return t.roundTrip(req, roundTripFunc(next))
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// WrapClient returns a copy of c (or of [net/http.DefaultClient] when c is
+// nil) whose Transport wraps c's with a Transport made by New. c itself is
+// not modified.
+func WrapClient(c *http.Client, opts ...Option) *http.Client {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	cc := *c
+	cc.Transport = New(c.Transport, opts...)
+	return &cc
+}
+
+// RoundTrip implements [net/http.RoundTripper].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.roundTrip(req, t.base)
+}
+
+// call is the state of one logical call across its attempts.
+type call struct {
+	t     *Transport
+	base  http.RoundTripper
+	req   *http.Request // the caller's, never modified
+	ctx   context.Context
+	key   circuitKey
+	trace callTrace
+
+	buffered   []byte // the body, when the transport buffered it
+	prefix     []byte // the start of a body too large to buffer, sent once before the rest
+	replayable bool   // later attempts can get a fresh body
+	sent       bool   // req.Body has been handed to the base transport
+}
+
+func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
+	if req == nil || req.URL == nil {
+		return nil, fmt.Errorf("llmtransport: nil request or URL")
+	}
+	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true}
+	if err := c.prepareBody(); err != nil {
+		return nil, err
+	}
+	c.key = circuitKey{host: req.URL.Host, model: requestModel(req, c.buffered)}
+	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
+	resp, cl, attempts, err := c.run()
+	c.trace.end(&cl, attempts, err)
+	if !c.sent && req.Body != nil {
+		req.Body.Close()
+	}
+	return resp, err
+}
+
+// prepareBody makes sure later attempts can replay the body: through
+// GetBody, or by buffering a body without GetBody once, up to the limit.
+func (c *call) prepareBody() error {
+	req := c.req
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
+		return nil
+	}
+	limit := c.t.cfg.maxBufferedBody
+	if c.t.cfg.maxRetries == 0 || limit == 0 || req.ContentLength > limit {
+		c.replayable = false
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		req.Body.Close()
+		c.sent = true
+		return fmt.Errorf("llmtransport: reading request body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		// Too large to keep: send what was read and the rest, once.
+		c.replayable = false
+		c.buffered = nil
+		c.prefix = b
+		return nil
+	}
+	req.Body.Close()
+	c.sent = true // the caller's body is closed; attempts read c.buffered
+	c.buffered = b
+	return nil
+}
