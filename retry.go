@@ -139,7 +139,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
 		}
 		var a attemptResult
-		gerr := t.circuits.guard(c.key, func() (outcome, time.Duration) {
+		gerr := t.circuits.guard(c.ctx, c.key, func() (outcome, time.Duration) {
 			a = c.attempt(req, n)
 			return a.out, a.cl.RetryAfter
 		})

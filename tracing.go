@@ -54,6 +54,10 @@ func (c callTrace) budgetExhausted() {}
 // was returned).
 func (c callTrace) end(cl *Classification, attempts int, err error) {}
 
+// circuitStateChanged records a circuit's state change: a metric, and an
+// event on the logical span in ctx (the call whose outcome caused it).
+func (t *tracer) circuitStateChanged(ctx context.Context, ch CircuitStateChange) {}
+
 // attemptTrace is the HTTP client span of one physical attempt.
 type attemptTrace struct{}
 

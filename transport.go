@@ -72,7 +72,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		t.classify = Classify
 	}
 	if !cfg.breaker.disabled {
-		t.circuits = newCircuits(cfg.breaker)
+		bc := cfg.breaker
+		bc.observers = append(bc.observers[:len(bc.observers):len(bc.observers)], t.tracer.circuitStateChanged)
+		t.circuits = newCircuits(bc)
 	}
 	return t
 }
