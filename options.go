@@ -159,3 +159,9 @@ func WithRetryPolicy(f func(RetryEvent) bool) Option {
 func WithClassifier(f func(resp *http.Response, body []byte) Classification) Option {
 	return func(c *config) { c.classifier = f }
 }
+
+// WithoutCircuitBreaker turns the per-model circuit breaker off. By default
+// it is on.
+func WithoutCircuitBreaker() Option {
+	return func(c *config) { c.breaker.disabled = true }
+}
