@@ -6,5 +6,7 @@ require go.opentelemetry.io/otel/trace v1.47.0
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/hashicorp/go-retryablehttp v0.7.8 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 )
