@@ -77,7 +77,7 @@ var secretPatterns = []*regexp.Regexp{
 	// key=…, api_key=…, token=… in URLs quoted by error messages.
 	regexp.MustCompile(`(?i)((?:^|[?&;\s"'])(?:[a-z_-]*key|[a-z_-]*token|[a-z_-]*secret|password|sig|signature|auth)=)[^&\s"'#]+`),
 	// "x-api-key: …", "api-key=…" header dumps.
-	regexp.MustCompile(`(?i)(\b(?:x-api-key|api-key|x-goog-api-key|authorization)["']?\s*[:=]\s*["']?)[A-Za-z0-9._~+/=-]{6,}`),
+	regexp.MustCompile(`(?i)(\b(?:x-api-key|api-key|x-goog-api-key|authorization)["']?\s*[:=]\s*["']?(?:(?:bearer|basic)\s+)?)[A-Za-z0-9._~+/=-]{6,}`),
 }
 
 // longToken matches opaque strings long enough to be keys; redactSecrets

@@ -195,10 +195,17 @@ func (t *tracer) startCall(ctx context.Context, req *http.Request, model string)
 		attrs = append(attrs, keyRequestModel.String(model))
 	}
 	attrs = append(attrs, keyServerAddress.String(addr), keyServerPort.Int(port))
-	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
-	if span.IsRecording() {
+	sctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	switch {
+	case span.IsRecording():
 		c.st = &callSpan{Span: span}
-		ctx = trace.ContextWithSpan(ctx, c.st)
+		ctx = trace.ContextWithSpan(sctx, c.st)
+	case !span.SpanContext().Equal(trace.SpanContextFromContext(ctx)):
+		// A span that is not recorded but has an identity of its own.
+		ctx = sctx
+	default:
+		// A no-op span: keep the caller's context, so that attempts need
+		// not copy the request to carry another.
 	}
 	c.ctx = ctx
 	return ctx, c
