@@ -4,18 +4,23 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // ScopeName is the instrumentation scope name of the tracer and the meter
@@ -126,8 +131,14 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // tracer records the spans and metrics of the transport.
 type tracer struct {
 	tracer trace.Tracer
+	off    bool // the tracer provider is the no-op one: start no spans
 	prop   propagation.TextMapPropagator
 	m      metrics
+
+	// spanOpts caches the call spans' options; it is copied on write, under
+	// mu, and read without a lock.
+	spanOpts atomic.Pointer[map[callSpanKey]*callSpanOptions]
+	mu       sync.Mutex
 }
 
 func newTracer(cfg tracingConfig) *tracer {
@@ -140,7 +151,9 @@ func newTracer(cfg tracingConfig) *tracer {
 	if cfg.prop == nil {
 		cfg.prop = otel.GetTextMapPropagator()
 	}
+	_, off := cfg.tp.(noop.TracerProvider)
 	return &tracer{
+		off:    off,
 		tracer: cfg.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
 		prop:   cfg.prop,
 		m:      newMetrics(cfg.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))),
@@ -179,23 +192,12 @@ func (s *callSpan) finish() {
 // startCall starts the logical span of req, whose model is model ("" when
 // unknown). The returned context carries the span.
 func (t *tracer) startCall(ctx context.Context, req *http.Request, model string) (context.Context, callTrace) {
-	c := callTrace{t: t, host: req.URL.Host, model: model}
-	op := operationName(req.URL.Path)
-	name := op
-	if model != "" {
-		name = op + " " + model
+	c := callTrace{t: t, ctx: ctx, host: req.URL.Host, model: model}
+	if t.off {
+		return ctx, c
 	}
-	addr, port := serverAddrPort(req.URL)
-	attrs := make([]attribute.KeyValue, 0, 5)
-	attrs = append(attrs, keyOperation.String(op))
-	if p := providerName(addr); p != "" {
-		attrs = append(attrs, keyProvider.String(p))
-	}
-	if model != "" {
-		attrs = append(attrs, keyRequestModel.String(model))
-	}
-	attrs = append(attrs, keyServerAddress.String(addr), keyServerPort.Int(port))
-	sctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	so := t.spanOptions(req.URL, model)
+	sctx, span := t.tracer.Start(ctx, so.name, so.opts...)
 	switch {
 	case span.IsRecording():
 		c.st = &callSpan{Span: span}
@@ -209,6 +211,71 @@ func (t *tracer) startCall(ctx context.Context, req *http.Request, model string)
 	}
 	c.ctx = ctx
 	return ctx, c
+}
+
+// callSpanOptions are the name and start options of the span of the calls
+// to one (scheme, host, operation, model).
+type callSpanOptions struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+type callSpanKey struct {
+	scheme, host, op, model string
+}
+
+// maxSpanOptions bounds the cache of span options; calls beyond it build
+// theirs each time.
+const maxSpanOptions = 256
+
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
+
+// spanOptions returns the span name and options of a call to u for model,
+// from the cache when it has them: they depend only on the scheme, host,
+// operation and model, which an application has few of.
+func (t *tracer) spanOptions(u *url.URL, model string) *callSpanOptions {
+	op := operationName(u.Path)
+	k := callSpanKey{u.Scheme, u.Host, op, model}
+	if m := t.spanOpts.Load(); m != nil {
+		if so := (*m)[k]; so != nil {
+			return so
+		}
+	}
+	name := op
+	if model != "" {
+		name = op + " " + model
+	}
+	addr, port := serverAddrPort(u)
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs, keyOperation.String(op))
+	if p := providerName(addr); p != "" {
+		attrs = append(attrs, keyProvider.String(p))
+	}
+	if model != "" {
+		attrs = append(attrs, keyRequestModel.String(model))
+	}
+	attrs = append(attrs, keyServerAddress.String(addr), keyServerPort.Int(port))
+	so := &callSpanOptions{name: name, opts: []trace.SpanStartOption{clientKind, trace.WithAttributes(attrs...)}}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.spanOpts.Load()
+	if old == nil || len(*old) < maxSpanOptions {
+		m := make(map[callSpanKey]*callSpanOptions, 1+lenOf(old))
+		if old != nil {
+			maps.Copy(m, *old)
+		}
+		m[k] = so
+		t.spanOpts.Store(&m)
+	}
+	return so
+}
+
+func lenOf(m *map[callSpanKey]*callSpanOptions) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // retryScheduled records that the call will retry after ev.Wait.
@@ -396,7 +463,7 @@ func (t *tracer) startAttempt(ctx context.Context, req *http.Request, attempt in
 	if attempt > 0 {
 		attrs = append(attrs, keyResendCount.Int(attempt))
 	}
-	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	ctx, span := t.tracer.Start(ctx, name, clientKind, trace.WithAttributes(attrs...))
 	return ctx, attemptTrace{t: t, span: span, call: cs}
 }
 
@@ -420,11 +487,13 @@ func (a attemptTrace) inject(req *http.Request) *http.Request {
 	if a.t == nil || a.t.prop == nil {
 		return req
 	}
-	if len(a.t.prop.Fields()) == 0 {
-		return req // a no-op propagator
+	ctx := req.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
+		// Propagators inject a trace context or baggage: there is none.
+		return req
 	}
 	c := injectCarrier{req: req}
-	a.t.prop.Inject(req.Context(), &c)
+	a.t.prop.Inject(ctx, &c)
 	return c.req
 }
 
