@@ -418,9 +418,9 @@ func describe(cl *Classification) string {
 // event on the logical span in ctx (the call whose outcome caused it).
 func (t *tracer) circuitStateChanged(ctx context.Context, ch CircuitStateChange) {
 	t.m.circuit(ctx, ch)
-	span := trace.SpanFromContext(ctx)
-	if !span.IsRecording() {
-		return
+	span, ok := trace.SpanFromContext(ctx).(*callSpan)
+	if !ok {
+		return // not a call this tracer records
 	}
 	span.AddEvent(eventCircuitChange, trace.WithAttributes(
 		keyServerAddress.String(hostName(ch.Host)),

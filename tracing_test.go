@@ -421,6 +421,43 @@ func TestTracingErrorResponseHandedBack(t *testing.T) {
 	}
 }
 
+func TestTracingClassificationDetails(t *testing.T) {
+	tel := newTelemetry(t)
+	// An in-band error: 200 with an error the classifier finds in the body.
+	tr := New(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}},
+			Body: io.NopCloser(strings.NewReader("data: {\"error\":{\"code\":\"insufficient_quota\"}}\n\n"))}, nil
+	}), tel.options(WithClassifier(func(resp *http.Response, body []byte) Classification {
+		return Classification{Class: ClassQuotaExhausted, Status: resp.StatusCode, Code: "insufficient_quota",
+			RequestID: "req_body", Message: "quota exceeded for key " + testBearer}
+	}))...)
+	req, _ := http.NewRequestWithContext(ContextWithModel(t.Context(), "gpt-4o"), http.MethodPost, "https://openrouter.ai/api/v1/chat/completions", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	calls, attempts := tel.spans("chat gpt-4o"), tel.spans("POST")
+	if len(calls) != 1 || len(attempts) != 1 {
+		t.Fatalf("spans: %d calls, %d attempts, want 1 and 1", len(calls), len(attempts))
+	}
+	for _, s := range []sdktrace.ReadOnlySpan{calls[0], attempts[0]} {
+		wantAttrs(t, s.Name(), s.Attributes(), map[string]string{
+			"llm.error.class":           "quota_exhausted",
+			"llm.error.code":            "insufficient_quota",
+			"llm.request_id":            "req_body",
+			"error.type":                "quota_exhausted",
+			"http.response.status_code": "200",
+		})
+		if st := s.Status(); st.Code != codes.Error || st.Description != "quota exceeded for key sk-REDACTED" {
+			t.Errorf("%s: status = %v, want error with the redacted message", s.Name(), st)
+		}
+	}
+	wantAttrs(t, "call", calls[0].Attributes(), map[string]string{"gen_ai.provider.name": "openrouter"})
+	noSecrets(t, tel)
+}
+
 // roundTripFunc is in transport.go; errTransport fails every attempt.
 func errTransport(err error) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
