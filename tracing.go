@@ -2,19 +2,100 @@ package llmtransport
 
 import (
 	"context"
+	"errors"
+	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// ScopeName is the instrumentation scope name of the tracer and the meter
+// a [Transport] uses.
+const ScopeName = "github.com/llmtransport/llmtransport"
+
+// Version is the version of this module, recorded as the instrumentation
+// scope version.
+const Version = "0.1.0"
+
+// The span attributes. The gen_ai.*, http.*, server.*, url.* and error.type
+// keys follow the OpenTelemetry semantic conventions (HTTP: stable; GenAI:
+// development, as of semconv 1.41). The llm.* keys are this package's own.
+const (
+	keyOperation     = attribute.Key("gen_ai.operation.name")
+	keyProvider      = attribute.Key("gen_ai.provider.name")
+	keyRequestModel  = attribute.Key("gen_ai.request.model")
+	keyServerAddress = attribute.Key("server.address")
+	keyServerPort    = attribute.Key("server.port")
+	keyMethod        = attribute.Key("http.request.method")
+	keyMethodOrig    = attribute.Key("http.request.method_original")
+	keyURLFull       = attribute.Key("url.full")
+	keyStatusCode    = attribute.Key("http.response.status_code")
+	keyResendCount   = attribute.Key("http.request.resend_count")
+	keyErrorType     = attribute.Key("error.type")
+
+	// keyClass is the [Class] of an attempt's outcome, or of the call's
+	// final outcome on the call's span ("success" included).
+	keyClass = attribute.Key("llm.error.class")
+	// keyCode is the business error code of an error response, when the
+	// body has one ([Classification.Code]).
+	keyCode = attribute.Key("llm.error.code")
+	// keyRequestID is the request ID the server or gateway assigned,
+	// whichever header or body field carried it.
+	keyRequestID = attribute.Key("llm.request_id")
+	// keyAttempts is the number of attempts a call sent.
+	keyAttempts = attribute.Key("llm.attempts")
+
+	// Event attributes.
+	keyRetryAttempt    = attribute.Key("llm.retry.attempt")     // the attempt that failed, from 0
+	keyRetryWait       = attribute.Key("llm.retry.wait")        // seconds
+	keyRetryWaitSource = attribute.Key("llm.retry.wait_source") // "backoff" or a header name
+	keyCircuitFrom     = attribute.Key("llm.circuit.from")
+	keyCircuitTo       = attribute.Key("llm.circuit.to")
+	keyCircuitRetryIn  = attribute.Key("llm.circuit.retry_in") // seconds
+	keyCooldownWait    = attribute.Key("llm.cooldown.wait")    // seconds
+)
+
+// The span events.
+const (
+	eventRetryScheduled  = "retry scheduled"
+	eventCircuitRejected = "circuit rejected"
+	eventCircuitChange   = "circuit state change"
+	eventCooldownWait    = "cooldown wait"
+	eventBudgetExhausted = "retry budget exhausted"
 )
 
 // tracingConfig holds the OpenTelemetry options.
 type tracingConfig struct {
-	tp trace.TracerProvider
+	tp   trace.TracerProvider
+	mp   metric.MeterProvider
+	prop propagation.TextMapPropagator
 }
 
 // WithTracerProvider sets the provider of the tracer that records the spans.
 // The default (and a nil tp) is the global provider, otel.GetTracerProvider.
+//
+// Each call gets a client span named after its GenAI operation and model
+// ("chat gpt-4o") covering every attempt and wait, with one HTTP client
+// span per attempt beneath it (named by the method, "POST"). The call's
+// span ends when the caller has read the final response body to its end
+// or closed it. Attempt spans are started only when the call's span is
+// recording (sampled). No header and no secret is recorded: url.full has
+// its userinfo removed and credential query parameters replaced by
+// REDACTED, and error messages have API-key-like strings masked.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(c *config) {
 		if tp != nil {
@@ -23,57 +104,555 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 	}
 }
 
+// WithMeterProvider sets the provider of the meter that records the
+// transport's metrics (MetricAttempts and the others). The default (and a
+// nil mp) is the global provider, otel.GetMeterProvider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) {
+		if mp != nil {
+			c.tracing.mp = mp
+		}
+	}
+}
+
+// WithPropagators sets the propagator that injects the trace context (the
+// traceparent header, for the W3C Trace Context propagator) into every
+// attempt, so that a gateway that traces can join the trace. The default
+// (and a nil p) is the global propagator, otel.GetTextMapPropagator, which
+// injects nothing until the application sets one.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) {
+		if p != nil {
+			c.tracing.prop = p
+		}
+	}
+}
+
 // tracer records the spans and metrics of the transport.
-type tracer struct{}
+type tracer struct {
+	tracer trace.Tracer
+	off    bool // the tracer provider is the no-op one: start no spans
+	prop   propagation.TextMapPropagator
+	m      metrics
 
-func newTracer(cfg tracingConfig) *tracer { return &tracer{} }
+	// spanOpts caches the call spans' options; it is copied on write, under
+	// mu, and read without a lock.
+	spanOpts atomic.Pointer[map[callSpanKey]*callSpanOptions]
+	mu       sync.Mutex
+}
 
-// callTrace is the logical span of one call, covering every attempt and wait.
-type callTrace struct{}
+func newTracer(cfg tracingConfig) *tracer {
+	if cfg.tp == nil {
+		cfg.tp = otel.GetTracerProvider()
+	}
+	if cfg.mp == nil {
+		cfg.mp = otel.GetMeterProvider()
+	}
+	if cfg.prop == nil {
+		cfg.prop = otel.GetTextMapPropagator()
+	}
+	_, off := cfg.tp.(noop.TracerProvider)
+	return &tracer{
+		off:    off,
+		tracer: cfg.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
+		prop:   cfg.prop,
+		m:      newMetrics(cfg.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))),
+	}
+}
+
+// callTrace is the logical span of one call, covering every attempt and wait,
+// and the call's metrics.
+type callTrace struct {
+	t           *tracer
+	ctx         context.Context
+	st          *callSpan // nil when the span is not recording
+	host, model string
+	counted     int // attempts already counted in the attempts metric
+}
+
+// callSpan is the recording span of a call. It goes into the call's context
+// in place of the span itself, so that the attempts find it; it ends when
+// the call has ended and the body of the response handed back has been
+// read to its end or closed, whichever is later.
+type callSpan struct {
+	trace.Span
+	// last and lastID are the body and request ID of the latest response;
+	// they are set and read by the calling goroutine only.
+	last   *spanBody
+	lastID string
+	ended  atomic.Bool
+}
+
+func (s *callSpan) finish() {
+	if s.ended.CompareAndSwap(false, true) {
+		s.End()
+	}
+}
 
 // startCall starts the logical span of req, whose model is model ("" when
 // unknown). The returned context carries the span.
 func (t *tracer) startCall(ctx context.Context, req *http.Request, model string) (context.Context, callTrace) {
-	return ctx, callTrace{}
+	c := callTrace{t: t, ctx: ctx, host: req.URL.Host, model: model}
+	if t.off {
+		return ctx, c
+	}
+	so := t.spanOptions(req.URL, model)
+	sctx, span := t.tracer.Start(ctx, so.name, so.opts...)
+	switch {
+	case span.IsRecording():
+		c.st = &callSpan{Span: span}
+		ctx = trace.ContextWithSpan(sctx, c.st)
+	case !span.SpanContext().Equal(trace.SpanContextFromContext(ctx)):
+		// A span that is not recorded but has an identity of its own.
+		ctx = sctx
+	default:
+		// A no-op span: keep the caller's context, so that attempts need
+		// not copy the request to carry another.
+	}
+	c.ctx = ctx
+	return ctx, c
+}
+
+// callSpanOptions are the name and start options of the span of the calls
+// to one (scheme, host, operation, model).
+type callSpanOptions struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+type callSpanKey struct {
+	scheme, host, op, model string
+}
+
+// maxSpanOptions bounds the cache of span options; calls beyond it build
+// theirs each time.
+const maxSpanOptions = 256
+
+var clientKind = trace.WithSpanKind(trace.SpanKindClient)
+
+// spanOptions returns the span name and options of a call to u for model,
+// from the cache when it has them: they depend only on the scheme, host,
+// operation and model, which an application has few of.
+func (t *tracer) spanOptions(u *url.URL, model string) *callSpanOptions {
+	op := operationName(u.Path)
+	k := callSpanKey{u.Scheme, u.Host, op, model}
+	if m := t.spanOpts.Load(); m != nil {
+		if so := (*m)[k]; so != nil {
+			return so
+		}
+	}
+	name := op
+	if model != "" {
+		name = op + " " + model
+	}
+	addr, port := serverAddrPort(u)
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs, keyOperation.String(op))
+	if p := providerName(addr); p != "" {
+		attrs = append(attrs, keyProvider.String(p))
+	}
+	if model != "" {
+		attrs = append(attrs, keyRequestModel.String(model))
+	}
+	attrs = append(attrs, keyServerAddress.String(addr), keyServerPort.Int(port))
+	so := &callSpanOptions{name: name, opts: []trace.SpanStartOption{clientKind, trace.WithAttributes(attrs...)}}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.spanOpts.Load()
+	if old == nil || len(*old) < maxSpanOptions {
+		m := make(map[callSpanKey]*callSpanOptions, 1+lenOf(old))
+		if old != nil {
+			maps.Copy(m, *old)
+		}
+		m[k] = so
+		t.spanOpts.Store(&m)
+	}
+	return so
+}
+
+func lenOf(m *map[callSpanKey]*callSpanOptions) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // retryScheduled records that the call will retry after ev.Wait.
-func (c callTrace) retryScheduled(ev *RetryEvent) {}
+func (c *callTrace) retryScheduled(ev *RetryEvent) {
+	c.counted++
+	c.t.m.attempt(c.ctx, c.host, c.model, ev.Classification.Class)
+	c.t.m.retry(c.ctx, ev)
+	if c.st == nil {
+		return
+	}
+	c.st.AddEvent(eventRetryScheduled, trace.WithAttributes(
+		keyRetryAttempt.Int(ev.Attempt),
+		keyRetryWait.Float64(ev.Wait.Seconds()),
+		keyRetryReason.String(ev.Reason),
+		keyRetryWaitSource.String(ev.WaitSource),
+		keyClass.String(ev.Classification.Class.String()),
+	))
+}
 
 // circuitRejected records that an open circuit refused an attempt.
-func (c callTrace) circuitRejected(err *CircuitOpenError) {}
+func (c *callTrace) circuitRejected(err *CircuitOpenError) {
+	c.t.m.reject(c.ctx, err.Host, err.Model)
+	if c.st == nil {
+		return
+	}
+	c.st.AddEvent(eventCircuitRejected, trace.WithAttributes(
+		keyServerAddress.String(hostName(err.Host)),
+		keyRequestModel.String(err.Model),
+		keyCircuitRetryIn.Float64(err.RetryIn.Seconds()),
+	))
+}
 
 // cooldownWait records that the call waits d for its model's cooldown.
-func (c callTrace) cooldownWait(d time.Duration) {}
+func (c *callTrace) cooldownWait(d time.Duration) {
+	c.t.m.waited(c.ctx, c.host, c.model, d, "cooldown")
+	if c.st == nil {
+		return
+	}
+	c.st.AddEvent(eventCooldownWait, trace.WithAttributes(keyCooldownWait.Float64(d.Seconds())))
+}
 
 // budgetExhausted records that the retry budget refused a retry.
-func (c callTrace) budgetExhausted() {}
+func (c *callTrace) budgetExhausted() {
+	c.t.m.budget(c.ctx, c.host, c.model)
+	if c.st == nil {
+		return
+	}
+	c.st.AddEvent(eventBudgetExhausted)
+}
 
 // end ends the logical span with the final classification, the number of
 // attempts made, and the error returned to the caller (nil when a response
 // was returned).
-func (c callTrace) end(cl *Classification, attempts int, err error) {}
+func (c *callTrace) end(cl *Classification, attempts int, err error) {
+	if attempts > c.counted {
+		c.t.m.attempt(c.ctx, c.host, c.model, cl.Class)
+		c.counted = attempts
+	}
+	s := c.st
+	if s == nil {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs = append(attrs, keyAttempts.Int(attempts))
+	if attempts > 0 {
+		attrs = append(attrs, keyClass.String(cl.Class.String()))
+		if cl.Status != 0 {
+			attrs = append(attrs, keyStatusCode.Int(cl.Status))
+		}
+		if cl.Code != "" {
+			attrs = append(attrs, keyCode.String(cl.Code))
+		}
+		if id := cl.RequestID; id != "" {
+			attrs = append(attrs, keyRequestID.String(id))
+		} else if err == nil && s.lastID != "" {
+			attrs = append(attrs, keyRequestID.String(s.lastID))
+		}
+	}
+	switch {
+	case err != nil && callerCanceled(c.ctx):
+		// The caller gave up: not a failure of the call.
+	case err != nil:
+		attrs = append(attrs, keyErrorType.String(callErrorType(err, cl, attempts)))
+		s.SetStatus(codes.Error, redactSecrets(err.Error()))
+	case cl.Class != ClassSuccess:
+		attrs = append(attrs, keyErrorType.String(cl.Class.String()))
+		s.SetStatus(codes.Error, describe(cl))
+	}
+	s.SetAttributes(attrs...)
+	if b := s.last; err == nil && b != nil {
+		// The response goes back to the caller: the span lasts until its
+		// body is read or closed.
+		b.endCall.Store(true)
+		if !b.done.Load() {
+			return
+		}
+	}
+	s.finish()
+}
+
+// callerCanceled reports whether the call's context ctx was cancelled,
+// which makes the error that ended the call the caller's doing.
+func callerCanceled(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// callErrorType returns the error.type of a call that ended with err: the
+// class of its last attempt when it has one, else a name for err.
+func callErrorType(err error, cl *Classification, attempts int) string {
+	switch {
+	case errors.Is(err, ErrCircuitOpen):
+		return "circuit_open"
+	case errors.Is(err, context.DeadlineExceeded):
+		return ClassTimeout.String()
+	case attempts > 0 && cl.Class != ClassSuccess:
+		return cl.Class.String()
+	}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		return "panic"
+	}
+	return "_OTHER"
+}
+
+// describe returns the status description of an error response: its
+// message, secrets masked, at most 256 bytes.
+func describe(cl *Classification) string {
+	msg := redactSecrets(cl.Message)
+	if len(msg) > 256 {
+		i := 256
+		for i > 0 && !utf8.RuneStart(msg[i]) {
+			i--
+		}
+		msg = msg[:i] + "…"
+	}
+	return msg
+}
 
 // circuitStateChanged records a circuit's state change: a metric, and an
 // event on the logical span in ctx (the call whose outcome caused it).
-func (t *tracer) circuitStateChanged(ctx context.Context, ch CircuitStateChange) {}
+func (t *tracer) circuitStateChanged(ctx context.Context, ch CircuitStateChange) {
+	t.m.circuit(ctx, ch)
+	span, ok := trace.SpanFromContext(ctx).(*callSpan)
+	if !ok {
+		return // not a call this tracer records
+	}
+	span.AddEvent(eventCircuitChange, trace.WithAttributes(
+		keyServerAddress.String(hostName(ch.Host)),
+		keyRequestModel.String(ch.Model),
+		keyCircuitFrom.String(ch.From.String()),
+		keyCircuitTo.String(ch.To.String()),
+	))
+}
 
-// attemptTrace is the HTTP client span of one physical attempt.
-type attemptTrace struct{}
+// attemptTrace is the HTTP client span of one physical attempt. Its span is
+// nil when the call's span is not recording.
+type attemptTrace struct {
+	t    *tracer
+	span trace.Span
+	call *callSpan
+}
 
 // startAttempt starts the span of attempt number attempt (0 for the first).
 func (t *tracer) startAttempt(ctx context.Context, req *http.Request, attempt int) (context.Context, attemptTrace) {
-	return ctx, attemptTrace{}
+	cs, ok := trace.SpanFromContext(ctx).(*callSpan)
+	if !ok {
+		return ctx, attemptTrace{t: t}
+	}
+	addr, port := serverAddrPort(req.URL)
+	method, known := normalizeMethod(req.Method)
+	name := method
+	if !known {
+		name = "HTTP"
+	}
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs,
+		keyMethod.String(method),
+		keyServerAddress.String(addr),
+		keyServerPort.Int(port),
+		keyURLFull.String(redactURL(req.URL)),
+	)
+	if !known {
+		attrs = append(attrs, keyMethodOrig.String(req.Method))
+	}
+	if attempt > 0 {
+		attrs = append(attrs, keyResendCount.Int(attempt))
+	}
+	ctx, span := t.tracer.Start(ctx, name, clientKind, trace.WithAttributes(attrs...))
+	return ctx, attemptTrace{t: t, span: span, call: cs}
+}
+
+// normalizeMethod returns the http.request.method of m: m itself when it is
+// a known method, else "_OTHER".
+func normalizeMethod(m string) (string, bool) {
+	switch m {
+	case "":
+		return http.MethodGet, true
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodHead,
+		http.MethodPatch, http.MethodOptions, http.MethodConnect, http.MethodTrace, "QUERY":
+		return m, true
+	}
+	return "_OTHER", false
 }
 
 // inject returns req with the trace context injected into its headers. It
 // returns req itself when there is nothing to inject, and never modifies req:
 // it clones the headers it changes.
-func (a attemptTrace) inject(req *http.Request) *http.Request { return req }
+func (a attemptTrace) inject(req *http.Request) *http.Request {
+	if a.t == nil || a.t.prop == nil {
+		return req
+	}
+	ctx := req.Context()
+	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
+		// Propagators inject a trace context or baggage: there is none.
+		return req
+	}
+	c := injectCarrier{req: req}
+	a.t.prop.Inject(ctx, &c)
+	return c.req
+}
+
+// injectCarrier is a [propagation.TextMapCarrier] over a request's headers
+// that copies the request and its headers before the first change.
+type injectCarrier struct {
+	req    *http.Request
+	cloned bool
+}
+
+func (c *injectCarrier) Get(key string) string { return c.req.Header.Get(key) }
+
+func (c *injectCarrier) Set(key, value string) {
+	if !c.cloned {
+		r := new(http.Request)
+		*r = *c.req
+		r.Header = c.req.Header.Clone()
+		if r.Header == nil {
+			r.Header = make(http.Header, 2)
+		}
+		c.req, c.cloned = r, true
+	}
+	c.req.Header.Set(key, value)
+}
+
+func (c *injectCarrier) Keys() []string {
+	keys := make([]string, 0, len(c.req.Header))
+	for k := range c.req.Header {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// requestIDHeaders are the response headers that carry a request ID, in
+// order of precedence, with their span attribute keys.
+var requestIDHeaders = [...]struct {
+	name string
+	key  attribute.Key
+}{
+	{"Request-Id", "http.response.header.request-id"},
+	{"X-Request-Id", "http.response.header.x-request-id"},
+	{"Apim-Request-Id", "http.response.header.apim-request-id"},
+	{"X-Oneapi-Request-Id", "http.response.header.x-oneapi-request-id"},
+	{"X-Litellm-Call-Id", "http.response.header.x-litellm-call-id"},
+	{"X-Generation-Id", "http.response.header.x-generation-id"},
+	{"Cf-Ray", "http.response.header.cf-ray"},
+}
 
 // response records resp and its classification and arranges for the span
 // to end when resp.Body reaches EOF or is closed.
-func (a attemptTrace) response(resp *http.Response, cl *Classification) {}
+func (a attemptTrace) response(resp *http.Response, cl *Classification) {
+	if a.span == nil {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, keyStatusCode.Int(resp.StatusCode), keyClass.String(cl.Class.String()))
+	if cl.Code != "" {
+		attrs = append(attrs, keyCode.String(cl.Code))
+	}
+	id := cl.RequestID
+	for _, h := range requestIDHeaders {
+		if v := resp.Header.Values(h.name); len(v) > 0 {
+			attrs = append(attrs, h.key.StringSlice(v))
+			if id == "" {
+				id = v[0]
+			}
+			break
+		}
+	}
+	if id != "" {
+		attrs = append(attrs, keyRequestID.String(id))
+	}
+	switch {
+	case resp.StatusCode >= 400 || resp.StatusCode < 100:
+		attrs = append(attrs, keyErrorType.String(strconv.Itoa(resp.StatusCode)))
+		a.span.SetStatus(codes.Error, describe(cl))
+	case cl.Class != ClassSuccess:
+		// An error delivered with a success status (an in-band error).
+		attrs = append(attrs, keyErrorType.String(cl.Class.String()))
+		a.span.SetStatus(codes.Error, describe(cl))
+	}
+	a.span.SetAttributes(attrs...)
+	a.call.last = wrapBody(resp, a.span, a.call)
+	a.call.lastID = id
+}
 
 // failed records a transport error and ends the span.
-func (a attemptTrace) failed(err error, cl *Classification) {}
+func (a attemptTrace) failed(err error, cl *Classification) {
+	if a.span == nil {
+		return
+	}
+	a.span.SetAttributes(keyClass.String(cl.Class.String()))
+	if cl.Class == ClassTimeout || !errors.Is(err, context.Canceled) {
+		// Not a cancellation by the caller.
+		a.span.SetAttributes(keyErrorType.String(cl.Class.String()))
+		a.span.SetStatus(codes.Error, redactSecrets(err.Error()))
+	}
+	a.span.End()
+}
+
+// spanBody wraps a response body to end the attempt's span, and the call's
+// when it is the response handed back, at EOF or Close, once.
+type spanBody struct {
+	rc      io.ReadCloser
+	span    trace.Span
+	call    *callSpan
+	done    atomic.Bool
+	endCall atomic.Bool // the call has ended with this body's response
+}
+
+// spanBodyRW is a spanBody over an [io.ReadWriteCloser] (the body of a 101
+// Switching Protocols response), keeping it writable.
+type spanBodyRW struct{ *spanBody }
+
+func (b spanBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
+
+func wrapBody(resp *http.Response, span trace.Span, call *callSpan) *spanBody {
+	b := &spanBody{rc: resp.Body, span: span, call: call}
+	if _, ok := resp.Body.(io.ReadWriteCloser); ok {
+		resp.Body = spanBodyRW{b}
+	} else {
+		resp.Body = b
+	}
+	return b
+}
+
+func (b *spanBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.finish(nil)
+	} else if err != nil {
+		b.finish(err)
+	}
+	return n, err
+}
+
+func (b *spanBody) Close() error {
+	err := b.rc.Close()
+	b.finish(nil)
+	return err
+}
+
+// finish ends the span (with an error status when the body broke with
+// readErr), and the call's span if the call has ended.
+func (b *spanBody) finish(readErr error) {
+	if !b.done.CompareAndSwap(false, true) {
+		return
+	}
+	if readErr != nil && !errors.Is(readErr, context.Canceled) {
+		msg := redactSecrets(readErr.Error())
+		b.span.SetAttributes(keyErrorType.String("body_read"))
+		b.span.SetStatus(codes.Error, msg)
+		if b.endCall.Load() {
+			b.call.SetAttributes(keyErrorType.String("body_read"))
+			b.call.SetStatus(codes.Error, msg)
+		}
+	}
+	b.span.End()
+	if b.endCall.Load() {
+		b.call.finish()
+	}
+}
