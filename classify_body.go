@@ -241,7 +241,7 @@ func (bi *bodyInfo) field(p []jsonSeg, k jsonKind, raw []byte) {
 			switch k {
 			case jsonObject:
 				bi.err.present = true
-			case jsonString:
+			case jsonString, jsonPartial:
 				bi.err.present = true
 				setText(&bi.err.message, raw)
 			}
@@ -311,7 +311,7 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 	case 1:
 		switch {
 		case p[0].is("message"), p[0].is("msg"):
-			if str {
+			if str || k == jsonPartial { // a cut-off message is still worth reading
 				setText(&e.message, raw)
 			}
 		case p[0].is("type"):

@@ -18,6 +18,7 @@ const (
 	jsonLiteral                     // true, false, null, or a bareword such as Python's None
 	jsonObject                      // the start of an object
 	jsonArray                       // the start of an array
+	jsonPartial                     // a string cut off by the end of the input
 )
 
 // jsonSeg is one step of the path to a value: an object key (raw bytes,
@@ -107,7 +108,10 @@ func (s *jsonScanner) next() (kind jsonKind, raw []byte, ok bool) {
 			case '"', '\'':
 				raw, complete := s.str(c)
 				s.state = stAfter
-				s.stop = !complete
+				if !complete {
+					s.stop = true
+					return jsonPartial, raw, true
+				}
 				return jsonString, raw, true
 			}
 			lit := s.literal()
