@@ -109,7 +109,10 @@ func exhaustedReset(h http.Header, now time.Time) (time.Duration, string) {
 
 // saneWait reports whether d is a believable wait.
 func saneWait(d time.Duration) (time.Duration, bool) {
-	return d, d > 0 && d <= maxSaneWait
+	if d <= 0 || d > maxSaneWait {
+		return 0, false
+	}
+	return d, true
 }
 
 // secondsWait converts a number of seconds to a believable wait.
