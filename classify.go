@@ -159,13 +159,13 @@ func Classify(resp *http.Response, body []byte) Classification {
 	}
 	c.Status = resp.StatusCode
 	h := resp.Header
-	var bi bodyInfo
-	bi.parse(h.Get("Content-Type"), body)
 	var cl classifier
-	v := decide(resp, &bi, &cl)
+	bi := &cl.bi
+	bi.parse(h.Get("Content-Type"), body)
+	v := cl.decide(resp)
 	c.Class = v.class
 	if c.Class != ClassSuccess {
-		e := cl.e
+		e := bi.container()
 		desc := ""
 		if e == &bi.top {
 			desc = bi.description
@@ -186,9 +186,9 @@ func Classify(resp *http.Response, body []byte) Classification {
 			c.Message = bi.nested.message
 		}
 		c.Message = cleanMessage(stripRequestIDSuffix(c.Message))
-		c.RetryAfter, c.RetryAfterSource = waitHint(h, &bi, cl.text, v.misleadingWait)
+		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, cl.text, v.misleadingWait)
 	}
-	c.RequestID = requestID(h, &bi, cl.msgs[:cl.nm]...)
+	c.RequestID = requestID(h, bi, cl.msgs[:cl.nm]...)
 	c.finish(h, v)
 	return c
 }

@@ -196,18 +196,7 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 // document. With nest, JSON found inside the error's message or
 // metadata.raw is read too (one level only).
 func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
-	if len(b) > 0 && b[0] == '[' {
-		// A top-level array (Gemini/Vertex): its first element.
-		b = bytes.TrimLeft(b[1:], " \t\r\n")
-	}
-	s := newJSONScanner(b)
-	for {
-		k, raw, ok := s.next()
-		if !ok {
-			break
-		}
-		bi.field(s.path(), k, raw)
-	}
+	bi.scanJSON(b)
 	if !nest {
 		return
 	}
@@ -218,7 +207,7 @@ func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
 			continue
 		}
 		var inner bodyInfo
-		inner.parseJSON([]byte(src[i:]), false)
+		inner.scanJSON([]byte(src[i:]))
 		if ie := inner.container(); ie.has() {
 			bi.nested = *ie
 			bi.hasNested = true
@@ -227,6 +216,22 @@ func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
 			}
 			return
 		}
+	}
+}
+
+// scanJSON records the fields of a JSON document. A top-level array
+// (Gemini/Vertex) stands for its first element.
+func (bi *bodyInfo) scanJSON(b []byte) {
+	if len(b) > 0 && b[0] == '[' {
+		b = bytes.TrimLeft(b[1:], " \t\r\n")
+	}
+	s := newJSONScanner(b)
+	for {
+		k, raw, ok := s.next()
+		if !ok {
+			return
+		}
+		bi.field(s.path(), k, raw)
 	}
 }
 

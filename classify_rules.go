@@ -76,7 +76,7 @@ var (
 	}
 	contextPhrases = []string{
 		"maximum context length", "context length", "too many tokens", "prompt is too long",
-		"context window", "exceeds the maximum number of tokens", "contextwindowexceeded",
+		"context window", "context limit", "exceeds the maximum number of tokens", "contextwindowexceeded",
 	}
 	contentPhrases = []string{
 		"content management policy", "content policy", "safety system", "requires moderation",
@@ -120,8 +120,7 @@ var nameStatus = map[string]int{
 
 // classifier holds what the decision procedure looks at.
 type classifier struct {
-	bi    *bodyInfo
-	e     *errFields // the error object that describes the body
+	bi    bodyInfo
 	h     http.Header
 	eff   int        // the effective status: the HTTP status, or the inner one of an in-band error
 	text  string     // all message text, lower case
@@ -160,11 +159,14 @@ func (c *classifier) hasText(phrases []string) bool {
 	return false
 }
 
-// init gathers codes and text from the body.
-func (c *classifier) init(h http.Header, bi *bodyInfo, status int) {
-	c.bi, c.h, c.eff = bi, h, status
-	c.e = bi.container()
-	e := c.e
+// err returns the error object that describes the body.
+func (c *classifier) err() *errFields { return c.bi.container() }
+
+// init gathers codes and text from the parsed body.
+func (c *classifier) init(h http.Header, status int) {
+	c.h, c.eff = h, status
+	bi := &c.bi
+	e := bi.container()
 	for _, f := range [...]*errFields{e, &bi.nested} {
 		c.addCode(f.detailsCode)
 		if f.code != "" && f.code != "null" {
@@ -197,10 +199,11 @@ func (c *classifier) init(h http.Header, bi *bodyInfo, status int) {
 }
 
 // decide runs the ordered procedure of gateway-errors.md §7.2 on a response
-// whose body has been parsed into bi.
-func decide(resp *http.Response, bi *bodyInfo, c *classifier) verdict {
+// whose body has been parsed into c.bi.
+func (c *classifier) decide(resp *http.Response) verdict {
 	status := resp.StatusCode
-	c.init(resp.Header, bi, status)
+	c.init(resp.Header, status)
+	bi := &c.bi
 	if status >= 200 && status < 300 {
 		switch {
 		case bi.kind == bodySSENoEvent && bi.keepAlive:
@@ -231,7 +234,7 @@ func decide(resp *http.Response, bi *bodyInfo, c *classifier) verdict {
 // quota error, whose "You exceeded your current quota" text is a rate limit
 // unless the quota is per day or zero.
 func (c *classifier) googleQuota() bool {
-	e, n := c.e, &c.bi.nested
+	e, n := c.err(), &c.bi.nested
 	return strings.EqualFold(e.status, "RESOURCE_EXHAUSTED") || strings.EqualFold(n.status, "RESOURCE_EXHAUSTED") ||
 		e.quotaFailure || n.quotaFailure ||
 		strings.Contains(c.text, "quota exceeded for metric") || strings.Contains(c.text, "googleapis.com")
@@ -240,7 +243,7 @@ func (c *classifier) googleQuota() bool {
 // googleTerminal reports whether a Google quota error names a per-day
 // quota or a limit of 0: the model cannot be used today on this key.
 func (c *classifier) googleTerminal() bool {
-	return c.e.perDay || c.bi.nested.perDay || c.hasText(googlePerDayPhrases) || hasZeroLimit(c.text)
+	return c.err().perDay || c.bi.nested.perDay || c.hasText(googlePerDayPhrases) || hasZeroLimit(c.text)
 }
 
 // hasZeroLimit reports whether text says "limit: 0" (not "limit: 0.5" or
@@ -261,7 +264,7 @@ func hasZeroLimit(text string) bool {
 // byCode applies the rules that rest on codes, types, statuses and other
 // structured fields.
 func (c *classifier) byCode() (verdict, bool) {
-	e := c.e
+	e := c.err()
 	switch {
 	case c.hasCode(quotaCodes):
 		return verdict{class: ClassQuotaExhausted}, true
@@ -372,7 +375,7 @@ func (c *classifier) byStatus() verdict {
 // numeric code, else what its type or code means, else a guess from its
 // message (a server fault, or a request the server refused).
 func (c *classifier) inBandStatus() int {
-	e := c.e
+	e := c.err()
 	if n := httpStatusCode(e.code); n >= 400 {
 		return n
 	}

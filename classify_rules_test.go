@@ -267,6 +267,9 @@ func TestClassifyProcedure(t *testing.T) {
 		// 6. Context length.
 		{name: "context code", resp: resp(400), body: oaErr("too long", "invalid_request_error", "context_length_exceeded"), class: ClassContextLength},
 		{name: "context text prompt is too long", resp: resp(400), body: `{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}`, class: ClassContextLength},
+		{name: "context text anthropic context limit", resp: resp(400),
+			body:  `{"type":"error","error":{"type":"invalid_request_error","message":"input length and ` + "`max_tokens`" + ` exceed context limit: 197202 + 8192 > 200000, decrease input length or ` + "`max_tokens`" + ` and try again"}}`,
+			class: ClassContextLength},
 		{name: "too many tokens on 429 is a rate limit", resp: resp(429), body: `{"message":"Too many tokens, please wait before trying again."}`, class: ClassRateLimited},
 		{name: "context deadline is not context length", resp: resp(500),
 			body:  oaErr(`Post \"http://10.0.0.2/v1/chat/completions\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`, "one_api_error", "do_request_failed"),

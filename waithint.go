@@ -14,8 +14,29 @@ import (
 // "retry after 86400 seconds"); monthly caps are quota errors anyway.
 const maxSaneWait = 31 * 24 * time.Hour
 
-// anthropicDimensions are the rate-limit dimensions of anthropic-ratelimit-*.
-var anthropicDimensions = [...]string{"requests", "tokens", "input-tokens", "output-tokens"}
+// resetHeader names a reset header, the remaining-count header of the same
+// dimension, and the source name reported for it.
+type resetHeader struct{ remaining, reset, source string }
+
+// anthropicResets are the dimensions of anthropic-ratelimit-*.
+var anthropicResets = [...]resetHeader{
+	{"Anthropic-Ratelimit-Requests-Remaining", "Anthropic-Ratelimit-Requests-Reset", "anthropic-ratelimit-requests-reset"},
+	{"Anthropic-Ratelimit-Tokens-Remaining", "Anthropic-Ratelimit-Tokens-Reset", "anthropic-ratelimit-tokens-reset"},
+	{"Anthropic-Ratelimit-Input-Tokens-Remaining", "Anthropic-Ratelimit-Input-Tokens-Reset", "anthropic-ratelimit-input-tokens-reset"},
+	{"Anthropic-Ratelimit-Output-Tokens-Remaining", "Anthropic-Ratelimit-Output-Tokens-Reset", "anthropic-ratelimit-output-tokens-reset"},
+}
+
+// openAIResets are the dimensions of x-ratelimit-* (OpenAI, Groq).
+var openAIResets = [...]resetHeader{
+	{"X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests", "x-ratelimit-reset-requests"},
+	{"X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens", "x-ratelimit-reset-tokens"},
+}
+
+// azureResets are Azure's nonstandard x-rate-limit-reset-* (seconds).
+var azureResets = [...]resetHeader{
+	{"", "X-Rate-Limit-Reset-Tokens", "x-rate-limit-reset-tokens"},
+	{"", "X-Rate-Limit-Reset-Requests", "x-rate-limit-reset-requests"},
+}
 
 // waitHint finds the wait the server asked for, trying the sources in the
 // order of gateway-errors.md §6: retry-after-ms, Retry-After, Gemini
@@ -44,9 +65,9 @@ func waitHint(h http.Header, bi *bodyInfo, text string, bodyMisleading bool) (ti
 	if d, src := exhaustedReset(h, now); d > 0 {
 		return d, src
 	}
-	for _, k := range [...]string{"X-Rate-Limit-Reset-Tokens", "X-Rate-Limit-Reset-Requests"} {
-		if d, ok := parseSeconds(h.Get(k)); ok {
-			return d, strings.ToLower(k)
+	for _, r := range azureResets {
+		if d, ok := parseSeconds(h.Get(r.reset)); ok {
+			return d, r.source
 		}
 	}
 	for _, v := range [...]string{e.resetHeader, bi.nested.resetHeader} {
@@ -68,8 +89,10 @@ func waitHint(h http.Header, bi *bodyInfo, text string, bodyMisleading bool) (ti
 // referenceTime is the server's clock (the Date header), for hints given as
 // an absolute time; the local clock when there is no valid Date.
 func referenceTime(h http.Header) time.Time {
-	if t, err := http.ParseTime(h.Get("Date")); err == nil {
-		return t
+	if d := h.Get("Date"); d != "" {
+		if t, err := http.ParseTime(d); err == nil {
+			return t
+		}
 	}
 	return time.Now()
 }
@@ -81,27 +104,27 @@ func referenceTime(h http.Header) time.Time {
 func exhaustedReset(h http.Header, now time.Time) (time.Duration, string) {
 	var best time.Duration
 	var src string
-	for _, dim := range anthropicDimensions {
-		if strings.TrimSpace(h.Get("Anthropic-Ratelimit-"+dim+"-Remaining")) != "0" {
+	for _, r := range anthropicResets {
+		if strings.TrimSpace(h.Get(r.remaining)) != "0" {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339, strings.TrimSpace(h.Get("Anthropic-Ratelimit-"+dim+"-Reset")))
+		t, err := time.Parse(time.RFC3339, strings.TrimSpace(h.Get(r.reset)))
 		if err != nil {
 			continue
 		}
 		if d, ok := saneWait(t.Sub(now)); ok && d > best {
-			best, src = d, "anthropic-ratelimit-"+dim+"-reset"
+			best, src = d, r.source
 		}
 	}
 	if best > 0 {
 		return best, src
 	}
-	for _, dim := range [...]string{"requests", "tokens"} {
-		if strings.TrimSpace(h.Get("X-Ratelimit-Remaining-"+dim)) != "0" {
+	for _, r := range openAIResets {
+		if strings.TrimSpace(h.Get(r.remaining)) != "0" {
 			continue
 		}
-		if d, ok := parseDuration(h.Get("X-Ratelimit-Reset-" + dim)); ok && d > best {
-			best, src = d, "x-ratelimit-reset-"+dim
+		if d, ok := parseDuration(h.Get(r.reset)); ok && d > best {
+			best, src = d, r.source
 		}
 	}
 	return best, src
@@ -125,7 +148,11 @@ func secondsWait(f float64) (time.Duration, bool) {
 
 // parseSeconds parses a (possibly fractional) number of seconds.
 func parseSeconds(s string) (time.Duration, bool) {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		return 0, false
 	}
@@ -134,7 +161,11 @@ func parseSeconds(s string) (time.Duration, bool) {
 
 // parseMillis parses a (possibly fractional) number of milliseconds.
 func parseMillis(s string) (time.Duration, bool) {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		return 0, false
 	}
@@ -175,6 +206,9 @@ func parseDuration(s string) (time.Duration, bool) {
 // milliseconds or seconds (taken relative to now), or a number of seconds.
 func parseResetValue(s string, now time.Time) (time.Duration, bool) {
 	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	switch {
 	case err != nil:
