@@ -2,6 +2,7 @@ package llmtransport
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -102,7 +103,8 @@ type Classification struct {
 	RetryAfter time.Duration
 	// RetryAfterSource names where RetryAfter came from: a header name in
 	// lower case ("retry-after-ms", "retry-after", "x-ratelimit-reset-tokens",
-	// "anthropic-ratelimit-requests-reset"…), "body:retryDelay",
+	// "anthropic-ratelimit-requests-reset"…), "body:retryDelay" (Gemini
+	// RetryInfo), "body:x-ratelimit-reset" (OpenRouter metadata.headers),
 	// "body:retry_after" or "message". Empty when RetryAfter is 0.
 	RetryAfterSource string
 	// Status is the HTTP status code of the response (0 for transport errors).
@@ -138,7 +140,13 @@ const maxPeek = 64 << 10
 // Classify classifies resp, whose body (possibly truncated, possibly nil) the
 // caller has already read into body. It does no I/O, never reads resp.Body,
 // looks at no more than the first 64 KiB of body, and is safe for concurrent
-// use.
+// use. The strings it returns never share memory with body.
+//
+// It follows the procedure of the gateway-errors note (§7.2): the body is
+// read tolerantly (OpenAI, Anthropic, Google, flat and legacy shapes, event
+// streams, HTML, plain text, truncated JSON, JSON embedded in messages);
+// errors inside 2xx responses count; quota signals beat the status;
+// business codes beat message text; message text beats the status.
 func Classify(resp *http.Response, body []byte) Classification {
 	if len(body) > maxPeek {
 		body = body[:maxPeek]
@@ -150,18 +158,58 @@ func Classify(resp *http.Response, body []byte) Classification {
 		return c
 	}
 	c.Status = resp.StatusCode
-	// TODO(classify): the full procedure of gateway-errors.md §7.2.
-	c.Class = statusClass(resp.StatusCode)
-	c.finish(resp.Header)
+	h := resp.Header
+	var cl classifier
+	bi := &cl.bi
+	bi.parse(h.Get("Content-Type"), body)
+	v := cl.decide(resp)
+	c.Class = v.class
+	if c.Class != ClassSuccess {
+		e := bi.container()
+		desc := ""
+		if e == &bi.top {
+			desc = bi.description
+		}
+		c.Code = businessCode(e, desc, cl.eff)
+		if c.Code == "" && bi.hasNested {
+			c.Code = businessCode(&bi.nested, "", cl.eff)
+		}
+		c.Type = e.typ
+		if c.Type == "" {
+			c.Type = bi.nested.typ
+		}
+		c.Message = e.message
+		if c.Message == "" {
+			c.Message = bi.fallbackMessage()
+		}
+		if c.Message == "" {
+			c.Message = bi.nested.message
+		}
+		c.Message = cleanMessage(stripRequestIDSuffix(c.Message))
+		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, cl.text, v.misleadingWait)
+	}
+	c.RequestID = requestID(h, bi, cl.msgs[:cl.nm]...)
+	c.finish(h, v)
 	return c
 }
 
 // finish derives retry, Retryable and BreakerFailure from the class, the
-// server's x-should-retry header and the wait hint.
-func (c *Classification) finish(h http.Header) {
+// verdict's overrides, the server's x-should-retry header and the wait
+// hint.
+func (c *Classification) finish(h http.Header, v verdict) {
+	if c.Class == ClassSuccess {
+		c.retry, c.Retryable, c.BreakerFailure = false, false, false
+		return
+	}
 	c.BreakerFailure = c.Class.BreakerFailure()
+	if v.breaker != 0 {
+		c.BreakerFailure = v.breaker > 0
+	}
 	c.retry = c.Class.Retryable()
-	switch h.Get("X-Should-Retry") {
+	if v.retry != 0 {
+		c.retry = v.retry > 0
+	}
+	switch strings.ToLower(strings.TrimSpace(h.Get("X-Should-Retry"))) {
 	case "true":
 		c.retry = true
 	case "false":

@@ -1,0 +1,467 @@
+package llmtransport
+
+import (
+	"bytes"
+	"strings"
+)
+
+// bodyKind is what an error body turned out to be.
+type bodyKind uint8
+
+const (
+	bodyEmpty      bodyKind = iota // nothing but whitespace
+	bodyJSON                       // a JSON (or JSON-like) document
+	bodyHTML                       // an HTML page
+	bodyText                       // anything else
+	bodySSEJSON                    // an event stream whose first event carries JSON
+	bodySSEText                    // an event stream whose first event carries plain text
+	bodySSEDone                    // an event stream whose first event is [DONE]
+	bodySSENoEvent                 // an event stream with comments at most and no event
+)
+
+// errFields are the fields of one error object, whichever shape it came in.
+// All strings are copies, never views of the body.
+type errFields struct {
+	present      bool   // an error object or string was found here
+	message      string // message, msg, or the error string itself
+	typ          string // type
+	code         string // code, as written (numbers as their digits)
+	codeNum      bool   // code was a JSON number
+	status       string // Google status ("RESOURCE_EXHAUSTED")
+	detailsCode  string // Anthropic details.error_code
+	reason       string // Google ErrorInfo.reason or errors[].reason
+	retryDelay   string // Google RetryInfo.retryDelay
+	quotaFailure bool   // a Google QuotaFailure detail was present
+	perDay       bool   // a QuotaFailure quotaId names a per-day quota
+	innerCode    string // Azure innererror.code
+	errorType    string // OpenRouter metadata.error_type
+	limitSource  string // OpenRouter metadata.limit_source
+	flagged      bool   // OpenRouter metadata.flagged_input
+	raw          string // OpenRouter metadata.raw
+	resetHeader  string // OpenRouter metadata.headers.X-RateLimit-Reset
+	requestID    string // request_id
+}
+
+// has reports whether e holds anything that describes an error.
+func (e *errFields) has() bool {
+	return e.present && (e.message != "" || e.typ != "" || e.code != "" || e.status != "" ||
+		e.detailsCode != "" || e.reason != "" || e.errorType != "")
+}
+
+// bodyInfo is what classification learned from a body.
+type bodyInfo struct {
+	kind bodyKind
+
+	top    errFields // fields at the top level (flat shapes)
+	err    errFields // "error": {…} or "error": "…"
+	choice errFields // choices[0].error (OpenRouter)
+	resp   errFields // response.error (OpenAI Responses)
+
+	object       string // top-level "object" ("error" for vLLM/Mistral)
+	description  string // Midjourney "description"
+	detail       string // "detail" (string, or the first detail[].msg)
+	retryAfter   string // data.retry_after
+	finishReason string // choices[0].finish_reason
+	blockReason  string // Gemini promptFeedback.blockReason
+	respStatus   string // response.status (Responses)
+	event        string // the SSE event name of the first event
+	keepAlive    bool   // the stream had comment lines
+	text         string // plain text, HTML title, or the raw data of an SSE event
+
+	nested    errFields // the error found in JSON embedded in a string, one level down
+	hasNested bool
+}
+
+// bom is the UTF-8 byte order mark.
+const bom = "\ufeff"
+
+// parse reads body tolerantly: a BOM and leading blank lines are skipped,
+// event streams are walked to their first event, a top-level array stands
+// for its first element, and JSON embedded in a message is read one level
+// down.
+func (bi *bodyInfo) parse(contentType string, body []byte) {
+	body = bytes.TrimPrefix(body, []byte(bom))
+	body = bytes.TrimLeft(body, " \t\r\n")
+	sseType := hasPrefixFold(contentType, "text/event-stream")
+	if len(body) == 0 {
+		bi.kind = bodyEmpty
+		if sseType {
+			bi.kind = bodySSENoEvent
+		}
+		return
+	}
+	switch {
+	case body[0] == '{' || body[0] == '[':
+		bi.kind = bodyJSON
+		bi.parseJSON(body, true)
+	case body[0] == ':' || hasPrefixFold(string(body[:min(len(body), 6)]), "data:") ||
+		hasPrefixFold(string(body[:min(len(body), 6)]), "event:") ||
+		(sseType && body[0] != '<'):
+		bi.parseSSE(body)
+	case body[0] == '<':
+		bi.kind = bodyHTML
+		bi.text = htmlTitle(body)
+	default:
+		bi.kind = bodyText
+		bi.text = strings.TrimSpace(jsonText(body))
+	}
+}
+
+// parseSSE walks an event stream up to its first event that carries data.
+// A line that starts with '{' or '[' outside any field (a JSON error a
+// gateway appended after ": PING" keep-alives) is read as JSON to the end.
+func (bi *bodyInfo) parseSSE(body []byte) {
+	var (
+		data     []byte
+		dataN    int
+		joined   []byte
+		event    []byte
+		comments bool
+	)
+	dispatch := func() bool {
+		if dataN > 1 {
+			data = joined
+		}
+		d := bytes.TrimSpace(data)
+		ev := event
+		data, dataN, joined, event = nil, 0, joined[:0], nil
+		if len(d) == 0 {
+			return false
+		}
+		bi.event = string(ev)
+		switch {
+		case string(d) == "[DONE]":
+			bi.kind = bodySSEDone
+		case d[0] == '{' || d[0] == '[':
+			bi.kind = bodySSEJSON
+			bi.parseJSON(d, true)
+		default:
+			bi.kind = bodySSEText
+			bi.text = jsonText(d)
+		}
+		return true
+	}
+	for pos := 0; pos < len(body); {
+		end := len(body)
+		next := end
+		if i := bytes.IndexByte(body[pos:], '\n'); i >= 0 {
+			end, next = pos+i, pos+i+1
+		}
+		line := bytes.TrimSuffix(body[pos:end], []byte{'\r'})
+		start := pos
+		pos = next
+		switch {
+		case len(line) == 0:
+			if dispatch() {
+				return
+			}
+		case line[0] == ':':
+			comments = true
+		case line[0] == '{' || line[0] == '[':
+			if dataN == 0 {
+				// Raw JSON after keep-alives: the rest of the body.
+				bi.kind = bodyJSON
+				bi.parseJSON(body[start:], true)
+				return
+			}
+		default:
+			name, value, _ := bytes.Cut(line, []byte{':'})
+			if len(value) > 0 && value[0] == ' ' {
+				value = value[1:]
+			}
+			switch string(name) {
+			case "data":
+				dataN++
+				switch dataN {
+				case 1:
+					data = value
+				case 2:
+					joined = append(append(append(joined, data...), '\n'), value...)
+				default:
+					joined = append(append(joined, '\n'), value...)
+				}
+			case "event":
+				event = value
+			}
+		}
+	}
+	if dispatch() {
+		return
+	}
+	bi.kind = bodySSENoEvent
+	bi.keepAlive = comments
+}
+
+// parseJSON extracts the error fields of every known shape from a JSON
+// document. With nest, JSON found inside the error's message or
+// metadata.raw is read too (one level only).
+func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
+	bi.scanJSON(b)
+	if !nest {
+		return
+	}
+	e := bi.container()
+	for _, src := range [...]string{e.raw, e.message, bi.text} {
+		i := strings.IndexAny(src, "{[")
+		if i < 0 {
+			continue
+		}
+		var inner bodyInfo
+		inner.scanJSON([]byte(src[i:]))
+		if ie := inner.container(); ie.has() {
+			bi.nested = *ie
+			bi.hasNested = true
+			if bi.nested.message == "" {
+				bi.nested.message = inner.fallbackMessage()
+			}
+			return
+		}
+	}
+}
+
+// scanJSON records the fields of a JSON document. A top-level array
+// (Gemini/Vertex) stands for its first element.
+func (bi *bodyInfo) scanJSON(b []byte) {
+	if len(b) > 0 && b[0] == '[' {
+		b = bytes.TrimLeft(b[1:], " \t\r\n")
+	}
+	s := newJSONScanner(b)
+	for {
+		k, raw, ok := s.next()
+		if !ok {
+			return
+		}
+		bi.field(s.path(), k, raw)
+	}
+}
+
+// field records one scanned value.
+func (bi *bodyInfo) field(p []jsonSeg, k jsonKind, raw []byte) {
+	if len(p) == 0 {
+		return
+	}
+	switch {
+	case p[0].is("error"):
+		if len(p) == 1 {
+			switch k {
+			case jsonObject:
+				bi.err.present = true
+			case jsonString, jsonPartial:
+				bi.err.present = true
+				setText(&bi.err.message, raw)
+			}
+			return
+		}
+		bi.err.field(p[1:], k, raw)
+	case p[0].is("choices"):
+		if len(p) < 3 || !p[1].first() {
+			return
+		}
+		switch {
+		case len(p) == 3 && p[2].is("finish_reason") && k == jsonString:
+			setText(&bi.finishReason, raw)
+		case p[2].is("error"):
+			if len(p) == 3 {
+				switch k {
+				case jsonObject:
+					bi.choice.present = true
+				case jsonString:
+					bi.choice.present = true
+					setText(&bi.choice.message, raw)
+				}
+				return
+			}
+			bi.choice.field(p[3:], k, raw)
+		}
+	case p[0].is("response") && len(p) >= 2:
+		switch {
+		case len(p) == 2 && p[1].is("status") && k == jsonString:
+			setText(&bi.respStatus, raw)
+		case p[1].is("error"):
+			if len(p) == 2 {
+				bi.resp.present = k == jsonObject || k == jsonString
+				if k == jsonString {
+					setText(&bi.resp.message, raw)
+				}
+				return
+			}
+			bi.resp.field(p[2:], k, raw)
+		}
+	case p[0].is("promptFeedback"):
+		if len(p) == 2 && p[1].is("blockReason") && k == jsonString {
+			setText(&bi.blockReason, raw)
+		}
+	case len(p) == 1 && p[0].is("object") && k == jsonString:
+		setText(&bi.object, raw)
+	case len(p) == 1 && p[0].is("description") && k == jsonString:
+		setText(&bi.description, raw)
+	case p[0].is("detail"):
+		if (len(p) == 1 && k == jsonString) ||
+			(len(p) == 3 && p[1].first() && p[2].is("msg") && k == jsonString) {
+			setText(&bi.detail, raw)
+		}
+	case len(p) == 2 && p[0].is("data") && p[1].is("retry_after"):
+		if k == jsonString || k == jsonNumber {
+			setText(&bi.retryAfter, raw)
+		}
+	default:
+		bi.top.field(p, k, raw)
+	}
+}
+
+// field records one value found at path p inside an error object.
+func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
+	str := k == jsonString
+	switch len(p) {
+	case 1:
+		switch {
+		case p[0].is("message"), p[0].is("msg"):
+			if str || k == jsonPartial { // a cut-off message is still worth reading
+				setText(&e.message, raw)
+			}
+		case p[0].is("type"):
+			if str {
+				setText(&e.typ, raw)
+			}
+		case p[0].is("code"):
+			if str || k == jsonNumber {
+				setText(&e.code, raw)
+				e.codeNum = k == jsonNumber
+			}
+		case p[0].is("status"):
+			if str {
+				setText(&e.status, raw)
+			}
+		case p[0].is("request_id"):
+			if str {
+				setText(&e.requestID, raw)
+			}
+		}
+	case 2:
+		switch {
+		case p[0].is("details") && p[1].is("error_code") && str:
+			setText(&e.detailsCode, raw)
+		case p[0].is("innererror") && p[1].is("code") && str:
+			setText(&e.innerCode, raw)
+		case p[0].is("metadata"):
+			switch {
+			case p[1].is("raw") && str:
+				setText(&e.raw, raw)
+			case p[1].is("error_type") && str:
+				setText(&e.errorType, raw)
+			case p[1].is("limit_source") && str:
+				setText(&e.limitSource, raw)
+			case p[1].is("flagged_input"):
+				e.flagged = e.flagged || !(k == jsonLiteral && (string(raw) == "null" || string(raw) == "false"))
+			}
+		}
+	case 3:
+		switch {
+		case p[0].is("details") && p[1].key == nil:
+			switch {
+			case p[2].is("@type") && str:
+				if bytes.Contains(raw, []byte("QuotaFailure")) {
+					e.quotaFailure = true
+				}
+			case p[2].is("reason") && str:
+				setText(&e.reason, raw)
+			case p[2].is("retryDelay") && str:
+				setText(&e.retryDelay, raw)
+			}
+		case p[0].is("errors") && p[1].key == nil && p[2].is("reason") && str:
+			setText(&e.reason, raw)
+		case p[0].is("metadata") && p[1].is("headers") && p[2].key != nil &&
+			strings.EqualFold(string(p[2].key), "X-RateLimit-Reset") && (str || k == jsonNumber):
+			setText(&e.resetHeader, raw)
+		}
+	case 5:
+		if p[0].is("details") && p[2].is("violations") && p[4].is("quotaId") && str {
+			e.quotaFailure = true
+			if bytes.Contains(raw, []byte("PerDay")) {
+				e.perDay = true
+			}
+		}
+	}
+}
+
+// setText stores the decoded string value raw in *dst unless dst already
+// holds a value: the first occurrence wins.
+func setText(dst *string, raw []byte) {
+	if *dst == "" && len(raw) > 0 {
+		*dst = jsonText(raw)
+	}
+}
+
+// container returns the error object that describes the body: "error",
+// then choices[0].error, then response.error, else the top level.
+func (bi *bodyInfo) container() *errFields {
+	switch {
+	case bi.err.has():
+		return &bi.err
+	case bi.choice.has():
+		return &bi.choice
+	case bi.resp.has():
+		return &bi.resp
+	}
+	return &bi.top
+}
+
+// inBandError reports whether a JSON body or event of a 2xx response
+// carries an error.
+func (bi *bodyInfo) inBandError() bool {
+	switch bi.kind {
+	case bodySSEText:
+		return true
+	case bodyJSON, bodySSEJSON:
+	default:
+		return false
+	}
+	return bi.err.has() || bi.choice.has() || bi.finishReason == "error" ||
+		bi.respStatus == "failed" || bi.top.typ == "response.failed" ||
+		bi.top.typ == "error" || bi.object == "error" || bi.event == "error"
+}
+
+// fallbackMessage is the message of bodies without an error object.
+func (bi *bodyInfo) fallbackMessage() string {
+	for _, m := range [...]string{bi.top.message, bi.detail, bi.description, bi.text} {
+		if m != "" {
+			return m
+		}
+	}
+	return ""
+}
+
+// htmlTitle returns the text of an HTML page's <title>, or "".
+func htmlTitle(b []byte) string {
+	i := indexFold(b, "<title")
+	if i < 0 {
+		return ""
+	}
+	b = b[i:]
+	j := bytes.IndexByte(b, '>')
+	if j < 0 {
+		return ""
+	}
+	b = b[j+1:]
+	if k := indexFold(b, "</title"); k >= 0 {
+		b = b[:k]
+	} else if len(b) > 256 {
+		b = b[:256]
+	}
+	return strings.Join(strings.Fields(jsonText(b)), " ")
+}
+
+// indexFold is bytes.Index ignoring ASCII case; sub must be lower case.
+func indexFold(b []byte, sub string) int {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if hasPrefixFold(string(b[i:i+len(sub)]), sub) {
+			return i
+		}
+	}
+	return -1
+}
+
+// hasPrefixFold reports whether s starts with prefix, ignoring ASCII case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
