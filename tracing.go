@@ -527,9 +527,9 @@ func (c *injectCarrier) Keys() []string {
 	return keys
 }
 
-// requestIDHeaders are the response headers that carry a request ID, in
+// requestIDSpanHeaders are the response headers that carry a request ID, in
 // order of precedence, with their span attribute keys.
-var requestIDHeaders = [...]struct {
+var requestIDSpanHeaders = [...]struct {
 	name string
 	key  attribute.Key
 }{
@@ -554,7 +554,7 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification) {
 		attrs = append(attrs, keyCode.String(cl.Code))
 	}
 	id := cl.RequestID
-	for _, h := range requestIDHeaders {
+	for _, h := range requestIDSpanHeaders {
 		if v := resp.Header.Values(h.name); len(v) > 0 {
 			attrs = append(attrs, h.key.StringSlice(v))
 			if id == "" {

@@ -213,7 +213,7 @@ func (g *flakyGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", fmt.Sprintf("req_%d", n))
 	if n <= g.failures {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, `{"error":{"message":"upstream overloaded, key %s","type":"server_error"}}`, testBearer)
+		fmt.Fprintf(w, `{"error":{"message":"upstream failed, key %s","type":"server_error"}}`, testBearer)
 		return
 	}
 	io.WriteString(w, `{"id":"chatcmpl-1","choices":[]}`)
