@@ -161,6 +161,10 @@ func safeRoundTrip(base http.RoundTripper, req *http.Request) (resp *http.Respon
 		return nil, err
 	}
 	if resp == nil {
+		// The base broke its contract; it may not have closed the body.
+		if req.Body != nil {
+			req.Body.Close()
+		}
 		return nil, ErrNilResponse
 	}
 	if resp.Body == nil {
