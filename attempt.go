@@ -150,7 +150,7 @@ func safeRoundTrip(base http.RoundTripper, req *http.Request) (resp *http.Respon
 			if req.Body != nil {
 				req.Body.Close()
 			}
-			resp, err = nil, &PanicError{Value: v}
+			resp, err = nil, newPanicError(v, req)
 		}
 	}()
 	resp, err = base.RoundTrip(req)
