@@ -723,7 +723,7 @@ func TestHostileBaseTransport(t *testing.T) {
 		{"panic string", panicRT{func() any { return "boom" }}, isPanicError},
 		{"panic error", panicRT{func() any { return errors.New("boom") }}, isPanicError},
 		{"panic nil", panicRT{func() any { return nil }}, isPanicError},
-		{"panic runtime error", panicRT{func() any { var m map[string]int; m["x"] = 1; return nil }}, isPanicError},
+		{"panic runtime error", panicRT{func() any { var xs []int; return xs[len(xs)] }}, isPanicError},
 		{"nil, nil", nilRT{}, func(err error) bool { return errors.Is(err, ErrNilResponse) }},
 	}
 	for _, tt := range tests {
