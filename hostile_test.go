@@ -172,21 +172,31 @@ func TestHostileGzipBombErrorBody(t *testing.T) {
 func TestHostileWaitHints(t *testing.T) {
 	// Each case gives a header or body carrying the hostile hint, and the
 	// same carrier with a 5 s hint as the control.
-	header := func(name, v string) func(time.Time) ([]string, string) {
+	// extra are more header pairs, such as the "remaining: 0" that makes a
+	// reset header the hint.
+	header := func(name, v string, extra ...string) func(time.Time) ([]string, string) {
 		return func(time.Time) ([]string, string) {
-			return []string{name, v}, `{"error":{"message":"rate limited","code":"rate_limit_exceeded"}}`
+			return append([]string{name, v}, extra...), `{"error":{"message":"rate limited","code":"rate_limit_exceeded"}}`
 		}
 	}
-	date := func(name string, d time.Time, layout string) func(time.Time) ([]string, string) {
+	date := func(name string, d time.Time, layout string, extra ...string) func(time.Time) ([]string, string) {
 		return func(time.Time) ([]string, string) {
-			return []string{name, d.Format(layout)}, `{"error":{"message":"rate limited"}}`
+			return append([]string{name, d.Format(layout)}, extra...), `{"error":{"message":"rate limited"}}`
 		}
 	}
-	in5s := func(name, layout string) func(time.Time) ([]string, string) {
+	in5s := func(name, layout string, extra ...string) func(time.Time) ([]string, string) {
 		return func(now time.Time) ([]string, string) {
-			return []string{name, now.Add(5 * time.Second).Format(layout)}, `{}`
+			return append([]string{name, now.Add(5 * time.Second).Format(layout)}, extra...), `{}`
 		}
 	}
+	flat := func(v string) func(time.Time) ([]string, string) {
+		return func(time.Time) ([]string, string) {
+			return nil, `{"success":false,"message":"rate limited","data":{"retry_after":` + v + `}}`
+		}
+	}
+	oaiReq := []string{"x-ratelimit-remaining-requests", "0"}
+	oaiTok := []string{"x-ratelimit-remaining-tokens", "0"}
+	anth := []string{"anthropic-ratelimit-requests-remaining", "0"}
 	gemini := func(delay string) func(time.Time) ([]string, string) {
 		return func(time.Time) ([]string, string) {
 			return nil, `{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"` + delay + `"}]}}`
@@ -218,10 +228,15 @@ func TestHostileWaitHints(t *testing.T) {
 		{"retry-after-ms 1e309", header("retry-after-ms", "1e309"), header("retry-after-ms", "5000"), false},
 		{"retry-after-ms -5", header("retry-after-ms", "-5"), header("retry-after-ms", "5000"), false},
 		{"retry-after-ms NaN", header("retry-after-ms", "NaN"), header("retry-after-ms", "5000"), false},
-		{"x-ratelimit-reset-requests 99999999999h", header("x-ratelimit-reset-requests", "99999999999h"), header("x-ratelimit-reset-requests", "5s"), false},
-		{"x-ratelimit-reset-tokens -3s", header("x-ratelimit-reset-tokens", "-3s"), header("x-ratelimit-reset-tokens", "5s"), false},
-		{"anthropic reset in 3000", date("anthropic-ratelimit-requests-reset", y3000, time.RFC3339), in5s("anthropic-ratelimit-requests-reset", time.RFC3339), true},
-		{"anthropic reset in 1900", date("anthropic-ratelimit-requests-reset", y1900, time.RFC3339), in5s("anthropic-ratelimit-requests-reset", time.RFC3339), false},
+		{"x-ratelimit-reset-requests 99999999999h", header("x-ratelimit-reset-requests", "99999999999h", oaiReq...), header("x-ratelimit-reset-requests", "5s", oaiReq...), false},
+		{"x-ratelimit-reset-requests 2562048h", header("x-ratelimit-reset-requests", "2562048h", oaiReq...), header("x-ratelimit-reset-requests", "5s", oaiReq...), false},
+		{"x-ratelimit-reset-tokens -3s", header("x-ratelimit-reset-tokens", "-3s", oaiTok...), header("x-ratelimit-reset-tokens", "5s", oaiTok...), false},
+		{"x-rate-limit-reset-tokens 99999999999", header("x-rate-limit-reset-tokens", "99999999999"), header("x-rate-limit-reset-tokens", "5"), true},
+		{"anthropic reset in 3000", date("anthropic-ratelimit-requests-reset", y3000, time.RFC3339, anth...), in5s("anthropic-ratelimit-requests-reset", time.RFC3339, anth...), true},
+		{"anthropic reset in 1900", date("anthropic-ratelimit-requests-reset", y1900, time.RFC3339, anth...), in5s("anthropic-ratelimit-requests-reset", time.RFC3339, anth...), false},
+		{"body retry_after 1e309", flat("1e309"), flat("5"), false},
+		{"body retry_after -1", flat("-1"), flat("5"), false},
+		{"body retry_after 99999999999", flat("99999999999"), flat("5"), true},
 		{"gemini retryDelay 99999999999s", gemini("99999999999s"), gemini("5s"), true},
 		{"gemini retryDelay -5s", gemini("-5s"), gemini("5s"), false},
 		{"gemini retryDelay NaNs", gemini("NaNs"), gemini("5s"), false},
