@@ -814,3 +814,101 @@ func (r ctxReader) Read([]byte) (int, error) {
 	<-r.ctx.Done()
 	return 0, r.ctx.Err()
 }
+
+// countWriter counts what is written to it and keeps the last two bytes.
+type countWriter struct {
+	n    int64
+	tail [2]byte
+}
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	for _, b := range p[max(0, len(p)-2):] {
+		w.tail[0], w.tail[1] = w.tail[1], b
+	}
+	return len(p), nil
+}
+
+// TestHostileHugeFirstEvent: a 200 event stream whose first event is one
+// 100 MB data line. The peek gives up looking for its end at 64 KiB, the
+// stream goes to the caller as it is, and memory stays bounded.
+func TestHostileHugeFirstEvent(t *testing.T) {
+	checkLeaks(t)
+	const size = 100 << 20
+	line := bytes.Repeat([]byte("x"), 32<<10)
+	srv, ct, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: ")
+		for sent := 0; sent < size; sent += len(line) {
+			if _, err := w.Write(line); err != nil {
+				return
+			}
+		}
+		io.WriteString(w, "\n\n")
+	})
+	tr := New(base, fastRetries()...)
+	var resp *http.Response
+	var err error
+	alloc := allocated(func() {
+		resp, err = tr.RoundTrip(newChatRequest(t, t.Context(), srv.URL))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	w := &countWriter{}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(len("data: ") + size + 2); w.n != want || w.tail != [2]byte{'\n', '\n'} {
+		t.Fatalf("caller read %d bytes ending %q, want %d ending \"\\n\\n\"", w.n, w.tail[:], want)
+	}
+	if alloc > 4<<20 {
+		t.Fatalf("allocated %d KiB in RoundTrip, want under 4 MiB", alloc>>10)
+	}
+	resp.Body.Close()
+	tr.CloseIdleConnections()
+	ct.waitClosed(t)
+}
+
+// TestHostileOddStatus: status codes outside the ones LLM APIs use, and a
+// close-delimited HTTP/1.0 error body. The caller gets the response as the
+// server sent it; attempts stay within the policy.
+func TestHostileOddStatus(t *testing.T) {
+	tests := []struct {
+		name   string
+		reply  string
+		status int
+		body   string
+	}{
+		{"status 999", "HTTP/1.1 999 Whatever\r\nContent-Length: 2\r\n\r\n{}", 999, "{}"},
+		{"status 600", "HTTP/1.1 600 \r\nContent-Length: 2\r\n\r\n{}", 600, "{}"},
+		{"no reason phrase", "HTTP/1.1 503\r\nContent-Length: 4\r\n\r\nbusy", 503, "busy"},
+		{"HTTP/1.0 close-delimited 500", "HTTP/1.0 500 Internal Server Error\r\nContent-Type: text/html\r\n\r\n<html>oops</html>", 500, "<html>oops</html>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
+			s := newRawServer(t, func(s *rawServer, c net.Conn, br *bufio.Reader) {
+				if s.readRequest(br) {
+					io.WriteString(c, tt.reply)
+				}
+			})
+			base := &http.Transport{}
+			defer base.CloseIdleConnections()
+			resp, err := New(base, fastRetries()...).RoundTrip(newChatRequest(t, t.Context(), s.url()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != tt.status || string(got) != tt.body {
+				t.Fatalf("got %d %q (%v), want %d %q", resp.StatusCode, got, err, tt.status, tt.body)
+			}
+			if n := s.requestCount(); n < 1 || n > 1+DefaultMaxRetries {
+				t.Fatalf("server got %d attempts, want 1 to %d", n, 1+DefaultMaxRetries)
+			}
+		})
+	}
+}
