@@ -150,7 +150,7 @@ func safeRoundTrip(base http.RoundTripper, req *http.Request) (resp *http.Respon
 			if req.Body != nil {
 				req.Body.Close()
 			}
-			resp, err = nil, &PanicError{Value: v}
+			resp, err = nil, newPanicError(v, req)
 		}
 	}()
 	resp, err = base.RoundTrip(req)
@@ -161,6 +161,10 @@ func safeRoundTrip(base http.RoundTripper, req *http.Request) (resp *http.Respon
 		return nil, err
 	}
 	if resp == nil {
+		// The base broke its contract; it may not have closed the body.
+		if req.Body != nil {
+			req.Body.Close()
+		}
 		return nil, ErrNilResponse
 	}
 	if resp.Body == nil {

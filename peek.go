@@ -2,6 +2,8 @@ package llmtransport
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +14,10 @@ import (
 // read into. A buffer goes back to the pool once the response is discarded
 // or its bytes are copied out to be handed back.
 var peekPool = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
+
+// errBadRead is the peek's error for a body whose Read returned an
+// impossible count.
+var errBadRead = errors.New("llmtransport: response body returned an invalid count from Read")
 
 // drainLimit is how much of a discarded response body is read so that its
 // connection can be reused; a longer body closes the connection instead.
@@ -60,8 +66,20 @@ func needsPeek(resp *http.Response) bool {
 func (p *peek) read(body io.Reader, stream bool) {
 	p.buf = peekPool.Get().(*[]byte)
 	b := *p.buf
+	defer func() {
+		// A body that panics, or claims to have read more than it was
+		// given, breaks the io.Reader contract: treat it as a read error.
+		if v := recover(); v != nil {
+			p.err = fmt.Errorf("llmtransport: response body panicked: %v", v)
+		}
+	}()
+	var sc eventScan
 	for p.n < len(b) {
 		m, err := body.Read(b[p.n:])
+		if m < 0 || m > len(b)-p.n {
+			p.err = errBadRead
+			return
+		}
 		p.n += m
 		if err == io.EOF {
 			p.whole = true
@@ -71,7 +89,7 @@ func (p *peek) read(body io.Reader, stream bool) {
 			p.err = err
 			return
 		}
-		if stream && firstEventComplete(b[:p.n]) {
+		if stream && sc.complete(b[:p.n]) {
 			return
 		}
 	}
@@ -80,28 +98,44 @@ func (p *peek) read(body io.Reader, stream bool) {
 // firstEventComplete reports whether b holds a whole SSE event that is not
 // only comments: a line with a field, followed by a blank line.
 func firstEventComplete(b []byte) bool {
-	seenField := false
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
+	var sc eventScan
+	return sc.complete(b)
+}
+
+// eventScan looks for the end of the first SSE event in a buffer that grows
+// between calls, looking at each byte once however the buffer grows: a
+// stream that arrives a byte at a time costs linear time, not quadratic.
+type eventScan struct {
+	line  int  // start of the line not yet ended
+	seen  int  // bytes already searched for a line end
+	field bool // a line with a field was seen
+}
+
+// complete reports whether b, which extends the b of the previous call,
+// holds a whole event that is not only comments.
+func (s *eventScan) complete(b []byte) bool {
+	for {
+		i := bytes.IndexByte(b[s.seen:], '\n')
 		if i < 0 {
+			s.seen = len(b)
 			return false
 		}
-		line := b[:i]
-		b = b[i+1:]
+		end := s.seen + i
+		line := b[s.line:end]
+		s.line, s.seen = end+1, end+1
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
 		switch {
 		case len(line) == 0:
-			if seenField {
+			if s.field {
 				return true
 			}
 		case line[0] == ':':
 		default:
-			seenField = true
+			s.field = true
 		}
 	}
-	return false
 }
 
 // restore puts the peeked bytes back in front of the rest of resp's body, so

@@ -205,7 +205,8 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if a.resp != nil && !a.cl.Class.Retryable() && a.resp.Header.Get("X-Should-Retry") == "true" {
 		ev.Reason = "x-should-retry"
 	}
-	retry := a.cl.retry
+	// Classify sets retry; a classifier of the user's sets Retryable.
+	retry := a.cl.retry || a.cl.Retryable
 	if t.cfg.retryPolicy != nil {
 		retry = t.cfg.retryPolicy(ev)
 	}

@@ -612,3 +612,52 @@ func TestRetryOverLoopback(t *testing.T) {
 		t.Fatalf("server saw %d connections, want 1 (discarded responses must free theirs)", n)
 	}
 }
+
+func TestRetryCustomClassifier(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+			if i == 0 {
+				return response(418, `{"teapot":true}`), nil
+			}
+			return response(200, `{}`), nil
+		}}
+		classify := func(resp *http.Response, body []byte) Classification {
+			if resp.StatusCode == 418 {
+				return Classification{Class: ClassOverloaded, Retryable: true, BreakerFailure: true, Status: 418}
+			}
+			return Classify(resp, body)
+		}
+		resp, err := New(f, WithClassifier(classify)).RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if f.attempts() != 2 || resp.StatusCode != 200 {
+			t.Fatalf("got %d after %d attempts, want 200 after 2", resp.StatusCode, f.attempts())
+		}
+	})
+}
+
+type panicBody struct{}
+
+func (panicBody) Read([]byte) (int, error) { panic("boom") }
+func (panicBody) Close() error             { return nil }
+
+func TestRetryPanickingErrorBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+			r := response(500, "")
+			r.Body = panicBody{}
+			return r, nil
+		}}
+		resp, err := New(f, WithMaxRetries(1)).RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Fatalf("got read error %v, want the panic as an error", err)
+		}
+	})
+}

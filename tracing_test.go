@@ -627,10 +627,6 @@ func TestTracingBrokenBody(t *testing.T) {
 	noSecrets(t, tel)
 }
 
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) { return 0, r.err }
-
 // TestTracingHooks drives the hooks the breaker, cooldown and budget call,
 // which the transport only reaches under conditions other tests arrange.
 func TestTracingHooks(t *testing.T) {

@@ -8,10 +8,12 @@ import (
 	"time"
 )
 
-// maxSaneWait bounds believable wait hints: a longer one (Retry-After:
-// 99999999999, a date in the year 3000) is junk and ignored, like values
-// ≤ 0, -1 placeholders, NaN and infinities. Real hints reach a day (Azure's
-// "retry after 86400 seconds"); monthly caps are quota errors anyway.
+// maxSaneWait bounds wait hints: a longer one (Retry-After: 99999999999, a
+// date in the year 3000) is taken as this long — far above any retry cap, so
+// the response goes back at once instead of being retried on a backoff the
+// server never asked for. Values ≤ 0, -1 placeholders, NaN and infinities
+// are junk and ignored. Real hints reach a day (Azure's "retry after 86400
+// seconds").
 const maxSaneWait = 31 * 24 * time.Hour
 
 // resetHeader names a reset header, the remaining-count header of the same
@@ -130,18 +132,21 @@ func exhaustedReset(h http.Header, now time.Time) (time.Duration, string) {
 	return best, src
 }
 
-// saneWait reports whether d is a believable wait.
+// saneWait reports whether d is a usable wait, capped at maxSaneWait.
 func saneWait(d time.Duration) (time.Duration, bool) {
-	if d <= 0 || d > maxSaneWait {
+	if d <= 0 {
 		return 0, false
 	}
-	return d, true
+	return min(d, maxSaneWait), true
 }
 
-// secondsWait converts a number of seconds to a believable wait.
+// secondsWait converts a number of seconds to a usable wait.
 func secondsWait(f float64) (time.Duration, bool) {
-	if math.IsNaN(f) || f <= 0 || f > maxSaneWait.Seconds() {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
 		return 0, false
+	}
+	if f > maxSaneWait.Seconds() {
+		return maxSaneWait, true
 	}
 	return saneWait(time.Duration(f * float64(time.Second)))
 }
@@ -199,7 +204,8 @@ func parseDuration(s string) (time.Duration, bool) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return saneWait(d)
 	}
-	return parseSeconds(s)
+	// A protobuf duration too large for time.ParseDuration ("99999999999s").
+	return parseSeconds(strings.TrimSuffix(s, "s"))
 }
 
 // parseResetValue parses an X-RateLimit-Reset value: a Unix time in

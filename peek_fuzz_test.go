@@ -1,0 +1,205 @@
+package llmtransport
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// chunkSource is a response body that hands out its data in random-sized
+// reads (including empty ones, and data together with the final EOF or
+// error), as a network connection may. It counts what it handed out.
+type chunkSource struct {
+	data   []byte
+	rng    *rand.Rand
+	end    error // returned once data is used up: io.EOF or a failure
+	given  int
+	ends   []int // given after each non-empty read
+	closed bool
+}
+
+func (s *chunkSource) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, s.end
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	switch s.rng.IntN(8) {
+	case 0:
+		n = 0 // an empty read, which io.Reader allows
+	case 1, 2, 3:
+		n = 1 + s.rng.IntN(8)
+	case 4, 5:
+		n = 1 + s.rng.IntN(512)
+	default:
+		n = 1 + s.rng.IntN(len(p))
+	}
+	n = min(n, len(p), len(s.data))
+	copy(p, s.data[:n])
+	s.data = s.data[n:]
+	s.given += n
+	if n > 0 {
+		s.ends = append(s.ends, s.given)
+	}
+	if len(s.data) == 0 && s.rng.IntN(2) == 0 {
+		return n, s.end // the last bytes come with the end
+	}
+	return n, nil
+}
+
+func (s *chunkSource) Close() error {
+	s.closed = true
+	return nil
+}
+
+// firstEventEnd is an independent statement of what firstEventComplete
+// decides: it returns the length of the shortest prefix of b that holds a
+// complete first event, or -1. An event is complete at a blank line that
+// follows a line that is neither blank nor a comment, counting only
+// complete lines (ended by LF, with an optional CR before it).
+func firstEventEnd(b []byte) int {
+	field, start := false, 0
+	for {
+		i := bytes.IndexByte(b[start:], '\n')
+		if i < 0 {
+			return -1
+		}
+		line := strings.TrimSuffix(string(b[start:start+i]), "\r")
+		start += i + 1
+		switch {
+		case line == "" && field:
+			return start
+		case line != "" && !strings.HasPrefix(line, ":"):
+			field = true
+		}
+	}
+}
+
+var errSourceFailed = errors.New("source failed")
+
+// FuzzPeekSSE checks the peek of a body, whatever its bytes and however
+// they are chunked: it never panics, reads at most maxPeek bytes, stops as
+// soon as an event stream's first event is complete (and not before), and
+// restore re-delivers exactly the bytes the source produced, followed by
+// the source's own end (EOF or its error).
+func FuzzPeekSSE(f *testing.F) {
+	seeds := []string{
+		"",
+		"data: {}\n\n",
+		"data: {}\r\n\r\n",
+		": ping\n\n: ping\n\ndata: {\"choices\":[]}\n\ndata: [DONE]\n\n",
+		"event: error\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+		"data: {\"error\":{\"message\":\"The server had an error\"}}\n\n",
+		"\n\n\r\n:\n\ndata",
+		"data: partial",
+		"data: a\r\ndata: b\r\n\r",
+		"data: a\rdata: b\r\r",
+		"id: 1\nretry: 10\n\n",
+		"{\"error\":{\"message\":\"not a stream\"}}",
+		":" + strings.Repeat("x", maxPeek) + "\n\ndata: late\n\n",
+		strings.Repeat(": keep-alive\n\n", maxPeek/14+10),
+		strings.Repeat("a", maxPeek-2) + "\n\n",
+		strings.Repeat("a", maxPeek-1) + "\n\n",
+	}
+	for i, s := range seeds {
+		f.Add([]byte(s), uint64(i), true, false)
+		f.Add([]byte(s), uint64(i)*7919, i%2 == 0, true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, seed uint64, stream, fail bool) {
+		if got, want := firstEventComplete(data), firstEventEnd(data) >= 0; got != want {
+			t.Fatalf("firstEventComplete(%q) = %v, want %v", data, got, want)
+		}
+		end := io.EOF
+		if fail {
+			end = errSourceFailed
+		}
+		src := &chunkSource{data: data, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), end: end}
+		var p peek
+		p.read(src, stream)
+		defer p.release()
+
+		if src.given > maxPeek || p.n != src.given {
+			t.Fatalf("peek holds %d bytes, source gave %d; want equal and at most %d", p.n, src.given, maxPeek)
+		}
+		got := p.bytes()
+		if !bytes.Equal(got, data[:p.n]) {
+			t.Fatalf("peek holds %q, want the source's first %d bytes", got, p.n)
+		}
+		// Where the peek must stop: at the end of the read that completed
+		// an event stream's first event, else at the end of the data or
+		// at maxPeek.
+		want := min(len(data), maxPeek)
+		if e := firstEventEnd(data); stream && e >= 0 && e <= maxPeek {
+			for _, n := range src.ends {
+				if n >= e {
+					want = n
+					break
+				}
+			}
+		}
+		if p.n != want {
+			t.Fatalf("peek stopped after %d bytes, want %d (stream %v, reads end at %v)", p.n, want, stream, src.ends)
+		}
+		switch {
+		case p.whole:
+			if p.n != len(data) || fail {
+				t.Fatalf("whole after %d of %d bytes (fail %v)", p.n, len(data), fail)
+			}
+		case p.err != nil:
+			if !errors.Is(p.err, errSourceFailed) || p.n != len(data) {
+				t.Fatalf("peek error %v after %d of %d bytes", p.err, p.n, len(data))
+			}
+		}
+
+		resp := &http.Response{StatusCode: 200, Header: http.Header{}, Body: src}
+		p.restore(resp)
+		if p.buf != nil {
+			t.Fatal("restore kept the pooled buffer")
+		}
+		all, err := io.ReadAll(resp.Body)
+		if !bytes.Equal(all, data) {
+			t.Fatalf("restored body is %q, want the source's %q", all, data)
+		}
+		if fail != (err != nil) || (fail && !errors.Is(err, errSourceFailed)) {
+			t.Fatalf("restored body ended with %v, want the source's end (fail %v)", err, fail)
+		}
+		resp.Body.Close()
+		if !src.closed {
+			t.Fatal("closing the restored body did not close the source")
+		}
+	})
+}
+
+// dribble is a body that hands out one byte per read, as a server that
+// writes one byte per packet makes a connection do.
+type dribble struct{ s string }
+
+func (d *dribble) Read(p []byte) (int, error) {
+	if len(d.s) == 0 {
+		return 0, io.EOF
+	}
+	p[0] = d.s[0]
+	d.s = d.s[1:]
+	return 1, nil
+}
+
+// BenchmarkPeekDribbledStream peeks an event stream of keep-alive comments
+// that arrives one byte per read and never completes an event: the worst
+// case for the search of the first event's end, which must stay linear in
+// the bytes read (one op is one whole 64 KiB peek).
+func BenchmarkPeekDribbledStream(b *testing.B) {
+	data := strings.Repeat(":\n", maxPeek/2)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var p peek
+		p.read(&dribble{data}, true)
+		p.release()
+	}
+}
