@@ -63,7 +63,7 @@ func ExampleWithTracerProvider() {
 		for _, kv := range s.Attributes() {
 			for _, k := range show {
 				if kv.Key == k {
-					fmt.Printf(" %s=%s", k, kv.Value.Emit())
+					fmt.Printf(" %s=%s", k, kv.Value.String())
 				}
 			}
 			if kv.Key == "url.full" {

@@ -93,7 +93,7 @@ func (tel *telemetry) collect(t *testing.T) metricdata.ResourceMetrics {
 func matches(set attribute.Set, want map[string]string) bool {
 	for k, v := range want {
 		got, ok := set.Value(attribute.Key(k))
-		if !ok || got.Emit() != v {
+		if !ok || got.String() != v {
 			return false
 		}
 	}
@@ -155,13 +155,13 @@ func wantAttrs(t *testing.T, what string, kvs []attribute.KeyValue, want map[str
 			t.Errorf("%s: attribute %s missing, want %q", what, k, v)
 			continue
 		}
-		if got.Emit() != v {
-			t.Errorf("%s: %s = %q, want %q", what, k, got.Emit(), v)
+		if got.String() != v {
+			t.Errorf("%s: %s = %q, want %q", what, k, got.String(), v)
 		}
 	}
 	for _, k := range absent {
 		if v, ok := m[k]; ok {
-			t.Errorf("%s: attribute %s = %q, want none", what, k, v.Emit())
+			t.Errorf("%s: attribute %s = %q, want none", what, k, v.String())
 		}
 	}
 }
@@ -171,12 +171,12 @@ func dump(s sdktrace.ReadOnlySpan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%s|%s|", s.Name(), s.Status().Code, s.Status().Description)
 	for _, kv := range s.Attributes() {
-		fmt.Fprintf(&b, "%s=%s|", kv.Key, kv.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s|", kv.Key, kv.Value.String())
 	}
 	for _, e := range s.Events() {
 		fmt.Fprintf(&b, "event %s|", e.Name)
 		for _, kv := range e.Attributes {
-			fmt.Fprintf(&b, "%s=%s|", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s|", kv.Key, kv.Value.String())
 		}
 	}
 	return b.String()
