@@ -15,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -37,13 +38,13 @@ func main() {
 		serve()
 		return
 	}
-	rounds := flag.Int("rounds", 5, "rounds of the interleaved measurements")
-	segment := flag.Duration("segment", 200*time.Millisecond, "how long bare runs a workload per round; the others run as many requests")
-	quick := flag.Bool("quick", false, "shorthand for -rounds 2 -segment 50ms")
+	rounds := flag.Int("rounds", 12, "rounds of the interleaved measurements")
+	segment := flag.Duration("segment", 50*time.Millisecond, "how long bare runs a workload per round; the others run as many requests")
+	quick := flag.Bool("quick", false, "shorthand for -rounds 4 -segment 25ms")
 	noDead := flag.Bool("nodead", false, "skip the dead-upstream runs")
 	flag.Parse()
 	if *quick {
-		*rounds, *segment = 2, 50*time.Millisecond
+		*rounds, *segment = 4, 25*time.Millisecond
 	}
 	if err := run(*rounds, *segment, !*noDead); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -71,6 +72,9 @@ type sample struct {
 	allocs    float64
 	bytes     float64
 }
+
+// pair is a client's sample and bare's neighbouring one.
+type pair struct{ bare, x sample }
 
 func run(rounds int, segment time.Duration, dead bool) error {
 	// Real deployments propagate trace context; both llmtransport and
@@ -106,23 +110,33 @@ func run(rounds int, segment time.Duration, dead bool) error {
 		fmt.Fprintf(os.Stderr, "%s: %d requests per client per round\n", w.name, ops[wi])
 	}
 
-	// samples[w][c][round]
-	samples := make([][][]sample, len(workloads))
-	for wi := range samples {
-		samples[wi] = make([][]sample, len(clients))
+	// pairs[w][c] holds, for each round, client c's sample on workload w
+	// and bare's sample taken right before or after it (the order
+	// alternates), so that each ratio compares two neighbouring segments.
+	pairs := make([][][]pair, len(workloads))
+	for wi := range pairs {
+		pairs[wi] = make([][]pair, len(clients))
 	}
 	for r := range rounds {
 		start := time.Now()
 		for wi, w := range workloads {
 			// Rotate the order each round so that no client always runs
 			// right after the same one.
-			for k := range clients {
-				i := (k + r) % len(clients)
-				s, err := measure(rts[i], url, w, ops[wi])
-				if err != nil {
-					return fmt.Errorf("%s on %s: %w", clients[i].name, w.name, err)
+			for k := range len(clients) - 1 {
+				i := 1 + (k+r)%(len(clients)-1)
+				var p pair
+				var errB, errX error
+				if (r+k)%2 == 0 {
+					p.bare, errB = measure(rts[0], url, w, ops[wi])
+					p.x, errX = measure(rts[i], url, w, ops[wi])
+				} else {
+					p.x, errX = measure(rts[i], url, w, ops[wi])
+					p.bare, errB = measure(rts[0], url, w, ops[wi])
 				}
-				samples[wi][i] = append(samples[wi][i], s)
+				if err := cmp.Or(errX, errB); err != nil {
+					return fmt.Errorf("%s or bare on %s: %w", clients[i].name, w.name, err)
+				}
+				pairs[wi][i] = append(pairs[wi][i], p)
 			}
 		}
 		fmt.Fprintf(os.Stderr, "round %d/%d: %v\n", r+1, rounds, time.Since(start).Round(time.Millisecond))
@@ -144,7 +158,7 @@ func run(rounds int, segment time.Duration, dead bool) error {
 		}
 	}
 
-	printTable(os.Stdout, rounds, segment, samples, burst, paced)
+	printTable(os.Stdout, rounds, segment, pairs, burst, paced)
 	return nil
 }
 
@@ -167,7 +181,7 @@ func calibrate(rt http.RoundTripper, url string, w workload, d time.Duration) in
 		}
 		total := s.wall * time.Duration(n)
 		if total >= d/4 {
-			return max(w.conc*4, int(float64(n)*float64(d)/float64(total)))
+			return max(w.conc*2, int(float64(n)*float64(d)/float64(total)))
 		}
 		n *= 2
 	}

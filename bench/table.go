@@ -11,8 +11,9 @@ import (
 // printTable prints the one markdown table: a row per measure, a column per
 // client; bare in absolute figures, the others as a ratio (or a difference)
 // to bare with the absolute figure in brackets.
-func printTable(w io.Writer, rounds int, segment time.Duration, samples [][][]sample, burst, paced []int) {
-	fmt.Fprintf(w, "%s/%s, %d CPUs, %s; %d interleaved rounds of ~%v per workload for bare; medians.\n\n",
+func printTable(w io.Writer, rounds int, segment time.Duration, pairs [][][]pair, burst, paced []int) {
+	fmt.Fprintf(w, "%s/%s, %d CPUs, %s; %d interleaved rounds, each client's segment next to one of bare's (~%v); medians. "+
+		"At c=64, wall time / request is elapsed time / requests.\n\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), rounds, segment)
 
 	head := []string{"measure"}
@@ -28,11 +29,11 @@ func printTable(w io.Writer, rounds int, segment time.Duration, samples [][][]sa
 	row(w, sep)
 
 	for wi, wl := range workloads {
-		s := samples[wi]
-		timeRow(w, wl.name+": client CPU / request", s, func(x sample) float64 { return float64(x.cpu) })
-		timeRow(w, wl.name+": wall time / request", s, func(x sample) float64 { return float64(x.wall) })
-		countRow(w, wl.name+": allocations / request", s, func(x sample) float64 { return x.allocs }, fmtCount)
-		countRow(w, wl.name+": bytes allocated / request", s, func(x sample) float64 { return x.bytes }, fmtBytes)
+		p := pairs[wi]
+		timeRow(w, wl.name+": client CPU / request", p, func(x sample) float64 { return float64(x.cpu) })
+		timeRow(w, wl.name+": wall time / request", p, func(x sample) float64 { return float64(x.wall) })
+		countRow(w, wl.name+": allocations / request", p, func(x sample) float64 { return x.allocs }, fmtCount)
+		countRow(w, wl.name+": bytes allocated / request", p, func(x sample) float64 { return x.bytes }, fmtBytes)
 	}
 	if burst != nil {
 		attemptsRow(w, "dead upstream, 200 calls at once: upstream attempts", burst)
@@ -44,36 +45,46 @@ func row(w io.Writer, cells []string) {
 	fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 }
 
-// timeRow prints bare's median and everyone else's median ratio to bare.
-func timeRow(w io.Writer, name string, s [][]sample, f func(sample) float64) {
-	cells := []string{name}
-	bare := values(s[0], f)
-	cells = append(cells, fmtDur(median(bare)))
-	for i := 1; i < len(s); i++ {
-		v := values(s[i], f)
-		ratios := make([]float64, len(v))
-		for r := range v {
-			ratios[r] = v[r] / bare[r]
+// bareValues returns f of every bare sample of the workload.
+func bareValues(p [][]pair, f func(sample) float64) []float64 {
+	var v []float64
+	for _, ps := range p[1:] {
+		for _, x := range ps {
+			v = append(v, f(x.bare))
 		}
-		cells = append(cells, fmt.Sprintf("%.2f× (%s)", median(ratios), fmtDur(median(v))))
+	}
+	return v
+}
+
+// timeRow prints bare's median and everyone else's median ratio to its
+// neighbouring bare segment.
+func timeRow(w io.Writer, name string, p [][]pair, f func(sample) float64) {
+	cells := []string{name, fmtDur(median(bareValues(p, f)))}
+	for _, ps := range p[1:] {
+		ratios := make([]float64, len(ps))
+		abs := make([]float64, len(ps))
+		for r, x := range ps {
+			ratios[r] = f(x.x) / f(x.bare)
+			abs[r] = f(x.x)
+		}
+		cells = append(cells, fmt.Sprintf("%.2f× (%s)", median(ratios), fmtDur(median(abs))))
 	}
 	row(w, cells)
 }
 
 // countRow prints bare's median and everyone else's difference to it.
-func countRow(w io.Writer, name string, s [][]sample, f func(sample) float64, format func(float64) string) {
-	cells := []string{name}
-	bare := median(values(s[0], f))
-	cells = append(cells, format(bare))
-	for i := 1; i < len(s); i++ {
-		v := median(values(s[i], f))
-		sign := "+"
-		if v < bare {
-			sign = "−"
+func countRow(w io.Writer, name string, p [][]pair, f func(sample) float64, format func(float64) string) {
+	bare := median(bareValues(p, f))
+	cells := []string{name, format(bare)}
+	for _, ps := range p[1:] {
+		abs := make([]float64, len(ps))
+		for r, x := range ps {
+			abs[r] = f(x.x)
 		}
-		d := v - bare
+		v := median(abs)
+		sign, d := "+", v-bare
 		if d < 0 {
-			d = -d
+			sign, d = "−", -d
 		}
 		cells = append(cells, fmt.Sprintf("%s%s (%s)", sign, format(d), format(v)))
 	}
@@ -86,15 +97,6 @@ func attemptsRow(w io.Writer, name string, n []int) {
 		cells = append(cells, fmt.Sprint(v))
 	}
 	row(w, cells)
-}
-
-// values returns f of each round's sample, in round order.
-func values(s []sample, f func(sample) float64) []float64 {
-	v := make([]float64, len(s))
-	for i, x := range s {
-		v[i] = f(x)
-	}
-	return v
 }
 
 func fmtDur(ns float64) string {
