@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// serverEnv, set in the environment of the child process, makes the program
+// serve instead of measuring. The server runs in its own process so that the
+// measuring process's CPU time (getrusage) is the client's alone.
+const serverEnv = "LLMT_BENCH_SERVER"
+
+// serve answers like an OpenAI-compatible API on a loopback port, prints the
+// port's address on stdout, and exits when stdin closes (when the parent
+// exits, however it exits).
+//
+//	POST /ok    reads the body, answers 200 with a 1 KB chat completion
+//	POST /dead  reads the body, answers 503 with a JSON error; counted
+//	GET  /count returns the number of /dead requests since the last /count
+func serve() {
+	var dead atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("x-request-id", "req-0123456789")
+		w.Write(chatResponse)
+	})
+	mux.HandleFunc("/dead", func(w http.ResponseWriter, r *http.Request) {
+		dead.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"message":"upstream unavailable","type":"server_error","code":"service_unavailable"}}`)
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, dead.Swap(0))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	go (&http.Server{Handler: mux}).Serve(ln)
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// upstream is the server child process.
+type upstream struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	url   string // http://127.0.0.1:port
+}
+
+// startUpstream starts this program again as the server and waits for its
+// address.
+func startUpstream() (*upstream, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), serverEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stdin.Close()
+		cmd.Wait()
+		return nil, fmt.Errorf("server did not start: %w", err)
+	}
+	return &upstream{cmd: cmd, stdin: stdin, url: "http://" + strings.TrimSpace(line)}, nil
+}
+
+// stop ends the child process.
+func (u *upstream) stop() {
+	u.stdin.Close()
+	u.cmd.Wait()
+}
+
+// deadCount returns the number of /dead requests since the last call.
+func (u *upstream) deadCount() (int, error) {
+	resp, err := http.Get(u.url + "/count")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(string(b))
+}
