@@ -53,7 +53,10 @@ func simulate(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	res.without.collect()
 	report(w, res)
 	tr.printTree(w)
-	return res, tr.shutdown(context.WithoutCancel(ctx))
+	if err := tr.shutdown(context.WithoutCancel(ctx)); err != nil {
+		fmt.Fprintf(w, "warning: flushing the traces: %v\n", err)
+	}
+	return res, nil
 }
 
 // progress prints a line per interval until done is closed.

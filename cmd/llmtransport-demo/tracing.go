@@ -53,7 +53,7 @@ func (t *tracing) shutdown(ctx context.Context) error {
 // (a call that was retried), or says where the spans went.
 func (t *tracing) printTree(w io.Writer) {
 	if t.rec == nil {
-		fmt.Fprintf(w, "\nTraces were exported to %s (service llmtransport-demo).\n", t.endpoint)
+		fmt.Fprintf(w, "\nSpans were sent to %s over OTLP/HTTP (service llmtransport-demo).\n", t.endpoint)
 		return
 	}
 	spans := t.rec.Ended()
