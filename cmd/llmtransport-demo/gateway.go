@@ -1,0 +1,54 @@
+package main
+
+import (
+	"time"
+
+	"github.com/llmtransport/llmtransport/llmtransporttest"
+)
+
+// The models of the demo gateway.
+const (
+	modelHealthy     = "gpt-4o-mini"
+	modelFlaky       = "claude-3-5-sonnet"
+	modelRateLimited = "gemini-2.0-flash"
+	modelDead        = "llama-3.1-70b"
+)
+
+var models = []string{modelHealthy, modelFlaky, modelRateLimited, modelDead}
+
+// newGateway starts a fake gateway with the demo's fault mix. Two gateways
+// made with the same cfg and start answer the same request sequence of a
+// model the same way.
+func newGateway(cfg config, start time.Time) *llmtransporttest.Server {
+	flaky := llmtransporttest.Random(cfg.faultRate, cfg.seed,
+		llmtransporttest.NewAPIError(500, "do_request_failed", "upstream error: do request failed"),
+		llmtransporttest.NewAPIError(503, "get_channel_failed", "no available channel for model "+modelFlaky),
+		llmtransporttest.Overloaded(),
+		llmtransporttest.BadGatewayHTML(),
+		llmtransporttest.ResetBeforeHeaders(),
+		llmtransporttest.ErrorFirstStream(),
+		llmtransporttest.Delay(300*time.Millisecond, llmtransporttest.OpenAIError(504, "server_error", "", "Gateway Timeout")),
+	)
+	limited := llmtransporttest.Random(min(1, 1.5*cfg.faultRate), cfg.seed+1,
+		llmtransporttest.RateLimited(llmtransporttest.RetryAfterMs, 150*time.Millisecond),
+		llmtransporttest.RateLimited(llmtransporttest.ResetTokens, 200*time.Millisecond),
+		llmtransporttest.RateLimited(llmtransporttest.BodyRetryDelay, 250*time.Millisecond),
+		llmtransporttest.RateLimited(llmtransporttest.MessageText, 300*time.Millisecond),
+		llmtransporttest.RateLimited(llmtransporttest.RetryAfterSeconds, time.Second),
+	)
+	recovery := start.Add(cfg.duration / 2)
+	down := llmtransporttest.NewAPIError(503, "get_channel_failed", "no available channel for model "+modelDead)
+	return llmtransporttest.NewServer(
+		llmtransporttest.WithLatency(15*time.Millisecond),
+		llmtransporttest.WithChunkDelay(2*time.Millisecond),
+		llmtransporttest.WithScript(modelHealthy),
+		llmtransporttest.WithModel(modelFlaky, flaky),
+		llmtransporttest.WithModel(modelRateLimited, limited),
+		llmtransporttest.WithModel(modelDead, func(int) llmtransporttest.Fault {
+			if time.Now().Before(recovery) {
+				return down
+			}
+			return llmtransporttest.OK()
+		}),
+	)
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/ssestream"
+
+	"github.com/llmtransport/llmtransport"
+	"github.com/llmtransport/llmtransport/llmtransporttest"
+)
+
+// callTimeout bounds each chat call, so that the demo ends soon after its
+// duration.
+const callTimeout = 10 * time.Second
+
+// client is one way of calling the gateway, with its statistics.
+type client struct {
+	name      string
+	api       openai.Client
+	transport bool // calls go through llmtransport
+	gw        *llmtransporttest.Server
+
+	calls, ok atomic.Int64 // for the progress lines
+	skipped   atomic.Int64 // calls not started: too many in flight
+
+	mu     sync.Mutex
+	models map[string]*modelStats
+}
+
+// modelStats are the statistics of one model through one client.
+type modelStats struct {
+	calls, ok    int
+	silent       int // 200s whose body was an error: the SDK saw success
+	refused      int // refused by an open circuit, without a request
+	retries      int // retries the transport made
+	hinted       int // retries that waited for a server hint
+	hintedWait   time.Duration
+	hintSources  map[string]int
+	classes      map[string]int // classes of retried attempts and of final failures
+	latencies    []time.Duration
+	upstream     int            // requests the gateway received
+	gatewayFault map[string]int // what the gateway answered them with
+}
+
+func newClient(name string, gw *llmtransporttest.Server, transport bool, opts ...option.RequestOption) *client {
+	c := &client{name: name, gw: gw, transport: transport, models: map[string]*modelStats{}}
+	for _, m := range models {
+		c.models[m] = &modelStats{classes: map[string]int{}, hintSources: map[string]int{}, gatewayFault: map[string]int{}}
+	}
+	base := []option.RequestOption{option.WithBaseURL(gw.URL + "/v1/"), option.WithAPIKey("sk-demo")}
+	c.api = openai.NewClient(append(base, opts...)...)
+	return c
+}
+
+// withTransport returns the client that calls through llmtransport, with
+// openai-go's own retries off.
+func withTransport(gw *llmtransporttest.Server, tr *tracing, cfg config) *client {
+	var c *client
+	t := llmtransport.New(nil,
+		llmtransport.WithRetryBudget(cfg.budgetRatio, llmtransport.DefaultBudgetBurst),
+		llmtransport.WithTracerProvider(tr.provider()),
+		llmtransport.WithOnRetry(func(ev llmtransport.RetryEvent) { c.retried(ev) }),
+	)
+	c = newClient("openai-go + llmtransport", gw, true,
+		option.WithHTTPClient(&http.Client{Transport: t}),
+		option.WithMaxRetries(0))
+	return c
+}
+
+// retried records a retry of the transport.
+func (c *client) retried(ev llmtransport.RetryEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.models[ev.Model]
+	if !ok {
+		return
+	}
+	m.retries++
+	m.classes[ev.Classification.Class.String()]++
+	if ev.WaitSource != "backoff" {
+		m.hinted++
+		m.hintedWait += ev.Wait
+		m.hintSources[ev.WaitSource]++
+	}
+}
+
+// pace is how often each of the cfg.concurrency callers starts a call.
+// Calls start on schedule whether or not earlier ones have finished (open
+// loop), so both clients get the same calls, in the same order, at the same
+// times, whatever their latency.
+const pace = 100 * time.Millisecond
+
+// maxInFlight bounds the calls in flight per caller; a call that would
+// exceed it is skipped and counted.
+const maxInFlight = 16
+
+// drive starts calls on schedule until ctx is done, then waits for the calls
+// in flight (each ends within callTimeout of its start, or when parent is
+// done).
+func (c *client) drive(ctx, parent context.Context, cfg config) {
+	tick := time.NewTicker(pace / time.Duration(cfg.concurrency))
+	defer tick.Stop()
+	sem := make(chan struct{}, maxInFlight*cfg.concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for k := 0; ; k++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		model, stream := models[k%len(models)], k%3 == 0
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.skipped.Add(1)
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c.call(parent, model, stream)
+		})
+	}
+}
+
+// call makes one chat call and records its outcome.
+func (c *client) call(parent context.Context, model string, stream bool) {
+	ctx, cancel := context.WithTimeout(parent, callTimeout)
+	defer cancel()
+	if c.transport {
+		// Names the model for the transport's circuit, cooldown, spans and
+		// retry events without it reading the body.
+		ctx = llmtransport.ContextWithModel(ctx, model)
+	}
+	params := openai.ChatCompletionNewParams{
+		Model:    model,
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello")},
+	}
+	start := time.Now()
+	var content string
+	var err error
+	if stream {
+		s := c.api.Chat.Completions.NewStreaming(ctx, params)
+		var b strings.Builder
+		for s.Next() {
+			if ch := s.Current(); len(ch.Choices) > 0 {
+				b.WriteString(ch.Choices[0].Delta.Content)
+			}
+		}
+		content, err = b.String(), s.Err()
+		s.Close()
+	} else {
+		var cc *openai.ChatCompletion
+		cc, err = c.api.Chat.Completions.New(ctx, params)
+		if err == nil && len(cc.Choices) > 0 {
+			content = cc.Choices[0].Message.Content
+		}
+	}
+	elapsed := time.Since(start)
+
+	c.calls.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.models[model]
+	m.calls++
+	m.latencies = append(m.latencies, elapsed)
+	switch {
+	case err == nil && content == llmtransporttest.DefaultReply:
+		m.ok++
+		c.ok.Add(1)
+	case err == nil:
+		m.silent++
+		m.classes["error_in_200"]++
+	default:
+		if errors.Is(err, llmtransport.ErrCircuitOpen) {
+			m.refused++
+		}
+		m.classes[failureClass(err)]++
+	}
+}
+
+// failureClass names what a failed call ended with.
+func failureClass(err error) string {
+	var (
+		oe *openai.Error
+		se *ssestream.StreamError
+	)
+	switch {
+	case errors.Is(err, llmtransport.ErrCircuitOpen):
+		return "circuit_open"
+	case errors.As(err, &oe) && oe.Response != nil:
+		body, _ := io.ReadAll(io.LimitReader(oe.Response.Body, 64<<10))
+		return llmtransport.Classify(oe.Response, body).Class.String()
+	case errors.As(err, &se):
+		return "stream_error"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline"
+	}
+	return "transport_error"
+}
+
+// collect adds what the gateway saw to the statistics.
+func (c *client) collect() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.gw.Log() {
+		if m, ok := c.models[r.Model]; ok {
+			m.upstream++
+			m.gatewayFault[r.Fault]++
+		}
+	}
+}
+
+// totals sums the statistics over the models.
+func (c *client) totals() (t modelStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.models {
+		t.calls += m.calls
+		t.ok += m.ok
+		t.silent += m.silent
+		t.refused += m.refused
+		t.retries += m.retries
+		t.hinted += m.hinted
+		t.upstream += m.upstream
+		t.latencies = append(t.latencies, m.latencies...)
+	}
+	return t
+}
+
+func (m *modelStats) rate() string {
+	if m.calls == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(m.ok)/float64(m.calls))
+}
+
+// percentile returns the p-th percentile (0 to 1) of the latencies.
+func (m *modelStats) percentile(p float64) time.Duration {
+	if len(m.latencies) == 0 {
+		return 0
+	}
+	l := slices.Clone(m.latencies)
+	slices.Sort(l)
+	return l[min(len(l)-1, int(p*float64(len(l))))]
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// tracing is where the transport's spans go: to an OTLP/HTTP endpoint when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set, else to memory.
+type tracing struct {
+	tp       *sdktrace.TracerProvider
+	rec      *tracetest.SpanRecorder // nil when exporting
+	endpoint string
+}
+
+func setupTracing(ctx context.Context) (*tracing, error) {
+	res := resource.NewSchemaless(attribute.String("service.name", "llmtransport-demo"))
+	if ep := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
+		// The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_HEADERS…)
+		// from the environment.
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP exporter: %w", err)
+		}
+		return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), endpoint: ep}, nil
+	}
+	rec := tracetest.NewSpanRecorder()
+	return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(res)), rec: rec}, nil
+}
+
+func (t *tracing) provider() trace.TracerProvider { return t.tp }
+
+// shutdown flushes the spans still buffered.
+func (t *tracing) shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return t.tp.Shutdown(ctx)
+}
+
+// printTree prints the span tree of the recorded trace with the most spans
+// (a call that was retried), or says where the spans went.
+func (t *tracing) printTree(w io.Writer) {
+	if t.rec == nil {
+		fmt.Fprintf(w, "\nSpans were sent to %s over OTLP/HTTP (service llmtransport-demo).\n", t.endpoint)
+		return
+	}
+	spans := t.rec.Ended()
+	byTrace := map[trace.TraceID][]sdktrace.ReadOnlySpan{}
+	var best trace.TraceID
+	for _, s := range spans {
+		id := s.SpanContext().TraceID()
+		byTrace[id] = append(byTrace[id], s)
+		if len(byTrace[id]) > len(byTrace[best]) {
+			best = id
+		}
+	}
+	if len(byTrace[best]) == 0 {
+		fmt.Fprintln(w, "\nNo spans were recorded: this build of llmtransport records none yet.")
+		return
+	}
+	fmt.Fprintf(w, "\nSpan tree of one retried call (trace %s; set OTEL_EXPORTER_OTLP_ENDPOINT to send traces to Jaeger):\n", best)
+	tr := byTrace[best]
+	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	inTrace := map[trace.SpanID]bool{}
+	for _, s := range tr {
+		inTrace[s.SpanContext().SpanID()] = true
+	}
+	var roots []sdktrace.ReadOnlySpan
+	for _, s := range tr {
+		if p := s.Parent().SpanID(); s.Parent().IsValid() && inTrace[p] {
+			children[p] = append(children[p], s)
+		} else {
+			roots = append(roots, s)
+		}
+	}
+	var walk func(s sdktrace.ReadOnlySpan, depth int)
+	walk = func(s sdktrace.ReadOnlySpan, depth int) {
+		fmt.Fprintf(w, "%s%s  %v  %s\n", strings.Repeat("  ", depth+1), s.Name(), s.EndTime().Sub(s.StartTime()).Round(time.Millisecond), attrs(s))
+		for _, e := range s.Events() {
+			fmt.Fprintf(w, "%s  · %s %s\n", strings.Repeat("  ", depth+1), e.Name, kv(e.Attributes))
+		}
+		kids := children[s.SpanContext().SpanID()]
+		slices.SortFunc(kids, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
+		for _, k := range kids {
+			walk(k, depth+1)
+		}
+	}
+	for _, r := range roots {
+		walk(r, 0)
+	}
+}
+
+func attrs(s sdktrace.ReadOnlySpan) string {
+	out := kv(s.Attributes())
+	if st := s.Status(); st.Code.String() == "Error" {
+		out += " [error: " + st.Description + "]"
+	}
+	return out
+}
+
+func kv(as []attribute.KeyValue) string {
+	parts := make([]string, 0, len(as))
+	for _, a := range as {
+		parts = append(parts, string(a.Key)+"="+a.Value.Emit())
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,393 @@
+// Package llmtransporttest provides a fake OpenAI-compatible LLM gateway for
+// tests, in the spirit of [net/http/httptest].
+//
+// A [Server] listens on 127.0.0.1 and serves POST /v1/chat/completions (a
+// JSON completion, or an event stream when the request has "stream":true)
+// and GET /v1/models. Each model, read from the request body, follows its
+// own script of [Fault] values: normal answers, error bodies in the shapes
+// real gateways and providers send (new-api envelopes, flat codes, 429s with
+// every kind of wait hint, Anthropic's 529, nginx's HTML 502), connections
+// reset before or after the headers, slow headers, and event streams that
+// fail before or after their first chunk. Every response carries an
+// x-request-id header. The server counts requests per model and per fault,
+// so tests can assert how many attempts a client made.
+//
+// The package uses only the standard library.
+package llmtransporttest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server is a fake OpenAI-compatible gateway made by [NewServer]. Point a
+// client at URL + "/v1". It is safe for concurrent use.
+type Server struct {
+	// URL is the server's base URL, http://127.0.0.1:port, with no trailing
+	// slash.
+	URL string
+
+	srv       *httptest.Server
+	cfg       config
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// mu guards everything below, and the scripts of cfg.
+	mu      sync.Mutex
+	seq     int
+	byModel map[string]int
+	byFault map[string]int
+	log     []Request
+}
+
+// Request is the record of one chat completion request the server answered.
+type Request struct {
+	// Model is the "model" of the request body.
+	Model string
+	// Stream reports whether the request asked for an event stream.
+	Stream bool
+	// Fault is the name of the fault that answered it ("ok" for success).
+	Fault string
+	// RequestID is the x-request-id the server sent back.
+	RequestID string
+	// Header is a copy of the request's headers.
+	Header http.Header
+	// Time is when the request arrived.
+	Time time.Time
+}
+
+// Stats is a snapshot of a Server's counters.
+type Stats struct {
+	// Total is the number of chat completion requests received.
+	Total int
+	// ByModel counts them per model.
+	ByModel map[string]int
+	// ByFault counts them per fault name ([Fault.Name]).
+	ByFault map[string]int
+}
+
+// Option configures a [Server]; each documents its default.
+type Option func(*config)
+
+type config struct {
+	scripts    map[string]func(int) Fault
+	fallback   func(int) Fault
+	reply      string
+	latency    time.Duration
+	chunkDelay time.Duration
+	apiKey     string
+}
+
+// WithScript makes model answer its requests with faults, one each, in
+// order; once they are used up it answers [OK]. For example
+// WithScript("m", NewAPIError(500, "do_request_failed", "…"), OK()) fails
+// once and then succeeds. By default every model answers OK.
+func WithScript(model string, faults ...Fault) Option {
+	faults = slices.Clone(faults)
+	return WithModel(model, func(n int) Fault {
+		if n < len(faults) {
+			return faults[n]
+		}
+		return OK()
+	})
+}
+
+// WithModel makes model answer its request number n (from 0) with
+// script(n). The server calls script under its lock, one request at a time,
+// so script need not be safe for concurrent use. Use it for "always fails"
+// (func(int) Fault { return f }), for patterns, or with [Random]. By default
+// every model answers OK.
+func WithModel(model string, script func(n int) Fault) Option {
+	return func(c *config) {
+		if script != nil {
+			c.scripts[model] = script
+		}
+	}
+}
+
+// WithFaultRate makes every model without a script of its own fail with
+// probability rate, with a fault picked from faults (from [Mix] when faults
+// is empty), reproducibly for a given seed; see [Random]. The default rate
+// is 0.
+func WithFaultRate(rate float64, seed uint64, faults ...Fault) Option {
+	return func(c *config) { c.fallback = Random(rate, seed, faults...) }
+}
+
+// WithReply sets the content of successful completions. Streams send it one
+// word per chunk. The default is "Hello from the fake gateway.".
+func WithReply(text string) Option {
+	return func(c *config) { c.reply = text }
+}
+
+// WithLatency delays every answer (success or fault) by d before its
+// headers, to make timings look real. The default is 0.
+func WithLatency(d time.Duration) Option {
+	return func(c *config) { c.latency = max(d, 0) }
+}
+
+// WithChunkDelay waits d between the chunk events of a stream. The default
+// is 0.
+func WithChunkDelay(d time.Duration) Option {
+	return func(c *config) { c.chunkDelay = max(d, 0) }
+}
+
+// WithAPIKey makes the server require "Authorization: Bearer <key>" and
+// answer 401 invalid_api_key without it. By default any key, or none, is
+// accepted.
+func WithAPIKey(key string) Option {
+	return func(c *config) { c.apiKey = key }
+}
+
+// DefaultReply is the content of successful completions unless [WithReply]
+// sets another.
+const DefaultReply = "Hello from the fake gateway."
+
+// NewServer starts a Server on a random port of 127.0.0.1. The caller must
+// call [Server.Close] when done.
+func NewServer(opts ...Option) *Server {
+	s := &Server{
+		cfg:     config{scripts: map[string]func(int) Fault{}, reply: DefaultReply},
+		done:    make(chan struct{}),
+		byModel: map[string]int{},
+		byFault: map[string]int{},
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&s.cfg)
+		}
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close stops the server: slow answers in progress end at once, and Close
+// returns once every handler has returned.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+	})
+}
+
+// Client returns an [net/http.Client] for the server, with a transport of
+// its own: wrap its Transport to test a middleware.
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
+// Total returns how many chat completion requests the server has received.
+func (s *Server) Total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// Requests returns how many chat completion requests asked for model.
+func (s *Server) Requests(model string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byModel[model]
+}
+
+// FaultCount returns how many requests were answered by the fault named
+// name ([Fault.Name]); FaultCount("ok") counts successes.
+func (s *Server) FaultCount(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byFault[name]
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Total: s.seq, ByModel: maps.Clone(s.byModel), ByFault: maps.Clone(s.byFault)}
+}
+
+// Log returns the records of the chat completion requests received so far,
+// oldest first.
+func (s *Server) Log() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, "/v1")
+	switch {
+	case path == "/chat/completions" && r.Method == http.MethodPost:
+		s.serveChat(w, r)
+	case path == "/models" && r.Method == http.MethodGet:
+		s.serveModels(w, r)
+	default:
+		w.Header().Set("X-Request-Id", "req_notfound")
+		writeJSON(w, http.StatusNotFound, openAIEnvelope("Invalid URL ("+r.Method+" "+r.URL.Path+")", "invalid_request_error", ""))
+	}
+}
+
+// chatRequest is the part of a chat completion request the server reads.
+type chatRequest struct {
+	Model    string `json:"model"`
+	Stream   bool   `json:"stream"`
+	Messages []struct {
+		Content any `json:"content"`
+	} `json:"messages"`
+}
+
+func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
+	var req chatRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	now := time.Now()
+	s.mu.Lock()
+	n := s.byModel[req.Model]
+	s.byModel[req.Model]++
+	s.seq++
+	id := fmt.Sprintf("req_%06d", s.seq)
+	var f Fault
+	switch {
+	case err != nil:
+		f = OpenAIError(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
+	case s.cfg.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.apiKey:
+		f = OpenAIError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
+	case s.cfg.scripts[req.Model] != nil:
+		f = s.cfg.scripts[req.Model](n)
+	case s.cfg.fallback != nil:
+		f = s.cfg.fallback(n)
+	}
+	s.byFault[f.Name()]++
+	s.log = append(s.log, Request{Model: req.Model, Stream: req.Stream, Fault: f.Name(), RequestID: id, Header: r.Header.Clone(), Time: now})
+	s.mu.Unlock()
+
+	x := &exchange{s: s, r: r, model: req.Model, stream: req.Stream, requestID: id}
+	if !s.wait(r, s.cfg.latency+f.delay) {
+		hijackClose(w, true)
+		return
+	}
+	w.Header().Set("X-Request-Id", id)
+	serve := f.serve
+	if serve == nil {
+		serve = serveOK
+	}
+	serve(w, x)
+}
+
+// wait waits for d, or until the client goes away or the server closes; it
+// reports whether the whole wait passed.
+func (s *Server) wait(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+	case <-s.done:
+	}
+	return false
+}
+
+func (s *Server) serveModels(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	names := slices.Collect(maps.Keys(s.cfg.scripts))
+	for m := range s.byModel {
+		if m != "" && s.cfg.scripts[m] == nil {
+			names = append(names, m)
+		}
+	}
+	s.mu.Unlock()
+	if len(names) == 0 {
+		names = []string{"gpt-4o-mini"}
+	}
+	slices.Sort(names)
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	list := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
+	for _, n := range names {
+		list.Data = append(list.Data, model{ID: n, Object: "model", Created: 1700000000, OwnedBy: "llmtransporttest"})
+	}
+	w.Header().Set("X-Request-Id", "req_models")
+	writeJSON(w, http.StatusOK, list)
+}
+
+// serveOK answers with a successful completion, streamed or not.
+func serveOK(w http.ResponseWriter, x *exchange) {
+	if !x.stream {
+		b := x.s.completion(x)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(b)
+		return
+	}
+	setSSEHeaders(w)
+	w.WriteHeader(http.StatusOK)
+	writeEvents(w, x, x.s.chunks(x))
+	writeEvent(w, []byte("[DONE]"))
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// completion returns the JSON chat.completion of x.
+func (s *Server) completion(x *exchange) []byte {
+	words := len(strings.Fields(s.cfg.reply))
+	return mustJSON(map[string]any{
+		"id":      "chatcmpl-" + x.requestID,
+		"object":  "chat.completion",
+		"created": time.Now().Unix(),
+		"model":   x.model,
+		"choices": []any{map[string]any{
+			"index":         0,
+			"message":       map[string]any{"role": "assistant", "content": s.cfg.reply},
+			"finish_reason": "stop",
+		}},
+		"usage": usage{PromptTokens: 8, CompletionTokens: words, TotalTokens: 8 + words},
+	})
+}
+
+// chunks returns the data of the chunk events of x's stream: one with the
+// role, one per word of the reply, and one with the finish reason.
+func (s *Server) chunks(x *exchange) [][]byte {
+	created := time.Now().Unix()
+	chunk := func(delta map[string]any, finish any) []byte {
+		return mustJSON(map[string]any{
+			"id":      "chatcmpl-" + x.requestID,
+			"object":  "chat.completion.chunk",
+			"created": created,
+			"model":   x.model,
+			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
+		})
+	}
+	out := [][]byte{chunk(map[string]any{"role": "assistant", "content": ""}, nil)}
+	for i, w := range strings.SplitAfter(s.cfg.reply, " ") {
+		if w == "" && i > 0 {
+			continue
+		}
+		out = append(out, chunk(map[string]any{"content": w}, nil))
+	}
+	return append(out, chunk(map[string]any{}, "stop"))
+}
