@@ -2,9 +2,14 @@ package llmtransport
 
 import "sync/atomic"
 
-// budget is a retry budget in the style of gRPC retry throttling: a token
-// bucket that every call fills by ratio and every retry empties by one. It is
-// lock-free; a nil *budget allows every retry.
+// budget bounds retries across all the calls of a Transport, so that a dead
+// upstream under a burst is not hit by every call's every retry. It is a
+// token bucket, in the spirit of the AWS SDK's retry quota: a retry takes a
+// token; a call that ends in success gives back the tokens its retries took
+// (retries that worked cost nothing) or, when it needed none, adds a
+// fraction of a token. Retries that end in failure are what drains it, and
+// only successes refill it. It is lock-free; a nil *budget allows every
+// retry.
 type budget struct {
 	milli   atomic.Int64 // tokens × 1000
 	deposit int64        // ratio × 1000
@@ -12,33 +17,12 @@ type budget struct {
 }
 
 func newBudget(ratio float64, burst int) *budget {
-	if ratio <= 0 {
+	if ratio <= 0 || burst <= 0 {
 		return nil
 	}
-	b := &budget{deposit: int64(ratio * 1000), max: int64(burst) * 1000}
-	if b.deposit < 1 {
-		b.deposit = 1
-	}
+	b := &budget{deposit: max(int64(ratio*1000), 1), max: int64(burst) * 1000}
 	b.milli.Store(b.max)
 	return b
-}
-
-// call records a new call. It writes nothing while the bucket is full, so a
-// healthy service costs one atomic load per call.
-func (b *budget) call() {
-	if b == nil {
-		return
-	}
-	for {
-		v := b.milli.Load()
-		if v >= b.max {
-			return
-		}
-		n := min(v+b.deposit, b.max)
-		if b.milli.CompareAndSwap(v, n) {
-			return
-		}
-	}
 }
 
 // retry takes a token for one retry and reports whether there was one.
@@ -53,6 +37,28 @@ func (b *budget) retry() bool {
 		}
 		if b.milli.CompareAndSwap(v, v-1000) {
 			return true
+		}
+	}
+}
+
+// settle records the end of a call that took retries tokens. Only a
+// success puts tokens back. While the bucket is full it writes nothing, so
+// a healthy service costs one atomic load per call.
+func (b *budget) settle(success bool, retries int) {
+	if b == nil || !success {
+		return
+	}
+	add := int64(retries) * 1000
+	if retries == 0 {
+		add = b.deposit
+	}
+	for {
+		v := b.milli.Load()
+		if v >= b.max {
+			return
+		}
+		if b.milli.CompareAndSwap(v, min(v+add, b.max)) {
+			return
 		}
 	}
 }

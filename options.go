@@ -32,8 +32,8 @@ const (
 	DefaultMaxRetries      = 3
 	DefaultBackoffBase     = 500 * time.Millisecond
 	DefaultBackoffMax      = 8 * time.Second
-	DefaultBudgetRatio     = 0.1
-	DefaultBudgetBurst     = 10
+	DefaultBudgetRatio     = 0.2
+	DefaultBudgetBurst     = 40
 	DefaultMaxBufferedBody = 1 << 20
 )
 
@@ -95,19 +95,19 @@ func WithBackoff(base, max time.Duration) Option {
 	}
 }
 
-// WithRetryBudget bounds retries to a fraction of recent traffic, in the
-// style of gRPC retry throttling: every call adds ratio tokens to a bucket
-// holding at most burst tokens (it starts full), and every retry takes one
-// whole token. A lone request always has its retries; a burst of N failing
-// calls makes at most about N·(1+ratio)+burst attempts. The defaults are
-// [DefaultBudgetRatio] (0.1) and [DefaultBudgetBurst] (10). A ratio ≤ 0
-// disables the budget.
+// WithRetryBudget bounds the retries of all the calls of the Transport, so
+// that a dead upstream under a burst is not hit by every call's every retry.
+// It is a bucket of burst tokens (it starts full): every retry takes one; a
+// call that ends in success gives back the tokens its retries took, or adds
+// ratio of a token when it needed none. Retries that work cost nothing, a
+// lone request always has its retries, and a burst of N calls to a dead
+// upstream makes at most N + burst attempts. The defaults are
+// [DefaultBudgetRatio] (0.2) and [DefaultBudgetBurst] (40). A ratio or burst
+// ≤ 0 disables the budget.
 func WithRetryBudget(ratio float64, burst int) Option {
 	return func(c *config) {
 		c.budgetRatio = ratio
-		if burst > 0 {
-			c.budgetBurst = burst
-		}
+		c.budgetBurst = burst
 	}
 }
 

@@ -111,7 +111,6 @@ func isDNSNotFound(err error) bool {
 // the last attempt and the number of attempts sent.
 func (c *call) run() (*http.Response, Classification, int, error) {
 	t := c.t
-	t.budget.call()
 	var (
 		prev   *http.Response // the previous response, read whole, kept to hand back
 		prevP  peek
@@ -217,6 +216,7 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 		c.trace.budgetExhausted()
 		return 0, false
 	}
+	c.retries++
 	if t.cfg.onRetry != nil {
 		t.cfg.onRetry(ev)
 	}

@@ -661,3 +661,39 @@ func TestRetryPanickingErrorBody(t *testing.T) {
 		}
 	})
 }
+
+func TestRetryBudgetRefundsRetriesThatWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dead := false
+		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+			if dead || i%2 == 0 {
+				return response(503, `{}`), nil
+			}
+			return response(200, `{}`), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker(), WithRetryBudget(0.2, 2))
+		call := func() int {
+			resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		// A flaky upstream whose retries work never drains the budget.
+		for i := range 20 {
+			if got := call(); got != 200 {
+				t.Fatalf("call %d: got %d, want 200 (retries that work are free)", i, got)
+			}
+		}
+		// A dead one drains it: 2 tokens, then no more retries.
+		dead = true
+		before := f.attempts()
+		for range 5 {
+			call()
+		}
+		if got := f.attempts() - before; got != 5+2 {
+			t.Fatalf("got %d attempts for 5 calls to a dead upstream, want 7 (5 + the 2 tokens)", got)
+		}
+	})
+}

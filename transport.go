@@ -130,6 +130,7 @@ type call struct {
 	prefix     []byte // the start of a body too large to buffer, sent once before the rest
 	replayable bool   // later attempts can get a fresh body
 	sent       bool   // req.Body has been handed to the base transport
+	retries    int    // retry budget tokens taken
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
@@ -143,6 +144,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	c.key = circuitKey{host: req.URL.Host, model: requestModel(req, c.buffered)}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.run()
+	t.budget.settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
 	if !c.sent && req.Body != nil {
 		req.Body.Close()
