@@ -3,6 +3,7 @@ package llmtransport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -132,8 +133,13 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 type tracer struct {
 	tracer trace.Tracer
 	off    bool // the tracer provider is the no-op one: start no spans
-	prop   propagation.TextMapPropagator
-	m      metrics
+	// unset is the global provider as it was when no SDK had been
+	// installed: while otel.GetTracerProvider still returns it, spans would
+	// go nowhere, so none are started (installing a provider later replaces
+	// the global, and spans start flowing).
+	unset trace.TracerProvider
+	prop  propagation.TextMapPropagator
+	m     metrics
 
 	// spanOpts caches the call spans' options; it is copied on write, under
 	// mu, and read without a lock.
@@ -142,8 +148,15 @@ type tracer struct {
 }
 
 func newTracer(cfg tracingConfig) *tracer {
+	var unset trace.TracerProvider
 	if cfg.tp == nil {
 		cfg.tp = otel.GetTracerProvider()
+		// OTel's stand-in before SetTracerProvider; it forwards to the
+		// provider set later, but until then each span it starts costs
+		// allocations for nothing.
+		if fmt.Sprintf("%T", cfg.tp) == "*global.tracerProvider" {
+			unset = cfg.tp
+		}
 	}
 	if cfg.mp == nil {
 		cfg.mp = otel.GetMeterProvider()
@@ -154,6 +167,7 @@ func newTracer(cfg tracingConfig) *tracer {
 	_, off := cfg.tp.(noop.TracerProvider)
 	return &tracer{
 		off:    off,
+		unset:  unset,
 		tracer: cfg.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
 		prop:   cfg.prop,
 		m:      newMetrics(cfg.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))),
@@ -193,7 +207,7 @@ func (s *callSpan) finish() {
 // unknown). The returned context carries the span.
 func (t *tracer) startCall(ctx context.Context, req *http.Request, model string) (context.Context, callTrace) {
 	c := callTrace{t: t, ctx: ctx, host: req.URL.Host, model: model}
-	if t.off {
+	if t.off || (t.unset != nil && otel.GetTracerProvider() == t.unset) {
 		return ctx, c
 	}
 	so := t.spanOptions(req.URL, model)

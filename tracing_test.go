@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -865,5 +867,39 @@ func TestRedactSecrets(t *testing.T) {
 		if got := redactSecrets(in); got != want {
 			t.Errorf("redactSecrets(%q)\n got %q\nwant %q", in, got, want)
 		}
+	}
+}
+
+// TestTracingGlobalSetAfterNew checks that a Transport made before the
+// application installs its tracer provider records spans once it does:
+// skipping spans while OTel's stand-in provider is the global must not
+// outlive the stand-in. OTel's stand-in forwards only to the first provider
+// ever set, and other tests set one, so the check runs in a fresh process.
+func TestTracingGlobalSetAfterNew(t *testing.T) {
+	if os.Getenv("LLMTRANSPORT_FRESH_GLOBALS") != "1" {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestTracingGlobalSetAfterNew$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "LLMTRANSPORT_FRESH_GLOBALS=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("in a fresh process: %v\n%s", err, out)
+		}
+		return
+	}
+	tr := New(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody}, nil
+	}))
+	send := func() {
+		req, _ := http.NewRequestWithContext(ContextWithModel(t.Context(), "gpt-4o"), http.MethodPost, "https://api.openai.com/v1/chat/completions", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	send() // before any provider: no span, nowhere to go
+	tel := newTelemetry(t)
+	otel.SetTracerProvider(tel.tp)
+	send()
+	if n := len(tel.spans("chat gpt-4o")); n != 1 {
+		t.Errorf("got %d call spans after the global provider was set, want 1", n)
 	}
 }
