@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -452,40 +453,69 @@ func TestRetryLoneRequestGetsAllRetries(t *testing.T) {
 
 func TestRetryCooldownShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var sent atomic.Int64
-		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
-			sent.Add(1)
-			if i == 0 {
-				return response(429, `{"error":{"message":"rate limited","code":"rate_limit_exceeded"}}`, "Retry-After", "2"), nil
+		// The server throttles the model for 2 s after its first request:
+		// every request before then gets a 429 asking to wait out the rest.
+		start := time.Now()
+		until := start.Add(2 * time.Second)
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+			if left := until.Sub(time.Now()); left > 0 {
+				return response(429, `{"error":{"message":"rate limited","code":"rate_limit_exceeded"}}`, "Retry-After-Ms", strconv.FormatInt(left.Milliseconds(), 10)), nil
 			}
 			return response(200, `{}`), nil
 		}}
 		tr := New(f, WithoutCircuitBreaker())
-		start := time.Now()
-		resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
-		if err != nil {
-			t.Fatal(err)
+		call := func() {
+			resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("got %d, want 200", resp.StatusCode)
+			}
 		}
-		resp.Body.Close()
-		retryAt := f.times[1].Sub(start)
+		var wg sync.WaitGroup
+		wg.Go(call)
+		synctest.Wait() // the first call got its 429 and waits
 		// Requests for the same model started during the cooldown wait it
 		// out instead of collecting their own 429.
-		var wg sync.WaitGroup
 		for range 5 {
-			wg.Go(func() {
-				resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				resp.Body.Close()
-			})
+			wg.Go(call)
 		}
 		wg.Wait()
 		if f.attempts() != 7 {
-			t.Fatalf("got %d attempts, want 7 (1 429 + 1 retry + 5)", f.attempts())
+			t.Fatalf("got %d attempts, want 7 (one 429, its retry, and 5 calls that waited)", f.attempts())
 		}
-		_ = retryAt
+	})
+}
+
+func TestRetryCooldownIsPerModel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(_ int, req *http.Request) (*http.Response, error) {
+			if req.URL.Path == "/a" {
+				return response(429, `{}`, "Retry-After", "10"), nil
+			}
+			return response(200, `{}`), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker(), WithMaxRetries(0))
+		send := func(path, model string) time.Duration {
+			start := time.Now()
+			req, _ := http.NewRequestWithContext(ContextWithModel(t.Context(), model), http.MethodPost, "http://gw.test"+path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return time.Since(start)
+		}
+		send("/a", "m1")
+		if d := send("/b", "m2"); d != 0 {
+			t.Fatalf("a call for another model waited %v, want 0", d)
+		}
+		if d := send("/b", "m1"); d < 10*time.Second {
+			t.Fatalf("a call for the throttled model waited %v, want the 10 s cooldown", d)
+		}
 	})
 }
 
