@@ -1,8 +1,16 @@
 package llmtransport
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"unsafe"
 )
 
 type modelKey struct{}
@@ -10,19 +18,477 @@ type modelKey struct{}
 // ContextWithModel returns a copy of ctx that names the model of the requests
 // sent with it. The model keys the circuit breaker, the cooldown and the span
 // names; naming it explicitly spares the transport from looking for it in the
-// request body or path.
+// request body or path. An empty model puts the requests on their host's
+// circuit.
 func ContextWithModel(ctx context.Context, model string) context.Context {
 	return context.WithValue(ctx, modelKey{}, model)
 }
 
+// Limits of model extraction.
+const (
+	// maxModelLen is the longest model name taken from a body, path or
+	// query; a longer one is ignored.
+	maxModelLen = 256
+	// maxModelRaw is the longest a top-level "model" string (or a key) may
+	// be as written, escapes included.
+	maxModelRaw = 6 * maxModelLen
+	// maxModelScan is how many body bytes are looked at, at most, to find
+	// the top-level "model".
+	maxModelScan = 16 << 20
+	// modelReadBuf is the size of the pooled buffer a body that cannot
+	// hand over its bytes is read through.
+	modelReadBuf = 8 << 10
+)
+
 // requestModel returns the model that req asks for: the one named by
-// [ContextWithModel]; else the top-level "model" field of its JSON body
-// (body when the transport buffered it, else read through GetBody); else a Gemini /models/{model}:verb or an Azure
-// /openai/deployments/{name}/ path segment; else "".
+// [ContextWithModel]; else the model in a Gemini or Vertex path
+// (…/models/{model}:verb, …/tunedModels/{model}:verb) or an Azure deployment
+// path (/openai/deployments/{name}/…), which name what the server routes on;
+// else the top-level "model" string of a JSON body (body when the transport
+// buffered it, else read through GetBody; req.Body is never read); else a
+// model= query parameter (the Realtime API); else "".
+//
+// The body is scanned, not decoded: nested objects, arrays and strings are
+// skipped, and the scan stops at the top-level "model". It reads at most
+// 16 MiB, without copying the body when GetBody's reader can hand over its
+// bytes (those of [net/http.NewRequest] can), and otherwise through a pooled
+// 8 KiB buffer.
 func requestModel(req *http.Request, body []byte) string {
 	if m, ok := req.Context().Value(modelKey{}).(string); ok {
 		return m
 	}
-	// TODO(model): body scan and paths.
+	if m := pathModel(req.URL.Path); m != "" {
+		return m
+	}
+	if m := bodyModel(req, body); m != "" {
+		return m
+	}
+	return queryModel(req.URL.RawQuery)
+}
+
+// pathModel returns the model named by a Gemini, Vertex or Azure path.
+func pathModel(p string) string {
+	for _, prefix := range [...]string{"/models/", "/tunedModels/"} {
+		if i := strings.LastIndex(p, prefix); i >= 0 {
+			seg := p[i+len(prefix):]
+			if j := strings.IndexByte(seg, ':'); j > 0 && j <= maxModelLen && strings.IndexByte(seg[:j], '/') < 0 {
+				return seg[:j]
+			}
+		}
+	}
+	const azure = "/openai/deployments/"
+	if i := strings.Index(p, azure); i >= 0 {
+		seg := p[i+len(azure):]
+		if j := strings.IndexByte(seg, '/'); j >= 0 {
+			seg = seg[:j]
+		}
+		if len(seg) <= maxModelLen {
+			return seg
+		}
+	}
 	return ""
+}
+
+// queryModel returns the value of the model parameter of a raw query.
+func queryModel(q string) string {
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		v, ok := strings.CutPrefix(kv, "model=")
+		if !ok || v == "" || len(v) > 3*maxModelLen {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				return ""
+			}
+			v = u
+		}
+		if len(v) > maxModelLen {
+			return ""
+		}
+		return v
+	}
+	return ""
+}
+
+// jsonish reports whether a body of content type ct may be JSON.
+func jsonish(ct string) bool {
+	return ct == "" || strings.Contains(ct, "json") || strings.HasPrefix(ct, "text/plain")
+}
+
+var modelScanPool = sync.Pool{New: func() any { return new(modelScanner) }}
+
+// bodyModel returns the top-level "model" string of req's JSON body.
+func bodyModel(req *http.Request, buffered []byte) string {
+	if !jsonish(req.Header.Get("Content-Type")) {
+		return ""
+	}
+	if buffered == nil && (req.Body == nil || req.Body == http.NoBody || req.GetBody == nil) {
+		return ""
+	}
+	s := modelScanPool.Get().(*modelScanner)
+	defer modelScanPool.Put(s)
+	s.reset()
+	if buffered != nil {
+		s.feed(buffered)
+		return s.result()
+	}
+	rc, err := req.GetBody()
+	if err != nil || rc == nil {
+		return ""
+	}
+	defer rc.Close()
+	if wt, ok := rc.(io.WriterTo); ok {
+		// bytes.Reader and strings.Reader (and io.NopCloser over them)
+		// write their remaining bytes in one call, without a copy.
+		wt.WriteTo(s)
+	} else {
+		s.ReadFrom(rc)
+	}
+	return s.result()
+}
+
+// errScanDone stops a reader writing to a modelScanner that has its answer.
+var errScanDone = errors.New("llmtransport: model scan done")
+
+// The states of a modelScanner.
+const (
+	msStart      uint8 = iota // before the top-level '{'
+	msKey                     // expecting a key or the closing '}'
+	msKeyStr                  // inside a key
+	msColon                   // expecting ':'
+	msValue                   // expecting a value
+	msModelStr                // inside the top-level "model" string
+	msSkipStr                 // inside a string value being skipped
+	msSkipNest                // inside an object or array being skipped
+	msSkipScalar              // inside a number, true, false or null
+	msAfter                   // expecting ',' or the closing '}'
+	msDone
+)
+
+// modelScanner finds the top-level "model" string of a JSON object fed to it
+// in pieces of any size. It keeps only the bytes of the current top-level
+// key or of the model string; everything else is skipped, strings with
+// bytes.IndexByte. It never fails: on input that is not a JSON object it
+// stops and finds nothing.
+type modelScanner struct {
+	state   uint8
+	isModel bool  // the current top-level key is "model"
+	odd     bool  // an odd run of backslashes ends the string bytes seen so far
+	inStr   bool  // msSkipNest: inside a string
+	depth   int   // msSkipNest: nesting depth
+	seen    int64 // bytes fed so far
+
+	// raw holds the current key or the model string as written, without
+	// its quotes; n is its length, long that it did not fit.
+	raw  [maxModelRaw]byte
+	n    int
+	long bool
+
+	model string
+	buf   [modelReadBuf]byte
+}
+
+func (s *modelScanner) reset() {
+	s.state, s.isModel, s.odd, s.inStr, s.depth, s.seen = msStart, false, false, false, 0, 0
+	s.n, s.long, s.model = 0, false, ""
+}
+
+func (s *modelScanner) result() string { return s.model }
+
+// Write implements [io.Writer] for [io.WriterTo] bodies. It returns
+// errScanDone once the answer is known.
+func (s *modelScanner) Write(p []byte) (int, error) {
+	if s.feed(p) {
+		return len(p), errScanDone
+	}
+	return len(p), nil
+}
+
+// WriteString implements [io.StringWriter], so that a strings.Reader body
+// is scanned in place: io.WriteString would otherwise copy it whole.
+func (s *modelScanner) WriteString(str string) (int, error) {
+	// The bytes are only read, never written or kept.
+	return s.Write(unsafe.Slice(unsafe.StringData(str), len(str)))
+}
+
+// ReadFrom implements [io.ReaderFrom]: it reads r through the scanner's own
+// buffer until the answer is known or r ends.
+func (s *modelScanner) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		n, err := r.Read(s.buf[:])
+		total += int64(n)
+		if n > 0 && s.feed(s.buf[:n]) {
+			return total, nil
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return total, err
+		}
+	}
+}
+
+// stop ends the scan with model m and reports true.
+func (s *modelScanner) stop(m string) bool {
+	s.state, s.model = msDone, m
+	return true
+}
+
+// feed scans p, the next bytes of the body. It reports whether the scan is
+// over (the model found, or known to be absent).
+func (s *modelScanner) feed(p []byte) bool {
+	if s.state == msDone {
+		return true
+	}
+	s.seen += int64(len(p))
+	if s.seen > maxModelScan {
+		return s.stop("")
+	}
+	i := 0
+	for {
+		if spaceAllowed[s.state] {
+			i = skipSpace(p, i)
+		}
+		if i >= len(p) {
+			return false
+		}
+		switch s.state {
+		case msStart:
+			if p[i] != '{' {
+				return s.stop("")
+			}
+			i++
+			s.state = msKey
+		case msKey:
+			if p[i] != '"' {
+				return s.stop("") // '}' or not JSON
+			}
+			i++
+			s.n, s.long, s.odd = 0, false, false
+			s.state = msKeyStr
+		case msKeyStr:
+			var end bool
+			if i, end = s.readRaw(p, i); end {
+				s.isModel = s.rawIs("model")
+				s.state = msColon
+			}
+		case msColon:
+			if p[i] != ':' {
+				return s.stop("")
+			}
+			i++
+			s.state = msValue
+		case msValue:
+			c := p[i]
+			i++
+			switch {
+			case s.isModel:
+				if c != '"' {
+					return s.stop("") // "model" is not a string
+				}
+				s.n, s.long, s.odd = 0, false, false
+				s.state = msModelStr
+			case c == '"':
+				s.odd = false
+				s.state = msSkipStr
+			case c == '{' || c == '[':
+				s.depth, s.inStr = 1, false
+				s.state = msSkipNest
+			default:
+				s.state = msSkipScalar
+			}
+		case msModelStr:
+			var end bool
+			if i, end = s.readRaw(p, i); end {
+				return s.stop(s.rawString())
+			}
+		case msSkipStr:
+			var end bool
+			if i, end = s.skipString(p, i); end {
+				s.state = msAfter
+			}
+		case msSkipNest:
+			i = s.skipNest(p, i)
+		case msSkipScalar:
+			for i < len(p) && !scalarEnd[p[i]] {
+				i++
+			}
+			if i < len(p) {
+				s.state = msAfter
+			}
+		case msAfter:
+			if p[i] != ',' {
+				return s.stop("") // '}': no top-level "model"
+			}
+			i++
+			s.state = msKey
+		}
+	}
+}
+
+// spaceAllowed marks the states in which white space is skipped.
+var spaceAllowed = [msDone + 1]bool{msStart: true, msKey: true, msColon: true, msValue: true, msAfter: true}
+
+func skipSpace(p []byte, i int) int {
+	for i < len(p) && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// scalarEnd marks the bytes that end a number, true, false or null.
+var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\n': true, '\r': true, '\t': true, '"': true, '{': true, '[': true}
+
+// structural marks the bytes msSkipNest stops at.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
+
+// stringEnd returns the index of the quote that ends the string whose bytes
+// start at p[i], or -1 if p ends first. It tracks in s.odd whether an odd
+// run of backslashes precedes the next byte, across calls.
+func (s *modelScanner) stringEnd(p []byte, i int) int {
+	for {
+		j := bytes.IndexByte(p[i:], '"')
+		if j < 0 {
+			s.odd = oddRun(p, i, len(p), s.odd)
+			return -1
+		}
+		q := i + j
+		if oddRun(p, i, q, s.odd) {
+			// An escaped quote: the string goes on.
+			s.odd = false
+			i = q + 1
+			continue
+		}
+		s.odd = false
+		return q
+	}
+}
+
+// oddRun reports whether the run of backslashes that ends at p[end-1],
+// going back no further than p[from] (where a run carried over from earlier
+// bytes, of parity odd, continues), is of odd length.
+func oddRun(p []byte, from, end int, odd bool) bool {
+	k := end
+	for k > from && p[k-1] == '\\' {
+		k--
+	}
+	n := end - k
+	if k == from && odd {
+		n++
+	}
+	return n&1 == 1
+}
+
+// skipString skips string bytes from p[i]; it reports whether the string
+// ended, and returns the index after its closing quote.
+func (s *modelScanner) skipString(p []byte, i int) (int, bool) {
+	q := s.stringEnd(p, i)
+	if q < 0 {
+		return len(p), false
+	}
+	return q + 1, true
+}
+
+// readRaw is skipString that also keeps the bytes in s.raw.
+func (s *modelScanner) readRaw(p []byte, i int) (int, bool) {
+	q := s.stringEnd(p, i)
+	end := q
+	if q < 0 {
+		end = len(p)
+	}
+	if seg := p[i:end]; !s.long {
+		if s.n+len(seg) > len(s.raw) {
+			s.long = true
+		} else {
+			s.n += copy(s.raw[s.n:], seg)
+		}
+	}
+	if q < 0 {
+		return len(p), false
+	}
+	return q + 1, true
+}
+
+// skipNest skips the inside of an object or array from p[i], leaving
+// msSkipNest once its closing bracket is passed.
+func (s *modelScanner) skipNest(p []byte, i int) int {
+	for i < len(p) {
+		if s.inStr {
+			var end bool
+			if i, end = s.skipString(p, i); !end {
+				return i
+			}
+			s.inStr = false
+			continue
+		}
+		for i < len(p) && !structural[p[i]] {
+			i++
+		}
+		if i == len(p) {
+			return i
+		}
+		switch p[i] {
+		case '"':
+			s.inStr, s.odd = true, false
+		case '{', '[':
+			s.depth++
+		default:
+			if s.depth--; s.depth == 0 {
+				s.state = msAfter
+				return i + 1
+			}
+		}
+		i++
+	}
+	return i
+}
+
+// rawIs reports whether the key in s.raw, unescaped, is k.
+func (s *modelScanner) rawIs(k string) bool {
+	if s.long {
+		return false
+	}
+	raw := s.raw[:s.n]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw) == k
+	}
+	return s.unescape() == k
+}
+
+// rawString returns the string in s.raw, unescaped, or "" if it is too
+// long or malformed.
+func (s *modelScanner) rawString() string {
+	if s.long {
+		return ""
+	}
+	raw := s.raw[:s.n]
+	var m string
+	if bytes.IndexByte(raw, '\\') < 0 {
+		m = string(raw)
+	} else {
+		m = s.unescape()
+	}
+	if len(m) > maxModelLen {
+		return ""
+	}
+	return m
+}
+
+// unescape decodes the JSON escapes of s.raw (rare in keys and model names,
+// so the decoder need not be fast).
+func (s *modelScanner) unescape() string {
+	q := make([]byte, 0, s.n+2)
+	q = append(q, '"')
+	q = append(q, s.raw[:s.n]...)
+	q = append(q, '"')
+	var m string
+	if json.Unmarshal(q, &m) != nil {
+		return ""
+	}
+	return m
 }
