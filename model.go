@@ -176,7 +176,7 @@ const (
 type modelScanner struct {
 	state   uint8
 	isModel bool  // the current top-level key is "model"
-	odd     bool  // an odd run of backslashes ends the string bytes seen so far
+	odd     bool  // the last string byte seen escapes the next one
 	inStr   bool  // msSkipNest: inside a string
 	depth   int   // msSkipNest: nesting depth
 	seen    int64 // bytes fed so far
@@ -348,40 +348,53 @@ var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\n': true
 var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
 
 // stringEnd returns the index of the quote that ends the string whose bytes
-// start at p[i], or -1 if p ends first. It tracks in s.odd whether an odd
-// run of backslashes precedes the next byte, across calls.
+// start at p[i], or -1 if p ends first. s.odd carries, across calls, that
+// the last byte seen was a backslash escaping the next one.
 func (s *modelScanner) stringEnd(p []byte, i int) int {
+	if s.odd {
+		if i >= len(p) {
+			return -1
+		}
+		s.odd = false
+		i++
+	}
+	// Most strings in a request are short: a plain loop beats the setup of
+	// bytes.IndexByte for them.
+	for end := min(i+32, len(p)); i < end; i++ {
+		switch p[i] {
+		case '"':
+			return i
+		case '\\':
+			i++
+		}
+	}
+	if i >= len(p) {
+		s.odd = i > len(p) // the last byte was an escaping backslash
+		return -1
+	}
 	for {
 		j := bytes.IndexByte(p[i:], '"')
 		if j < 0 {
-			s.odd = oddRun(p, i, len(p), s.odd)
+			s.odd = oddRun(p, i, len(p))
 			return -1
 		}
 		q := i + j
-		if oddRun(p, i, q, s.odd) {
-			// An escaped quote: the string goes on.
-			s.odd = false
-			i = q + 1
-			continue
+		if !oddRun(p, i, q) {
+			return q
 		}
-		s.odd = false
-		return q
+		i = q + 1 // an escaped quote: the string goes on
 	}
 }
 
 // oddRun reports whether the run of backslashes that ends at p[end-1],
-// going back no further than p[from] (where a run carried over from earlier
-// bytes, of parity odd, continues), is of odd length.
-func oddRun(p []byte, from, end int, odd bool) bool {
+// going back no further than p[from], is of odd length. p[from] is not
+// escaped.
+func oddRun(p []byte, from, end int) bool {
 	k := end
 	for k > from && p[k-1] == '\\' {
 		k--
 	}
-	n := end - k
-	if k == from && odd {
-		n++
-	}
-	return n&1 == 1
+	return (end-k)&1 == 1
 }
 
 // skipString skips string bytes from p[i]; it reports whether the string
@@ -434,7 +447,7 @@ func (s *modelScanner) skipNest(p []byte, i int) int {
 		}
 		switch p[i] {
 		case '"':
-			s.inStr, s.odd = true, false
+			s.inStr = true
 		case '{', '[':
 			s.depth++
 		default:
