@@ -397,7 +397,7 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 		c.used.Store(true)
 	}
 	if CircuitState(c.state.Load()) == CircuitOpen {
-		if d := c.openUntil.Load() - r.now(); d > 0 {
+		if d := c.openUntil.Load() - r.now(); d >= 0 {
 			c.report(ctx)
 			return &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: time.Duration(d)}
 		}
@@ -407,6 +407,7 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 		hint time.Duration
 	)
 	_, err := c.cb.Execute(func() (struct{}, error) {
+		c.report(ctx) // a change to half-open, before its probe goes out
 		out, hint = attempt()
 		return struct{}{}, outcomeErrs[out]
 	})
@@ -542,7 +543,7 @@ func (r *circuits) snapshot() []CircuitStatus {
 		for _, c := range *p {
 			st := CircuitStatus{Host: c.key.host, Model: c.key.model, State: CircuitState(c.state.Load())}
 			if st.State == CircuitOpen {
-				if d := c.openUntil.Load() - now; d > 0 {
+				if d := c.openUntil.Load() - now; d >= 0 {
 					st.RetryIn = time.Duration(d)
 				} else {
 					st.State = CircuitHalfOpen
