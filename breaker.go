@@ -34,17 +34,17 @@ import (
 // [DefaultBreakerMinRequests] (10) counted outcomes in the last
 // [DefaultBreakerWindow] (30 s, rolling in tenths) were failures. An open
 // circuit refuses requests at once, with a [*CircuitOpenError], for
-// [DefaultBreakerOpenTimeout] (30 s) or for the wait the server asked for
-// with the failure that opened it (Retry-After and the like), whichever is
-// longer. Then it is half-open: it lets [DefaultBreakerProbes] (1) probe
-// through; a successful probe closes it, a failed one opens it again, and a
-// probe whose outcome says nothing (a cancellation) frees its place for the
-// next.
+// [DefaultBreakerOpenTimeout] (30 s) or for the longest wait the server
+// asked for (Retry-After and the like) with the failures that opened it or
+// arrived while it was open, whichever is longer. Then it is half-open: it
+// lets [DefaultBreakerProbes] (1) probe through; a successful probe closes
+// it, a failed one opens it again, and a probe whose outcome says nothing (a
+// cancellation) frees its place for the next.
 //
-// Circuits are created on first use and cost well under a kilobyte each.
-// Closed circuits that no request used for between 10 and 20 minutes are
-// dropped when another circuit is created; at most 10,000 circuits are kept,
-// and requests for further models go through without a circuit.
+// Circuits are created on first use and cost about 650 bytes each. Closed
+// circuits unused for 10 minutes or more are dropped when a new circuit is
+// created; at most 10,000 circuits are kept, and requests for further
+// models go through without a circuit.
 const (
 	DefaultBreakerConsecutiveFailures = 5
 	DefaultBreakerFailureRatio        = 0.5
@@ -218,8 +218,10 @@ func WithBreakerProbes(n int) Option {
 // changes state. It is called outside every lock, on the goroutine of a
 // request that reached the circuit (normally the one whose outcome or
 // arrival caused the change), so it may call back into the transport, for
-// instance [Transport.Circuits]; it should not block. Several calls add
-// several functions; a nil f is ignored. The default is none.
+// instance [Transport.Circuits]; it should not block, as that request waits
+// for it. The changes of one circuit are reported in order, one at a time.
+// Several calls add several functions; a nil f is ignored. The default is
+// none.
 func WithOnCircuitStateChange(f func(CircuitStateChange)) Option {
 	return func(c *config) {
 		if f != nil {
@@ -309,6 +311,7 @@ type circuit struct {
 	openUntil atomic.Int64  // r.now() at which an open circuit lets a probe through
 	used      atomic.Bool   // admitted a request since the last sweep
 	npending  atomic.Int32  // len(pending), read without the lock
+	reporting atomic.Bool   // a request is calling the observers
 
 	// mu guards pending. It is taken inside gobreaker's mutex (in
 	// onStateChange) and never the other way round.
@@ -349,20 +352,32 @@ func (c *circuit) onStateChange(_ string, from, to gobreaker.State) {
 	c.mu.Unlock()
 }
 
-// report calls the observers with the state changes recorded so far. It
-// runs with no lock held.
+// report calls the observers with the state changes recorded so far, in
+// order. It runs with no lock held. One request at a time reports a
+// circuit's changes: a request that finds another one reporting leaves its
+// changes to it, so observers see each circuit's changes in order and never
+// concurrently.
 func (c *circuit) report(ctx context.Context) {
-	if c.npending.Load() == 0 {
-		return
+	for c.npending.Load() > 0 && c.reporting.CompareAndSwap(false, true) {
+		c.reportAll(ctx)
 	}
-	c.mu.Lock()
-	changes := c.pending
-	c.pending = nil
-	c.npending.Store(0)
-	c.mu.Unlock()
-	for _, ch := range changes {
-		for _, o := range c.r.cfg.observers {
-			o(ctx, ch)
+}
+
+func (c *circuit) reportAll(ctx context.Context) {
+	defer c.reporting.Store(false)
+	for {
+		c.mu.Lock()
+		changes := c.pending
+		c.pending = nil
+		c.npending.Store(0)
+		c.mu.Unlock()
+		if len(changes) == 0 {
+			return
+		}
+		for _, ch := range changes {
+			for _, o := range c.r.cfg.observers {
+				o(ctx, ch)
+			}
 		}
 	}
 }
