@@ -1,12 +1,14 @@
 package llmtransport_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/llmtransport/llmtransport"
 )
@@ -63,4 +65,29 @@ func ExampleWithBreakerThreshold() {
 	// good-model: 200
 	// broken-model: refused, circuit open (ErrCircuitOpen: true)
 	// good-model: 200
+}
+
+// Circuits reports the state of every (host, model) circuit, for
+// dashboards. ContextWithModel names the model when the request does not
+// (here, a GET without a body).
+func ExampleTransport_Circuits() {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer upstream.Close()
+
+	tr := llmtransport.New(nil, llmtransport.WithMaxRetries(0), llmtransport.WithBreakerThreshold(2, 0, 0))
+	client := &http.Client{Transport: tr}
+	ctx := llmtransport.ContextWithModel(context.Background(), "tts-1")
+	for range 3 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, upstream.URL+"/v1/audio/status", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	for _, c := range tr.Circuits() {
+		fmt.Printf("%s: %s, next probe within 30s: %v\n", c.Model, c.State, c.RetryIn > 0 && c.RetryIn <= 30*time.Second)
+	}
+	// Output:
+	// tts-1: open, next probe within 30s: true
 }

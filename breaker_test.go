@@ -821,3 +821,52 @@ func BenchmarkCircuitLookup(b *testing.B) {
 		}
 	})
 }
+
+func TestCircuitsReportChangesInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := defaultBreakerConfig()
+		cfg.openTimeout = 3 * time.Second
+		var (
+			mu      sync.Mutex
+			changes []CircuitStateChange
+			inside  atomic.Int32
+		)
+		cfg.observers = []func(context.Context, CircuitStateChange){func(_ context.Context, ch CircuitStateChange) {
+			if inside.Add(1) != 1 {
+				t.Error("observer called concurrently for one circuit")
+			}
+			mu.Lock()
+			changes = append(changes, ch)
+			mu.Unlock()
+			time.Sleep(5 * time.Second) // longer than the open period: others change the state meanwhile
+			inside.Add(-1)
+		}}
+		r := newCircuits(cfg)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := range 300 {
+					r.guard(t.Context(), circuitKey{"h", "m"}, func() (outcome, time.Duration) {
+						time.Sleep(time.Duration(w+1) * 10 * time.Millisecond)
+						if (i*7+w)%5 < 3 {
+							return outcomeFailure, 0
+						}
+						return outcomeSuccess, 0
+					})
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		if len(changes) < 10 {
+			t.Fatalf("only %d changes", len(changes))
+		}
+		prev := CircuitClosed
+		for i, ch := range changes {
+			if ch.From != prev {
+				t.Fatalf("change %d is %v→%v after a change to %v", i, ch.From, ch.To, prev)
+			}
+			prev = ch.To
+		}
+	})
+}
