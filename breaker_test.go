@@ -83,13 +83,25 @@ func (b *modelBackend) answer(r *http.Request) (int, string) {
 	if !ok {
 		status = 200
 	}
-	switch status {
-	case 200:
+	if body, ok := clientErrorBodies[status]; ok {
+		return status, body
+	}
+	if status == 200 {
 		return status, `{"choices":[{"message":{"content":"ok"}}]}`
-	case 429:
-		return status, `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`
 	}
 	return status, fmt.Sprintf(`{"error":{"message":"status %d","type":"server_error"}}`, status)
+}
+
+// clientErrorBodies are OpenAI-style bodies of errors caused by the caller,
+// which must never count against the model.
+var clientErrorBodies = map[int]string{
+	400: `{"error":{"message":"Invalid value for 'temperature': must be between 0 and 2.","type":"invalid_request_error","param":"temperature","code":"invalid_value"}}`,
+	401: `{"error":{"message":"Incorrect API key provided: sk-abc***xyz.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}`,
+	403: `{"error":{"message":"Project does not have access to this model","type":"invalid_request_error","param":null,"code":"model_access_denied"}}`,
+	404: `{"error":{"message":"Invalid URL (POST /v1/chat/completion)","type":"invalid_request_error","param":null,"code":null}}`,
+	413: `{"error":{"message":"Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 45000.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}`,
+	422: `{"error":{"message":"messages: field required","type":"invalid_request_error","param":"messages","code":null}}`,
+	429: `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`,
 }
 
 func (b *modelBackend) RoundTrip(r *http.Request) (*http.Response, error) {

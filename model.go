@@ -49,10 +49,13 @@ const (
 // model= query parameter (the Realtime API); else "".
 //
 // The body is scanned, not decoded: nested objects, arrays and strings are
-// skipped, and the scan stops at the top-level "model". It reads at most
-// 16 MiB, without copying the body when GetBody's reader can hand over its
-// bytes (those of [net/http.NewRequest] can), and otherwise through a pooled
-// 8 KiB buffer.
+// skipped, and the scan stops at the top-level "model". With the whole body
+// at hand (buffered, or handed over by GetBody's reader without a copy, as
+// the bytes and strings readers of [net/http.NewRequest] do) it looks at the
+// first 256 bytes, then walks the last 4 KiB backward, so that a "model"
+// written first or after the messages is found without reading the rest.
+// Otherwise it reads through a pooled 8 KiB buffer. It looks at 16 MiB at
+// most.
 func requestModel(req *http.Request, body []byte) string {
 	if m, ok := req.Context().Value(modelKey{}).(string); ok {
 		return m
@@ -132,9 +135,10 @@ func bodyModel(req *http.Request, buffered []byte) string {
 	defer modelScanPool.Put(s)
 	s.reset()
 	if buffered != nil {
-		s.feed(buffered)
+		s.scanWhole(buffered)
 		return s.result()
 	}
+	s.size = req.ContentLength
 	rc, err := req.GetBody()
 	if err != nil || rc == nil {
 		return ""
@@ -187,13 +191,40 @@ type modelScanner struct {
 	n    int
 	long bool
 
+	size  int64 // the body's length, when known
 	model string
 	buf   [modelReadBuf]byte
 }
 
 func (s *modelScanner) reset() {
 	s.state, s.isModel, s.odd, s.inStr, s.depth, s.seen = msStart, false, false, false, 0, 0
-	s.n, s.long, s.model = 0, false, ""
+	s.n, s.long, s.model, s.size = 0, false, "", 0
+}
+
+// Limits of scanWhole.
+const (
+	// wholeHead is how much of a body is scanned forward before its tail
+	// is looked at.
+	wholeHead = 256
+	// tailBudget is how far back from the end of a body its tail is
+	// looked at.
+	tailBudget = 4 << 10
+)
+
+// scanWhole scans b, a whole body. SDKs write "model" either first or after
+// the messages (openai-go does), so rather than skipping through megabytes
+// of messages it scans the head forward, then the tail backward, and only
+// then the rest forward.
+func (s *modelScanner) scanWhole(b []byte) {
+	head := min(len(b), wholeHead)
+	if s.feed(b[:head]) || head == len(b) {
+		return
+	}
+	if m, ok := tailModel(b, tailBudget); ok {
+		s.stop(m)
+		return
+	}
+	s.feed(b[head:])
 }
 
 func (s *modelScanner) result() string { return s.model }
@@ -201,6 +232,12 @@ func (s *modelScanner) result() string { return s.model }
 // Write implements [io.Writer] for [io.WriterTo] bodies. It returns
 // errScanDone once the answer is known.
 func (s *modelScanner) Write(p []byte) (int, error) {
+	if s.seen == 0 && s.size > 0 && int64(len(p)) == s.size {
+		// The whole body at once, as bytes.Reader and strings.Reader
+		// write it.
+		s.scanWhole(p)
+		return len(p), errScanDone
+	}
 	if s.feed(p) {
 		return len(p), errScanDone
 	}
@@ -461,6 +498,153 @@ func (s *modelScanner) skipNest(p []byte, i int) int {
 	return i
 }
 
+// tailModel looks for the top-level "model" of the JSON object b by walking
+// its members backward from its end, over at most budget bytes. It reports
+// false when it cannot tell: the budget ran out or b is not a JSON object.
+// It relies on JSON being readable backward: a quote ends or starts a string
+// exactly when an even run of backslashes precedes it.
+func tailModel(b []byte, budget int) (string, bool) {
+	stop := max(len(b)-budget, 0)
+	i := skipSpaceBack(b, len(b)-1, stop)
+	if i < stop || b[i] != '}' {
+		return "", false
+	}
+	for i--; ; i-- {
+		// b[i] ends a member's value (or is the '{' of an empty object).
+		if i = skipSpaceBack(b, i, stop); i < stop {
+			return "", false
+		}
+		var valStart int
+		isString := false
+		switch b[i] {
+		case '{':
+			return "", i == 0 || skipSpaceBack(b, i-1, 0) < 0 // no "model"
+		case '"':
+			valStart, isString = prevQuote(b, i, stop), true
+		case '}', ']':
+			valStart = skipNestBack(b, i, stop)
+		default:
+			valStart = i
+			for valStart > stop && !scalarEnd[b[valStart-1]] && b[valStart-1] != ':' {
+				valStart--
+			}
+		}
+		if valStart < stop {
+			return "", false
+		}
+		valEnd := i
+		// The colon and the key before the value.
+		if i = skipSpaceBack(b, valStart-1, stop); i < stop || b[i] != ':' {
+			return "", false
+		}
+		if i = skipSpaceBack(b, i-1, stop); i < stop || b[i] != '"' {
+			return "", false
+		}
+		keyEnd := i
+		keyStart := prevQuote(b, keyEnd, stop)
+		if keyStart < stop {
+			return "", false
+		}
+		if quotedIs(b[keyStart:keyEnd+1], "model") {
+			if !isString {
+				return "", true
+			}
+			return unquoteModel(b[valStart : valEnd+1]), true
+		}
+		if i = skipSpaceBack(b, keyStart-1, stop); i < stop {
+			return "", false
+		}
+		switch b[i] {
+		case ',':
+		case '{':
+			return "", i == 0 || skipSpaceBack(b, i-1, 0) < 0
+		default:
+			return "", false
+		}
+	}
+}
+
+// skipSpaceBack returns the index of the last byte of b[:i+1] that is not
+// white space, or stop-1 if there is none at or after stop.
+func skipSpaceBack(b []byte, i, stop int) int {
+	for i >= stop && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i--
+	}
+	return max(i, stop-1)
+}
+
+// prevQuote returns the index of the quote that opens the string whose
+// closing quote is b[end], or stop-1 if it is not at or after stop.
+func prevQuote(b []byte, end, stop int) int {
+	for j := end - 1; j >= stop; j-- {
+		if b[j] != '"' {
+			continue
+		}
+		k := j
+		for k > stop && b[k-1] == '\\' {
+			k--
+		}
+		if k == stop && stop > 0 && b[stop-1] == '\\' {
+			return stop - 1 // the run of backslashes goes on before stop
+		}
+		if (j-k)&1 == 0 {
+			return j
+		}
+	}
+	return stop - 1
+}
+
+// skipNestBack returns the index of the bracket that opens the object or
+// array whose closing bracket is b[end], or stop-1 if it is not at or after
+// stop.
+func skipNestBack(b []byte, end, stop int) int {
+	depth := 0
+	for j := end; j >= stop; j-- {
+		switch b[j] {
+		case '"':
+			if j = prevQuote(b, j, stop); j < stop {
+				return stop - 1
+			}
+		case '}', ']':
+			depth++
+		case '{', '[':
+			if depth--; depth == 0 {
+				return j
+			}
+		}
+	}
+	return stop - 1
+}
+
+// quotedIs reports whether the JSON string q (with its quotes) is k.
+func quotedIs(q []byte, k string) bool {
+	if len(q) < 2 || len(q) > maxModelRaw {
+		return false
+	}
+	if bytes.IndexByte(q, '\\') < 0 {
+		return string(q[1:len(q)-1]) == k
+	}
+	return unquoteModel(q) == k
+}
+
+// unquoteModel returns the JSON string q (with its quotes) decoded, or "" if
+// it is malformed or longer than maxModelLen.
+func unquoteModel(q []byte) string {
+	if len(q) < 2 || len(q) > maxModelRaw+2 {
+		return ""
+	}
+	var m string
+	if bytes.IndexByte(q, '\\') < 0 {
+		m = string(q[1 : len(q)-1])
+	} else {
+		m = unescapeJSON(q)
+	}
+	if len(m) > maxModelLen {
+		return ""
+	}
+	return m
+}
+
 // rawIs reports whether the key in s.raw, unescaped, is k.
 func (s *modelScanner) rawIs(k string) bool {
 	if s.long {
@@ -492,13 +676,19 @@ func (s *modelScanner) rawString() string {
 	return m
 }
 
-// unescape decodes the JSON escapes of s.raw (rare in keys and model names,
-// so the decoder need not be fast).
+// unescape decodes the JSON escapes of s.raw.
 func (s *modelScanner) unescape() string {
 	q := make([]byte, 0, s.n+2)
 	q = append(q, '"')
 	q = append(q, s.raw[:s.n]...)
 	q = append(q, '"')
+	return unescapeJSON(q)
+}
+
+// unescapeJSON decodes the JSON string q (with its quotes), or returns ""
+// if it is malformed. Escapes are rare in keys and model names, so this
+// need not be fast.
+func unescapeJSON(q []byte) string {
 	var m string
 	if json.Unmarshal(q, &m) != nil {
 		return ""

@@ -80,6 +80,14 @@ func scanAll(body []byte, piece int) string {
 	return s.result()
 }
 
+// scanWholeOf runs scanWhole (head, tail, then the rest) over body.
+func scanWholeOf(body []byte) string {
+	s := new(modelScanner)
+	s.reset()
+	s.scanWhole(body)
+	return s.result()
+}
+
 func TestModelFromBody(t *testing.T) {
 	tests := []struct {
 		name, body, want string
@@ -119,6 +127,52 @@ func TestModelFromBody(t *testing.T) {
 			req := newModelRequest(t, "http://gw.test/v1/chat/completions", "application/json", []byte(tt.body))
 			if got := requestModel(req, nil); got != tt.want {
 				t.Errorf("through GetBody: got %q, want %q", got, tt.want)
+			}
+			// The same after 8 KiB of messages, so that the tail is
+			// looked at on its own.
+			if strings.HasPrefix(strings.TrimSpace(tt.body), "{") && tt.name != "first of duplicates" {
+				pad := `{"pad":["` + strings.Repeat(`x\"{[`, 2<<10) + `"],` + strings.TrimPrefix(strings.TrimSpace(tt.body), "{")
+				if tt.body == "{}" {
+					pad = `{"pad":["` + strings.Repeat(`x\"{[`, 2<<10) + `"]}`
+				}
+				if got := scanWholeOf([]byte(pad)); got != tt.want {
+					t.Errorf("after a long first member: got %q, want %q", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestTailModel(t *testing.T) {
+	long := `{"messages":[` + strings.Repeat(`{"role":"user","content":"a \"model\": {[\\"},`, 400) + `{}]`
+	tests := []struct {
+		name, body string
+		budget     int
+		want       string
+		ok         bool
+	}{
+		{"model last", long + `,"model":"m"}`, 200, "m", true},
+		{"params after model", long + `,"model":"m","temperature":0.5,"stream":true,"stop":["\n","}"],"n":null}`, 200, "m", true},
+		{"nested model keys in the tail", `{"a":1,"meta":{"model":"no","x":[{"model":"no"}]},"model":"yes"}`, 1 << 10, "yes", true},
+		{"escapes in the tail", `{"c":"a\"b\\","d":"\\\"","model":"m\u00e9"}`, 1 << 10, "mé", true},
+		{"white space", " {\n \"model\" :\t\"m\" \r\n} \n", 1 << 10, "m", true},
+		{"model first, tail too long", `{"model":"m",` + long[1:] + `}`, 200, "", false},
+		{"model first, whole body", `{"model":"m","x":{"model":"n"}}`, 1 << 10, "m", true},
+		{"no model", `{"messages":[{"model":"x"}],"temperature":1}`, 1 << 10, "", true},
+		{"empty object", `{}`, 10, "", true},
+		{"model not a string", `{"a":"b","model":5}`, 10, "", true},
+		{"not an object", `[{"model":"m"}]`, 10, "", false},
+		{"junk before", `x{"model":"m","a":1}`, 1 << 10, "m", true},
+		{"junk before, no model", `x{"a":1}`, 1 << 10, "", false},
+		{"truncated", `{"a":"b`, 10, "", false},
+		{"backslashes across the budget", `{"a":"` + strings.Repeat(`\\`, 100) + `\"","model":"m"}`, 30, "m", true},
+		{"backslash run cut by the budget", `{"a":"` + strings.Repeat(`\\`, 100) + `\""}`, 30, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tailModel([]byte(tt.body), tt.budget)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("got %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
 			}
 		})
 	}
@@ -224,31 +278,35 @@ func TestModelSources(t *testing.T) {
 	}
 }
 
-// firstTopLevelModel finds the first top-level "model" of a JSON object with
-// encoding/json, for the fuzz target to compare against.
-func firstTopLevelModel(b []byte) (string, bool) {
+// topLevelModels finds the first and the last top-level "model" of a JSON
+// object with encoding/json, for the fuzz target to compare against.
+func topLevelModels(b []byte) (first, last string, ok bool) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		return "", false
+		return "", "", false
 	}
+	seen := false
 	for d.More() {
 		k, err := d.Token()
 		if err != nil {
-			return "", false
+			return "", "", false
 		}
 		var v json.RawMessage
 		if err := d.Decode(&v); err != nil {
-			return "", false
+			return "", "", false
 		}
 		if k == "model" {
 			var m string
 			if json.Unmarshal(v, &m) != nil || len(m) > maxModelLen {
-				return "", true
+				m = ""
 			}
-			return m, true
+			if !seen {
+				first, seen = m, true
+			}
+			last = m
 		}
 	}
-	return "", true
+	return first, last, true
 }
 
 func FuzzRequestModel(f *testing.F) {
@@ -257,6 +315,7 @@ func FuzzRequestModel(f *testing.F) {
 	f.Add([]byte(`{"mod\u0065l":"a\\\"b"}`), 2)
 	f.Add(bigChatBody(2000, "m"), 17)
 	f.Add([]byte(`{"model":`), 1)
+	f.Add([]byte(`{"a":"\\\"}","b":{"c":[1,"]"]},"model":"x\u0041"}`), 5)
 	f.Fuzz(func(t *testing.T, body []byte, piece int) {
 		piece = 1 + abs(piece)%64
 		whole := scanAll(body, len(body)+1)
@@ -266,9 +325,21 @@ func FuzzRequestModel(f *testing.F) {
 		if len(whole) > maxModelLen {
 			t.Fatalf("model of %d bytes", len(whole))
 		}
+		tail, tailOK := tailModel(body, len(body)/2+1)
+		if len(tail) > maxModelLen {
+			t.Fatalf("tail model of %d bytes", len(tail))
+		}
+		viaWhole := scanWholeOf(body)
 		if json.Valid(body) && utf8.Valid(body) {
-			if want, ok := firstTopLevelModel(body); ok && whole != want {
-				t.Fatalf("got %q, encoding/json finds %q", whole, want)
+			first, last, ok := topLevelModels(body)
+			if ok && whole != first {
+				t.Fatalf("got %q, encoding/json finds %q first", whole, first)
+			}
+			if ok && tailOK && tail != last {
+				t.Fatalf("tail: got %q, encoding/json finds %q last", tail, last)
+			}
+			if ok && viaWhole != first && viaWhole != last {
+				t.Fatalf("whole: got %q, encoding/json finds %q first and %q last", viaWhole, first, last)
 			}
 		}
 	})
