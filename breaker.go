@@ -1,8 +1,66 @@
 package llmtransport
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Defaults of the circuit breaker options.
+//
+// Every (host, model) pair the transport sends requests to has its own
+// circuit, so that one failing model fails fast while every other model
+// behind the same gateway keeps working. The model is read from the request
+// (see [ContextWithModel]); requests without one share a per-host circuit.
+//
+// What counts: an attempt whose classification has BreakerFailure
+// (overloaded, upstream_transient, timeout, model_not_found, unknown) or that
+// failed with a transport error is a failure; a success is a success; every
+// other outcome (the caller's own errors: invalid_request, auth, permission,
+// context_length, content_filtered, quota_exhausted; rate limits, which the
+// retry layer's cooldown handles; the caller's cancellation) counts as
+// neither. The outcome is known as soon as the response headers (and, for an
+// error, the peeked body) are in, so a response whose body the caller never
+// reads still reports it.
+//
+// With the defaults a closed circuit opens after
+// [DefaultBreakerConsecutiveFailures] (5) failures in a row, or when at
+// least [DefaultBreakerFailureRatio] (50 %) of at least
+// [DefaultBreakerMinRequests] (10) counted outcomes in the last
+// [DefaultBreakerWindow] (30 s, rolling in tenths) were failures. An open
+// circuit refuses requests at once, with a [*CircuitOpenError], for
+// [DefaultBreakerOpenTimeout] (30 s) or for the longest wait the server
+// asked for (Retry-After and the like) with the failures that opened it or
+// arrived while it was open, whichever is longer. Then it is half-open: it
+// lets [DefaultBreakerProbes] (1) probe through; a successful probe closes
+// it, a failed one opens it again, and a probe whose outcome says nothing (a
+// cancellation) frees its place for the next.
+//
+// Circuits are created on first use and cost about 650 bytes each. Closed
+// circuits unused for 10 minutes or more are dropped when a new circuit is
+// created; at most 10,000 circuits are kept, and requests for further
+// models go through without a circuit.
+const (
+	DefaultBreakerConsecutiveFailures = 5
+	DefaultBreakerFailureRatio        = 0.5
+	DefaultBreakerMinRequests         = 10
+	DefaultBreakerWindow              = 30 * time.Second
+	DefaultBreakerOpenTimeout         = 30 * time.Second
+	DefaultBreakerProbes              = 1
+)
+
+// Registry limits (not options; tests lower them through breakerConfig).
+const (
+	defaultCircuitIdleAfter = 10 * time.Minute
+	defaultMaxCircuits      = 10000
+	// minForcedSweep is the shortest time between two sweeps forced by a
+	// full registry.
+	minForcedSweep = time.Second
 )
 
 // circuitKey names one circuit: the host the request goes to and the model it
@@ -30,6 +88,7 @@ const (
 	CircuitOpen                         // requests fail fast with ErrCircuitOpen
 )
 
+// String returns "closed", "half-open" or "open".
 func (s CircuitState) String() string {
 	switch s {
 	case CircuitClosed:
@@ -44,27 +103,293 @@ func (s CircuitState) String() string {
 
 // CircuitStateChange describes one circuit changing state.
 type CircuitStateChange struct {
+	// Host and Model name the circuit. Model is "" for a per-host circuit.
 	Host, Model string
-	From, To    CircuitState
+	// From and To are the states before and after the change.
+	From, To CircuitState
+}
+
+// CircuitStatus is a snapshot of one circuit, as returned by
+// [Transport.Circuits].
+type CircuitStatus struct {
+	// Host and Model name the circuit. Model is "" for a per-host circuit.
+	Host, Model string
+	// State is the circuit's state. An open circuit whose open period has
+	// passed is reported half-open: the next request will be a probe.
+	State CircuitState
+	// RetryIn is, for an open circuit, how long until it lets the next probe
+	// through; 0 otherwise.
+	RetryIn time.Duration
+	// The counts of the current state: for a closed circuit, over the
+	// rolling window as of its last request; for a half-open one, since it
+	// became half-open. Requests counts admitted requests, including those
+	// still in flight; Excluded counts outcomes that were neither success
+	// nor failure.
+	Requests, Successes, Failures, Excluded uint32
+	// ConsecutiveFailures is the number of failures since the last success.
+	ConsecutiveFailures uint32
 }
 
 // breakerConfig holds the circuit breaker options.
 type breakerConfig struct {
 	disabled bool
+
+	consecutive int           // trip after this many failures in a row; 0: never
+	ratio       float64       // trip at this failure ratio; 0: never
+	minRequests int           // ... once this many outcomes are counted
+	window      time.Duration // the rolling window of the counts
+	openTimeout time.Duration // the shortest open period
+	probes      int           // requests let through while half-open
+
+	idleAfter   time.Duration // closed circuits unused this long may be dropped
+	maxCircuits int           // the most circuits kept
+
 	// observers are called, outside every lock, on the goroutine of the
 	// request whose outcome changed the state, with that request's context.
 	observers []func(context.Context, CircuitStateChange)
 }
 
-func defaultBreakerConfig() breakerConfig { return breakerConfig{} }
+func defaultBreakerConfig() breakerConfig {
+	return breakerConfig{
+		consecutive: DefaultBreakerConsecutiveFailures,
+		ratio:       DefaultBreakerFailureRatio,
+		minRequests: DefaultBreakerMinRequests,
+		window:      DefaultBreakerWindow,
+		openTimeout: DefaultBreakerOpenTimeout,
+		probes:      DefaultBreakerProbes,
+		idleAfter:   defaultCircuitIdleAfter,
+		maxCircuits: defaultMaxCircuits,
+	}
+}
 
-// circuits is the per-(host, model) registry of circuit breakers.
+// WithBreakerThreshold sets when a closed circuit opens: after consecutive
+// failures in a row, or once at least minRequests outcomes (successes and
+// failures) are counted in the window (see [WithBreakerWindow]) and at
+// least the fraction ratio of them are failures. consecutive ≤ 0 turns the
+// first rule off; ratio ≤ 0 turns the second off (a ratio above 1 is treated
+// as 1); minRequests < 1 counts as 1. The defaults are
+// [DefaultBreakerConsecutiveFailures] (5), [DefaultBreakerFailureRatio]
+// (0.5) and [DefaultBreakerMinRequests] (10).
+func WithBreakerThreshold(consecutive int, ratio float64, minRequests int) Option {
+	return func(c *config) {
+		c.breaker.consecutive = max(consecutive, 0)
+		c.breaker.ratio = min(max(ratio, 0), 1)
+		c.breaker.minRequests = max(minRequests, 1)
+	}
+}
+
+// WithBreakerWindow sets the rolling window over which a closed circuit
+// counts outcomes for the failure ratio (and after which old failures stop
+// counting toward the consecutive rule); it rolls in tenths. The default is
+// [DefaultBreakerWindow] (30 s). Values ≤ 0 are ignored.
+func WithBreakerWindow(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.breaker.window = d
+		}
+	}
+}
+
+// WithBreakerOpenTimeout sets how long an open circuit refuses requests
+// before it lets a probe through. A server's wait hint on the failure that
+// opened the circuit lengthens the period, never shortens it. The default is
+// [DefaultBreakerOpenTimeout] (30 s). Values ≤ 0 are ignored.
+func WithBreakerOpenTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.breaker.openTimeout = d
+		}
+	}
+}
+
+// WithBreakerProbes sets how many requests a half-open circuit lets
+// through; it closes once that many succeed in a row, and opens again at the
+// first failure. The default is [DefaultBreakerProbes] (1). Values < 1 are
+// ignored.
+func WithBreakerProbes(n int) Option {
+	return func(c *config) {
+		if n >= 1 {
+			c.breaker.probes = n
+		}
+	}
+}
+
+// WithOnCircuitStateChange adds a function called whenever a circuit
+// changes state. It is called outside every lock, on the goroutine of a
+// request that reached the circuit (normally the one whose outcome or
+// arrival caused the change), so it may call back into the transport, for
+// instance [Transport.Circuits]; it should not block, as that request waits
+// for it. The changes of one circuit are reported in order, one at a time.
+// Several calls add several functions; a nil f is ignored. The default is
+// none.
+func WithOnCircuitStateChange(f func(CircuitStateChange)) Option {
+	return func(c *config) {
+		if f != nil {
+			c.breaker.observers = append(c.breaker.observers, func(_ context.Context, ch CircuitStateChange) { f(ch) })
+		}
+	}
+}
+
+// Circuits returns a snapshot of every circuit of the transport, sorted by
+// host and model, for dashboards and tests. It returns nil when the circuit
+// breaker is off ([WithoutCircuitBreaker]). It is safe to call at any time,
+// including from a [WithOnCircuitStateChange] function.
+func (t *Transport) Circuits() []CircuitStatus {
+	return t.circuits.snapshot()
+}
+
+// The errors a circuit's attempt reports to gobreaker for each outcome.
+var (
+	errOutcomeFailure  = &outcomeError{"failure"}
+	errOutcomeExcluded = &outcomeError{"excluded"}
+	outcomeErrs        = [...]error{outcomeSuccess: nil, outcomeFailure: errOutcomeFailure, outcomeExcluded: errOutcomeExcluded}
+)
+
+type outcomeError struct{ s string }
+
+func (e *outcomeError) Error() string { return "llmtransport: attempt outcome " + e.s }
+
+// numShards is the number of registry shards. Inserting a circuit copies
+// one shard's map, so sharding keeps that cheap for thousands of models.
+const numShards = 32
+
+// circuits is the per-(host, model) registry of circuit breakers. Lookups
+// are lock-free: each shard is an immutable map behind an atomic pointer,
+// replaced (copy on write) when a circuit is added or dropped.
 type circuits struct {
-	cfg breakerConfig
+	cfg      breakerConfig
+	epoch    time.Time // now() counts from here, on the monotonic clock
+	settings gobreaker.Settings
+	shards   [numShards]atomic.Pointer[map[circuitKey]*circuit]
+
+	// mu serialises the writers of shards.
+	mu        sync.Mutex
+	count     int   // circuits in shards
+	lastSweep int64 // now() of the last sweep
 }
 
 func newCircuits(cfg breakerConfig) *circuits {
-	return &circuits{cfg: cfg}
+	d := defaultBreakerConfig()
+	cfg.window = cmp.Or(cfg.window, d.window)
+	cfg.openTimeout = cmp.Or(cfg.openTimeout, d.openTimeout)
+	cfg.probes = max(cfg.probes, 1)
+	cfg.minRequests = max(cfg.minRequests, 1)
+	cfg.idleAfter = cmp.Or(cfg.idleAfter, d.idleAfter)
+	cfg.maxCircuits = cmp.Or(cfg.maxCircuits, d.maxCircuits)
+	r := &circuits{cfg: cfg, epoch: time.Now()}
+	consecutive, ratio, minReq := uint32(cfg.consecutive), cfg.ratio, uint32(cfg.minRequests)
+	r.settings = gobreaker.Settings{
+		MaxRequests:  uint32(cfg.probes),
+		Interval:     cfg.window,
+		BucketPeriod: max(cfg.window/10, time.Millisecond),
+		Timeout:      cfg.openTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			if consecutive > 0 && c.ConsecutiveFailures >= consecutive {
+				return true
+			}
+			n := c.TotalSuccesses + c.TotalFailures
+			return ratio > 0 && n >= minReq && float64(c.TotalFailures) >= ratio*float64(n)
+		},
+		IsExcluded: func(err error) bool { return err == errOutcomeExcluded },
+	}
+	return r
+}
+
+// now is the time on the monotonic clock, in nanoseconds since r.epoch.
+func (r *circuits) now() int64 { return int64(time.Since(r.epoch)) }
+
+// circuit is one (host, model) circuit: a gobreaker state machine plus what
+// gobreaker does not keep: the end of the open period (which a server's wait
+// hint can lengthen), a lock-free copy of the state, a used mark for
+// eviction, and the state changes still to be reported.
+type circuit struct {
+	key circuitKey
+	r   *circuits
+	cb  *gobreaker.CircuitBreaker[struct{}]
+
+	state     atomic.Uint32 // CircuitState; written in onStateChange
+	openUntil atomic.Int64  // r.now() at which an open circuit lets a probe through
+	used      atomic.Bool   // admitted a request since the last sweep
+	npending  atomic.Int32  // len(pending), read without the lock
+	reporting atomic.Bool   // a request is calling the observers
+
+	// mu guards pending. It is taken inside gobreaker's mutex (in
+	// onStateChange) and never the other way round.
+	mu      sync.Mutex
+	pending []CircuitStateChange
+}
+
+func (r *circuits) newCircuit(key circuitKey) *circuit {
+	c := &circuit{key: key, r: r}
+	st := r.settings
+	st.OnStateChange = c.onStateChange
+	c.cb = gobreaker.NewCircuitBreaker[struct{}](st)
+	return c
+}
+
+func toCircuitState(s gobreaker.State) CircuitState {
+	switch s {
+	case gobreaker.StateOpen:
+		return CircuitOpen
+	case gobreaker.StateHalfOpen:
+		return CircuitHalfOpen
+	}
+	return CircuitClosed
+}
+
+// onStateChange is gobreaker's OnStateChange. gobreaker calls it with its
+// mutex held, so it only records the change; guard reports it once every
+// lock is released.
+func (c *circuit) onStateChange(_ string, from, to gobreaker.State) {
+	s := toCircuitState(to)
+	if s == CircuitOpen {
+		c.openUntil.Store(c.r.now() + int64(c.r.cfg.openTimeout))
+	}
+	c.state.Store(uint32(s))
+	c.mu.Lock()
+	c.pending = append(c.pending, CircuitStateChange{Host: c.key.host, Model: c.key.model, From: toCircuitState(from), To: s})
+	c.npending.Store(int32(len(c.pending)))
+	c.mu.Unlock()
+}
+
+// report calls the observers with the state changes recorded so far, in
+// order. It runs with no lock held. One request at a time reports a
+// circuit's changes: a request that finds another one reporting leaves its
+// changes to it, so observers see each circuit's changes in order and never
+// concurrently.
+func (c *circuit) report(ctx context.Context) {
+	for c.npending.Load() > 0 && c.reporting.CompareAndSwap(false, true) {
+		c.reportAll(ctx)
+	}
+}
+
+func (c *circuit) reportAll(ctx context.Context) {
+	defer c.reporting.Store(false)
+	for {
+		c.mu.Lock()
+		changes := c.pending
+		c.pending = nil
+		c.npending.Store(0)
+		c.mu.Unlock()
+		if len(changes) == 0 {
+			return
+		}
+		for _, ch := range changes {
+			for _, o := range c.r.cfg.observers {
+				o(ctx, ch)
+			}
+		}
+	}
+}
+
+// lengthenOpen makes an open circuit stay open at least until until.
+func (c *circuit) lengthenOpen(until int64) {
+	for {
+		cur := c.openUntil.Load()
+		if cur >= until || c.openUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
 }
 
 // guard runs attempt under the circuit of key, if the circuit admits it, and
@@ -74,6 +399,179 @@ func newCircuits(cfg breakerConfig) *circuits {
 // once. State changes are reported to the observers with ctx. A nil
 // *circuits admits everything.
 func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (outcome, time.Duration)) error {
-	attempt()
+	if r == nil {
+		attempt()
+		return nil
+	}
+	c := r.get(key)
+	if c == nil { // the registry is full
+		attempt()
+		return nil
+	}
+	if !c.used.Load() {
+		c.used.Store(true)
+	}
+	if CircuitState(c.state.Load()) == CircuitOpen {
+		if d := c.openUntil.Load() - r.now(); d >= 0 {
+			c.report(ctx)
+			return &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: time.Duration(d)}
+		}
+	}
+	var (
+		out  outcome
+		hint time.Duration
+	)
+	_, err := c.cb.Execute(func() (struct{}, error) {
+		c.report(ctx) // a change to half-open, before its probe goes out
+		out, hint = attempt()
+		return struct{}{}, outcomeErrs[out]
+	})
+	switch err {
+	case gobreaker.ErrOpenState, gobreaker.ErrTooManyRequests:
+		// ErrOpenState: another request opened the circuit since the
+		// check above. ErrTooManyRequests: half-open with its probes out.
+		var retryIn time.Duration
+		if err == gobreaker.ErrOpenState {
+			retryIn = time.Duration(max(c.openUntil.Load()-r.now(), 0))
+		}
+		c.report(ctx)
+		return &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: retryIn}
+	}
+	if out == outcomeFailure && hint > 0 && CircuitState(c.state.Load()) == CircuitOpen {
+		c.lengthenOpen(r.now() + int64(hint))
+	}
+	c.report(ctx)
 	return nil
+}
+
+// shardOf picks key's shard from the model's length and a few of its bytes:
+// cheap, and spread enough for names that share a prefix.
+func shardOf(key circuitKey) int {
+	m := key.model
+	h := uint32(len(m))*2654435761 + uint32(len(key.host))
+	if n := len(m); n > 0 {
+		h = (h ^ uint32(m[n-1])) * 16777619
+		h = (h ^ uint32(m[n/2])) * 16777619
+		if n > 1 {
+			h = (h ^ uint32(m[n-2])) * 16777619
+		}
+	}
+	return int(h>>8) % numShards
+}
+
+// get returns the circuit of key, creating it if needed. It returns nil
+// when the registry is full.
+func (r *circuits) get(key circuitKey) *circuit {
+	s := &r.shards[shardOf(key)]
+	if m := s.Load(); m != nil {
+		if c := (*m)[key]; c != nil {
+			return c
+		}
+	}
+	return r.insert(key, s)
+}
+
+// insert adds a circuit for key to shard s (copy on write), first dropping
+// idle circuits when it is time to.
+func (r *circuits) insert(key circuitKey, s *atomic.Pointer[map[circuitKey]*circuit]) *circuit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := s.Load(); m != nil {
+		if c := (*m)[key]; c != nil {
+			return c
+		}
+	}
+	now := r.now()
+	since := time.Duration(now - r.lastSweep)
+	if since >= r.cfg.idleAfter || (r.count >= r.cfg.maxCircuits && since >= min(minForcedSweep, r.cfg.idleAfter)) {
+		r.sweepLocked(now)
+	}
+	if r.count >= r.cfg.maxCircuits {
+		return nil
+	}
+	c := r.newCircuit(key)
+	var old map[circuitKey]*circuit
+	if p := s.Load(); p != nil {
+		old = *p
+	}
+	m := make(map[circuitKey]*circuit, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[key] = c
+	s.Store(&m)
+	r.count++
+	return c
+}
+
+// sweepLocked drops the closed circuits that admitted no request since the
+// previous sweep, and clears the used marks of the others.
+// r.mu must be held.
+func (r *circuits) sweepLocked(now int64) {
+	r.lastSweep = now
+	for i := range r.shards {
+		p := r.shards[i].Load()
+		if p == nil {
+			continue
+		}
+		drop := 0
+		for _, c := range *p {
+			if c.idle() {
+				drop++
+			}
+		}
+		if drop > 0 {
+			m := make(map[circuitKey]*circuit, len(*p)-drop)
+			for k, c := range *p {
+				if !c.idle() {
+					m[k] = c
+				}
+			}
+			r.shards[i].Store(&m)
+			r.count -= len(*p) - len(m)
+			p = &m
+		}
+		for _, c := range *p {
+			c.used.Store(false)
+		}
+	}
+}
+
+// idle reports whether c can be dropped: closed, with nothing to report,
+// and unused since the last sweep.
+func (c *circuit) idle() bool {
+	return !c.used.Load() && CircuitState(c.state.Load()) == CircuitClosed && c.npending.Load() == 0
+}
+
+// snapshot returns the status of every circuit, sorted.
+func (r *circuits) snapshot() []CircuitStatus {
+	if r == nil {
+		return nil
+	}
+	now := r.now()
+	out := []CircuitStatus{}
+	for i := range r.shards {
+		p := r.shards[i].Load()
+		if p == nil {
+			continue
+		}
+		for _, c := range *p {
+			st := CircuitStatus{Host: c.key.host, Model: c.key.model, State: CircuitState(c.state.Load())}
+			if st.State == CircuitOpen {
+				if d := c.openUntil.Load() - now; d >= 0 {
+					st.RetryIn = time.Duration(d)
+				} else {
+					st.State = CircuitHalfOpen
+				}
+			}
+			n := c.cb.Counts()
+			st.Requests, st.Successes, st.Failures, st.Excluded = n.Requests, n.TotalSuccesses, n.TotalFailures, n.TotalExclusions
+			st.ConsecutiveFailures = n.ConsecutiveFailures
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b CircuitStatus) int {
+		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Model, b.Model))
+	})
+	return out
 }

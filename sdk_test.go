@@ -348,7 +348,7 @@ func TestSDKTransportErrorsNeedMaxRetries0(t *testing.T) {
 			run := func(sdkOpts ...option.RequestOption) (int, error) {
 				gw := llmtransporttest.NewServer(llmtransporttest.WithModel("m", always(llmtransporttest.ResetBeforeHeaders())))
 				defer gw.Close()
-				_, err := ep.newClient(gw, fast, sdkOpts...).complete(t.Context(), "m")
+				_, err := ep.newClient(gw, append(fast[:len(fast):len(fast)], llmtransport.WithoutCircuitBreaker()), sdkOpts...).complete(t.Context(), "m")
 				return gw.Requests("m"), err
 			}
 			n, err := run(option.WithMaxRetries(0))

@@ -759,7 +759,7 @@ func TestTracingDefaultsToGlobals(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if len(tel.spans("generate_content")) != 1 || len(tel.spans("POST")) != 1 {
+	if len(tel.spans("generate_content gemini-2.5-pro")) != 1 || len(tel.spans("POST")) != 1 {
 		t.Errorf("the global tracer provider did not get the spans")
 	}
 	if parent == "" {
