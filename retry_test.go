@@ -458,7 +458,7 @@ func TestRetryCooldownShared(t *testing.T) {
 		start := time.Now()
 		until := start.Add(2 * time.Second)
 		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
-			if left := until.Sub(time.Now()); left > 0 {
+			if left := time.Until(until); left > 0 {
 				return response(429, `{"error":{"message":"rate limited","code":"rate_limit_exceeded"}}`, "Retry-After-Ms", strconv.FormatInt(left.Milliseconds(), 10)), nil
 			}
 			return response(200, `{}`), nil

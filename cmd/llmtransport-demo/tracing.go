@@ -113,7 +113,7 @@ func attrs(s sdktrace.ReadOnlySpan) string {
 func kv(as []attribute.KeyValue) string {
 	parts := make([]string, 0, len(as))
 	for _, a := range as {
-		parts = append(parts, string(a.Key)+"="+a.Value.Emit())
+		parts = append(parts, string(a.Key)+"="+a.Value.String())
 	}
 	return strings.Join(parts, " ")
 }
