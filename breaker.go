@@ -34,7 +34,7 @@ import (
 // [DefaultBreakerMinRequests] (10) counted outcomes in the last
 // [DefaultBreakerWindow] (30 s, rolling in tenths) were failures. An open
 // circuit refuses requests at once, with a [*CircuitOpenError], for
-// [DefaultBreakerOpenTimeout] (30 s) or for the longest wait the server
+// [DefaultBreakerOpenTimeout] (10 s) or for the longest wait the server
 // asked for (Retry-After and the like) with the failures that opened it or
 // arrived while it was open, whichever is longer. Then it is half-open: it
 // lets [DefaultBreakerProbes] (1) probe through; a successful probe closes
@@ -50,7 +50,7 @@ const (
 	DefaultBreakerFailureRatio        = 0.5
 	DefaultBreakerMinRequests         = 10
 	DefaultBreakerWindow              = 30 * time.Second
-	DefaultBreakerOpenTimeout         = 30 * time.Second
+	DefaultBreakerOpenTimeout         = 10 * time.Second
 	DefaultBreakerProbes              = 1
 )
 
@@ -193,7 +193,7 @@ func WithBreakerWindow(d time.Duration) Option {
 // WithBreakerOpenTimeout sets how long an open circuit refuses requests
 // before it lets a probe through. A server's wait hint on the failure that
 // opened the circuit lengthens the period, never shortens it. The default is
-// [DefaultBreakerOpenTimeout] (30 s). Values ≤ 0 are ignored.
+// [DefaultBreakerOpenTimeout] (10 s). Values ≤ 0 are ignored.
 func WithBreakerOpenTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

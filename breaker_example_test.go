@@ -86,8 +86,8 @@ func ExampleTransport_Circuits() {
 		}
 	}
 	for _, c := range tr.Circuits() {
-		fmt.Printf("%s: %s, next probe within 30s: %v\n", c.Model, c.State, c.RetryIn > 0 && c.RetryIn <= 30*time.Second)
+		fmt.Printf("%s: %s, next probe within 10s: %v\n", c.Model, c.State, c.RetryIn > 0 && c.RetryIn <= 10*time.Second)
 	}
 	// Output:
-	// tts-1: open, next probe within 30s: true
+	// tts-1: open, next probe within 10s: true
 }

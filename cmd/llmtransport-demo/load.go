@@ -41,10 +41,11 @@ type client struct {
 // modelStats are the statistics of one model through one client.
 type modelStats struct {
 	calls, ok    int
-	silent       int // 200s whose body was an error: the SDK saw success
-	refused      int // refused by an open circuit, without a request
-	retries      int // retries the transport made
-	hinted       int // retries that waited for a server hint
+	silent       int      // 200s whose body was an error: the SDK saw success
+	refused      int      // refused by an open circuit, without a request
+	circuit      []string // the circuit's states, in order of change
+	retries      int      // retries the transport made
+	hinted       int      // retries that waited for a server hint
 	hintedWait   time.Duration
 	hintSources  map[string]int
 	classes      map[string]int // classes of retried attempts and of final failures
@@ -71,11 +72,25 @@ func withTransport(gw *llmtransporttest.Server, tr *tracing, cfg config) *client
 		llmtransport.WithRetryBudget(cfg.budgetRatio, llmtransport.DefaultBudgetBurst),
 		llmtransport.WithTracerProvider(tr.provider()),
 		llmtransport.WithOnRetry(func(ev llmtransport.RetryEvent) { c.retried(ev) }),
+		llmtransport.WithBreakerOpenTimeout(cfg.breakerOpen),
+		llmtransport.WithOnCircuitStateChange(func(ch llmtransport.CircuitStateChange) { c.circuitChanged(ch) }),
 	)
 	c = newClient("openai-go + llmtransport", gw, true,
 		option.WithHTTPClient(&http.Client{Transport: t}),
 		option.WithMaxRetries(0))
 	return c
+}
+
+// circuitChanged records a state change of a model's circuit.
+func (c *client) circuitChanged(ch llmtransport.CircuitStateChange) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.models[ch.Model]; ok {
+		if len(m.circuit) == 0 {
+			m.circuit = append(m.circuit, ch.From.String())
+		}
+		m.circuit = append(m.circuit, ch.To.String())
+	}
 }
 
 // retried records a retry of the transport.

@@ -19,7 +19,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/llmtransport-demo [-duration 8s] [-concurrency 8] [-fault-rate 0.2] [-seed 1] [-retry-budget 0.1]
+//	go run ./cmd/llmtransport-demo [-duration 8s] [-concurrency 8] [-fault-rate 0.2] [-seed 1] [-retry-budget 0.2] [-breaker-open 1s]
 package main
 
 import (
@@ -42,6 +42,7 @@ type config struct {
 	faultRate   float64       // fault probability of the flaky model (the rate-limited one gets 1.5×)
 	seed        uint64        // seed of the fault sequences
 	budgetRatio float64       // the transport's retry budget ratio (0 disables it)
+	breakerOpen time.Duration // how long an open circuit stays open
 	progress    time.Duration // interval of the progress lines
 }
 
@@ -49,7 +50,8 @@ func main() {
 	var cfg config
 	flag.DurationVar(&cfg.duration, "duration", 8*time.Second, "how long to send load")
 	flag.IntVar(&cfg.concurrency, "concurrency", 8, "callers per client, each starting a call every 100ms")
-	flag.Float64Var(&cfg.budgetRatio, "retry-budget", llmtransport.DefaultBudgetRatio, "the transport's retry budget: retries allowed per call on average (0 disables the budget)")
+	flag.Float64Var(&cfg.budgetRatio, "retry-budget", llmtransport.DefaultBudgetRatio, "the transport's retry budget: tokens a call that needed no retry adds to the bucket (0 disables the budget)")
+	flag.DurationVar(&cfg.breakerOpen, "breaker-open", time.Second, "how long an open circuit stays open before a probe (the library's default is 10s; shorter here so the demo shows recovery)")
 	flag.Float64Var(&cfg.faultRate, "fault-rate", 0.2, "fault probability of the flaky model, 0 to 1 (the rate-limited model gets 1.5×)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "seed of the fault sequences")
 	flag.Parse()
@@ -75,6 +77,8 @@ func (cfg config) validate() error {
 		return errors.New("-duration must be positive")
 	case cfg.concurrency <= 0:
 		return errors.New("-concurrency must be positive")
+	case cfg.breakerOpen < 0:
+		return errors.New("-breaker-open must not be negative")
 	case cfg.budgetRatio < 0:
 		return errors.New("-retry-budget must not be negative")
 	case cfg.faultRate < 0 || cfg.faultRate > 1:

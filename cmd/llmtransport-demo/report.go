@@ -10,6 +10,18 @@ import (
 	"time"
 )
 
+// states shows a circuit's states in order, "closed" when it never changed,
+// and the count of changes when there are many.
+func states(s []string) string {
+	switch {
+	case len(s) == 0:
+		return "closed"
+	case len(s) > 6:
+		return fmt.Sprintf("%s→…→%s (%d changes)", s[0], s[len(s)-1], len(s)-1)
+	}
+	return strings.Join(s, "→")
+}
+
 // report prints the summary of a run.
 func report(w io.Writer, res *results) {
 	for _, c := range []*client{res.with, res.without} {
@@ -20,7 +32,7 @@ func report(w io.Writer, res *results) {
 		fmt.Fprintf(w, "\n== %s ==\n", title)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		if c.transport {
-			fmt.Fprintln(tw, "MODEL\tCALLS\tOK\tUPSTREAM\tRETRIES\tHINTS HONOURED\tCIRCUIT REFUSED\tP50\tP95\tCLASSES SEEN (retried and final)")
+			fmt.Fprintln(tw, "MODEL\tCALLS\tOK\tUPSTREAM\tRETRIES\tHINTS HONOURED\tCIRCUIT REFUSED\tCIRCUIT STATES\tP50\tP95\tCLASSES SEEN (retried and final)")
 		} else {
 			fmt.Fprintln(tw, "MODEL\tCALLS\tOK\tUPSTREAM\tP50\tP95\tFINAL FAILURES")
 		}
@@ -31,8 +43,8 @@ func report(w io.Writer, res *results) {
 				if m.hinted > 0 {
 					hints += " " + counts(m.hintSources)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%d\t%v\t%v\t%s\n", name, m.calls, m.rate(), m.upstream, m.retries,
-					hints, m.refused, ms(m.percentile(0.5)), ms(m.percentile(0.95)), counts(m.classes))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%d\t%s\t%v\t%v\t%s\n", name, m.calls, m.rate(), m.upstream, m.retries,
+					hints, m.refused, states(m.circuit), ms(m.percentile(0.5)), ms(m.percentile(0.95)), counts(m.classes))
 			} else {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%v\t%v\t%s\n", name, m.calls, m.rate(), m.upstream,
 					ms(m.percentile(0.5)), ms(m.percentile(0.95)), counts(m.classes))
