@@ -18,10 +18,11 @@ type cooldowns struct {
 }
 
 // remaining returns how long requests for key should still wait.
-func (c *cooldowns) remaining(key circuitKey, now time.Time) time.Duration {
+func (c *cooldowns) remaining(key circuitKey) time.Duration {
 	if c.active.Load() == 0 {
 		return 0
 	}
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u, ok := c.until[key]

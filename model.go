@@ -71,7 +71,12 @@ func requestModel(req *http.Request, body []byte) string {
 
 // pathModel returns the model named by a Gemini, Vertex or Azure path.
 func pathModel(p string) string {
+	// Gemini and Vertex paths end in a ":verb"; most paths have no colon,
+	// so most requests skip the searches.
 	for _, prefix := range [...]string{"/models/", "/tunedModels/"} {
+		if strings.IndexByte(p, ':') < 0 {
+			break
+		}
 		if i := strings.LastIndex(p, prefix); i >= 0 {
 			seg := p[i+len(prefix):]
 			if j := strings.IndexByte(seg, ':'); j > 0 && j <= maxModelLen && strings.IndexByte(seg[:j], '/') < 0 {

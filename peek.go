@@ -49,7 +49,10 @@ func (p *peek) release() {
 
 // isEventStream reports whether resp is a server-sent event stream.
 func isEventStream(resp *http.Response) bool {
-	ct := resp.Header.Get("Content-Type")
+	var ct string
+	if v := resp.Header["Content-Type"]; len(v) > 0 { // canonical already: no Get
+		ct = v[0]
+	}
 	return len(ct) >= 17 && strings.EqualFold(ct[:17], "text/event-stream")
 }
 

@@ -123,7 +123,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		}
 	}
 	for n := 0; ; n++ {
-		if d := t.cooldowns.remaining(c.key, time.Now()); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+		if d := t.cooldowns.remaining(c.key); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
 			c.trace.cooldownWait(d)
 			if err := sleep(c.ctx, d); err != nil {
 				dropPrev()
@@ -185,7 +185,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 // first. Every limit is checked before the budget token is taken.
 func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	t := c.t
-	if n >= t.cfg.maxRetries || !c.replayable || c.ctx.Err() != nil {
+	if n >= t.cfg.maxRetries || !c.replayable || (a.err == nil && a.cl.Class == ClassSuccess) || c.ctx.Err() != nil {
 		return 0, false
 	}
 	ev := RetryEvent{
