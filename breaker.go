@@ -444,6 +444,25 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 	return nil
 }
 
+// openFor returns how much longer the circuit of key will refuse requests:
+// 0 when it admits them (closed, half-open, or past its open period). It
+// lets the retry loop hand back what it has at once instead of waiting to
+// be refused.
+func (r *circuits) openFor(key circuitKey) time.Duration {
+	if r == nil {
+		return 0
+	}
+	m := r.shards[shardOf(key)].Load()
+	if m == nil {
+		return 0
+	}
+	c := (*m)[key]
+	if c == nil || CircuitState(c.state.Load()) != CircuitOpen {
+		return 0
+	}
+	return time.Duration(max(c.openUntil.Load()-r.now(), 0))
+}
+
 // shardOf picks key's shard from the model's length and a few of its bytes:
 // cheap, and spread enough for names that share a prefix.
 func shardOf(key circuitKey) int {

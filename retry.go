@@ -212,6 +212,12 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if !retry || !fits(c.ctx, ev.Wait) {
 		return 0, false
 	}
+	if d := t.circuits.openFor(c.key); d > ev.Wait {
+		// This attempt (or another request's) opened the circuit: the
+		// retry would be refused, so hand back what we have now.
+		c.trace.circuitRejected(&CircuitOpenError{Host: c.key.host, Model: c.key.model, RetryIn: d})
+		return 0, false
+	}
 	if !t.budget.retry() {
 		c.trace.budgetExhausted()
 		return 0, false

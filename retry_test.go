@@ -727,3 +727,23 @@ func TestRetryBudgetRefundsRetriesThatWork(t *testing.T) {
 		}
 	})
 }
+
+func TestRetryNotIntoOpenCircuit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+			return response(500, `{"error":{"message":"boom","type":"server_error"}}`, "Retry-After", "1"), nil
+		}}
+		tr := New(f, WithBreakerThreshold(2, 0, 0))
+		start := time.Now()
+		resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		// The second failure opens the circuit: the loop hands the 500 back
+		// at once instead of waiting out another second to be refused.
+		if f.attempts() != 2 || resp.StatusCode != 500 || time.Since(start) > 1200*time.Millisecond {
+			t.Fatalf("got %d after %d attempts and %v; want the 500 after 2 attempts and one wait", resp.StatusCode, f.attempts(), time.Since(start))
+		}
+	})
+}
