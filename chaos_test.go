@@ -581,3 +581,70 @@ func sortedCounts(m map[string]int) string {
 	}
 	return b.String()
 }
+
+// TestRetryDoesNotWaitForDiscardedBody: a retried answer whose body the
+// server leaves open must not hold the retry up. Two shapes: a 200 event
+// stream whose first event is an error and which then stays open (as a
+// gateway sending keep-alives until its upstream gives up), and a 500 whose
+// body stalls after more than the transport peeks. The next attempt must
+// be made at once, without a deadline or a first-byte timeout to end the
+// wait. (Found while building the chaos test: the transport drained a few
+// KiB of every discarded body to keep its connection, and that read
+// blocked for as long as the server kept the body open.)
+func TestRetryDoesNotWaitForDiscardedBody(t *testing.T) {
+	tests := []struct {
+		name  string
+		serve func(w http.ResponseWriter)
+	}{
+		{"error-first stream left open", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: {\"error\":{\"message\":\"upstream error\",\"type\":\"server_error\",\"code\":\"do_request_failed\"}}\n\n")
+		}},
+		{"error body stalled after the peek", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", strconv.Itoa(2*maxPeek))
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write(bytes.Repeat([]byte("x"), maxPeek+100))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
+			var n atomic.Int32
+			srv, ct, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				if n.Add(1) > 1 {
+					io.WriteString(w, `{"ok":true}`)
+					return
+				}
+				tt.serve(w)
+				w.(http.Flusher).Flush()
+				<-r.Context().Done() // the body stays open until the client goes
+			})
+			tr := New(base, fastRetries()...)
+			done := make(chan struct{})
+			var (
+				resp *http.Response
+				err  error
+			)
+			go func() {
+				defer close(done)
+				resp, err = tr.RoundTrip(newChatRequest(t, t.Context(), srv.URL))
+			}()
+			select {
+			case <-done:
+			case <-time.After(hangGuard):
+				t.Fatalf("the retry waited for the discarded body: still in RoundTrip after %v, %d attempts", hangGuard, n.Load())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || string(b) != `{"ok":true}` || n.Load() != 2 {
+				t.Errorf("got %d %q (%v) after %d attempts, want 200 {\"ok\":true} after 2", resp.StatusCode, b, err, n.Load())
+			}
+			tr.CloseIdleConnections()
+			ct.waitClosed(t)
+		})
+	}
+}
