@@ -125,6 +125,15 @@ func brokenBody(fault string, stream bool) bool {
 	return false
 }
 
+// finalFaults are the answers the policy never retries: a hint above the
+// wait cap goes back at once, and so does a 429 for an account out of
+// credit. Such an answer can only be a call's last attempt.
+var finalFaults = map[string]string{
+	"rate_limited:retry-after":      "a wait hint above the cap",
+	"rate_limited:retry-after-date": "a wait hint above the cap",
+	"insufficient_quota":            "insufficient_quota",
+}
+
 // chaosModels are the models called, each with its fault rate.
 var chaosModels = []struct {
 	name string
@@ -408,6 +417,9 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 		for n, a := range attempts {
 			if !bytes.Equal(a.Body, c.body) {
 				report(c, attempts, "attempt %d carried body %q, want %q", n, a.Body, c.body)
+			}
+			if why, ok := finalFaults[a.Fault]; ok && n < len(attempts)-1 {
+				report(c, attempts, "attempt %d was retried after %s", n, why)
 			}
 		}
 
