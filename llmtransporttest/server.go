@@ -44,6 +44,9 @@ type Server struct {
 	cfg       config
 	done      chan struct{}
 	closeOnce sync.Once
+	// handlers counts the chat handlers running, hijacked ones included,
+	// which httptest.Server.Close does not wait for.
+	handlers sync.WaitGroup
 
 	// mu guards everything below, and the scripts of cfg.
 	mu      sync.Mutex
@@ -191,6 +194,7 @@ func (s *Server) Close() {
 		close(s.done)
 		s.srv.CloseClientConnections()
 		s.srv.Close()
+		s.handlers.Wait()
 	})
 }
 
@@ -258,6 +262,8 @@ type chatRequest struct {
 }
 
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
+	s.handlers.Add(1)
+	defer s.handlers.Done()
 	var req chatRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err == nil {

@@ -481,3 +481,20 @@ func TestGarbageHeaders(t *testing.T) {
 		t.Errorf("got counts %v", s.Stats().ByFault)
 	}
 }
+
+// TestCloseWaitsForHijackedAnswers: after Close, the log holds the status
+// of every answer, those that break the connection included (httptest's
+// Close does not wait for hijacked connections).
+func TestCloseWaitsForHijackedAnswers(t *testing.T) {
+	for range 20 {
+		s := llmtransporttest.NewServer(llmtransporttest.WithModel("m", func(int) llmtransporttest.Fault {
+			return llmtransporttest.ResetAfterHeaders()
+		}))
+		resp := post(t, s, "m", false)
+		io.Copy(io.Discard, resp.Body)
+		s.Close()
+		if got := s.Log()[0].Status; got != 200 {
+			t.Fatalf("got logged status %d after Close, want 200", got)
+		}
+	}
+}
