@@ -19,10 +19,6 @@ var peekPool = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b
 // impossible count.
 var errBadRead = errors.New("llmtransport: response body returned an invalid count from Read")
 
-// drainLimit is how much of a discarded response body is read so that its
-// connection can be reused; a longer body closes the connection instead.
-const drainLimit = 4 << 10
-
 // peek holds what the transport read from the front of a response body to
 // classify it.
 type peek struct {
@@ -163,12 +159,13 @@ func (p *peek) restore(resp *http.Response) {
 	resp.Body = rb
 }
 
-// discard drains a little of what is left of resp's body, closes it and
-// releases the peek, so the connection can serve another request.
+// discard closes resp's body and releases the peek. A body the peek read
+// whole has already freed its connection for another request. The rest of
+// a body not read to its end is not read: the server may keep it open for
+// as long as it likes (an event stream whose first event was an error, an
+// error body that stalls after what was peeked), and reading it would hold
+// up the retry; closing it costs the connection instead.
 func (p *peek) discard(resp *http.Response) {
-	if !p.whole && p.err == nil {
-		io.CopyN(io.Discard, resp.Body, drainLimit)
-	}
 	resp.Body.Close()
 	p.release()
 }

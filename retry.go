@@ -143,7 +143,9 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			return a.out, a.cl.RetryAfter
 		})
 		if gerr != nil {
-			if n > 0 && req.Body != nil && req.Body != c.req.Body {
+			// The circuit refused the attempt: the base never got its body,
+			// which at attempt 0 is the caller's own, so close it here.
+			if req.Body != nil {
 				req.Body.Close()
 			}
 			var coe *CircuitOpenError

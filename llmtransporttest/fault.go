@@ -293,6 +293,33 @@ func ErrorFirstStream() Fault {
 	}}
 }
 
+// GarbageHeaders answers with wait hints no client can use: Retry-After
+// twice, as "soon" and as 99999999999 seconds; retry-after-ms: NaN;
+// x-ratelimit-reset-tokens: -1s; x-ratelimit-reset-requests: 1e309. When
+// padding is above 0 it also sends a header X-Padding of padding bytes (a
+// value above a client's header limit makes the client fail the request). A
+// status of 400 or more answers with OpenAI's server_error envelope; a lower
+// status answers like [OK], a normal completion under the same headers. Its
+// name is "garbage_headers:<status>".
+func GarbageHeaders(status int, padding int) Fault {
+	return Fault{name: "garbage_headers:" + strconv.Itoa(status), serve: func(w http.ResponseWriter, x *exchange) {
+		h := w.Header()
+		h.Set("Retry-After", "soon")
+		h.Add("Retry-After", "99999999999")
+		h.Set("Retry-After-Ms", "NaN")
+		h.Set("X-Ratelimit-Reset-Tokens", "-1s")
+		h.Set("X-Ratelimit-Reset-Requests", "1e309")
+		if padding > 0 {
+			h.Set("X-Padding", strings.Repeat("x", padding))
+		}
+		if status < 400 {
+			serveOK(w, x)
+			return
+		}
+		writeJSON(w, status, openAIEnvelope("The server had an error while processing your request.", "server_error", ""))
+	}}
+}
+
 // Response answers with status, the headers of header (which may be nil)
 // and body, verbatim. Use it to replay a body captured from a real gateway.
 // Its name is "status:<status>".

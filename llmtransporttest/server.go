@@ -7,19 +7,23 @@
 // own script of [Fault] values: normal answers, error bodies in the shapes
 // real gateways and providers send (new-api envelopes, flat codes, 429s with
 // every kind of wait hint, Anthropic's 529, nginx's HTML 502), connections
-// reset before or after the headers, slow headers, and event streams that
-// fail before or after their first chunk. Every response carries an
-// x-request-id header. The server counts requests per model and per fault,
-// so tests can assert how many attempts a client made.
+// reset before or after the headers, slow headers, garbage headers, and
+// event streams that fail before or after their first chunk. Every response
+// carries an x-request-id header. The server counts requests per model and
+// per fault, so tests can assert how many attempts a client made, and logs
+// each request's body and the status and body it answered with, so they can
+// check that what a client read is what was sent.
 //
 // The package uses only the standard library.
 package llmtransporttest
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -40,6 +44,9 @@ type Server struct {
 	cfg       config
 	done      chan struct{}
 	closeOnce sync.Once
+	// handlers counts the chat handlers running, hijacked ones included,
+	// which httptest.Server.Close does not wait for.
+	handlers sync.WaitGroup
 
 	// mu guards everything below, and the scripts of cfg.
 	mu      sync.Mutex
@@ -63,6 +70,16 @@ type Request struct {
 	Header http.Header
 	// Time is when the request arrived.
 	Time time.Time
+	// Body is the request body as the server received it (up to 8 MiB).
+	Body []byte
+	// Status is the status code the server sent, or 0 when it sent none
+	// (the connection was reset before the headers).
+	Status int
+	// ResponseBody is the response body the server wrote, exactly as a
+	// client reads it; for an answer broken on purpose, the part written
+	// before the break. Status and ResponseBody are filled in once the
+	// answer is complete: after [Server.Close], they are for every request.
+	ResponseBody []byte
 }
 
 // Stats is a snapshot of a Server's counters.
@@ -177,6 +194,7 @@ func (s *Server) Close() {
 		close(s.done)
 		s.srv.CloseClientConnections()
 		s.srv.Close()
+		s.handlers.Wait()
 	})
 }
 
@@ -244,6 +262,8 @@ type chatRequest struct {
 }
 
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
+	s.handlers.Add(1)
+	defer s.handlers.Done()
 	var req chatRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err == nil {
@@ -267,21 +287,74 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 		f = s.cfg.fallback(n)
 	}
 	s.byFault[f.Name()]++
-	s.log = append(s.log, Request{Model: req.Model, Stream: req.Stream, Fault: f.Name(), RequestID: id, Header: r.Header.Clone(), Time: now})
+	entry := len(s.log)
+	s.log = append(s.log, Request{Model: req.Model, Stream: req.Stream, Fault: f.Name(), RequestID: id, Header: r.Header.Clone(), Time: now, Body: body})
 	s.mu.Unlock()
 
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		if rec.status == 0 && !rec.hijacked {
+			rec.status = http.StatusOK // what net/http sends for a handler that wrote nothing
+		}
+		s.mu.Lock()
+		s.log[entry].Status, s.log[entry].ResponseBody = rec.status, rec.body
+		s.mu.Unlock()
+	}()
 	x := &exchange{s: s, r: r, model: req.Model, stream: req.Stream, requestID: id}
 	if !s.wait(r, s.cfg.latency+f.delay) {
-		hijackClose(w, true)
+		hijackClose(rec, true)
 		return
 	}
-	w.Header().Set("X-Request-Id", id)
+	rec.Header().Set("X-Request-Id", id)
 	serve := f.serve
 	if serve == nil {
 		serve = serveOK
 	}
-	serve(w, x)
+	serve(rec, x)
 }
+
+// recorder is the ResponseWriter faults write to: it keeps the status and a
+// copy of the body for the server's log, and passes everything on.
+type recorder struct {
+	http.ResponseWriter
+	status   int
+	body     []byte
+	hijacked bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	r.body = append(r.body, p...)
+	return r.ResponseWriter.Write(p)
+}
+
+// Flush and Hijack are what faults use of the underlying writer.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	r.hijacked = true
+	return hj.Hijack()
+}
+
+// Unwrap lets an [net/http.ResponseController] reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // wait waits for d, or until the client goes away or the server closes; it
 // reports whether the whole wait passed.

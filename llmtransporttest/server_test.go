@@ -389,3 +389,112 @@ func TestModelsAndAuth(t *testing.T) {
 		t.Errorf("with the key: got %d, want 200", resp.StatusCode)
 	}
 }
+
+func TestLogRecordsBodies(t *testing.T) {
+	tests := []struct {
+		fault  llmtransporttest.Fault
+		stream bool
+		status int // 0: no response
+	}{
+		{llmtransporttest.OK(), false, 200},
+		{llmtransporttest.OK(), true, 200},
+		{llmtransporttest.NewAPIError(500, "do_request_failed", "upstream error"), false, 500},
+		{llmtransporttest.BadGatewayHTML(), true, 502},
+		{llmtransporttest.ErrorFirstStream(), true, 200},
+		{llmtransporttest.MidStreamError(2), true, 200},
+		{llmtransporttest.TruncatedBody(), false, 200},
+		{llmtransporttest.TruncatedBody(), true, 200},
+		{llmtransporttest.ResetAfterHeaders(), false, 200},
+		{llmtransporttest.ResetBeforeHeaders(), false, 0},
+		{llmtransporttest.GarbageHeaders(200, 0), false, 200},
+		{llmtransporttest.GarbageHeaders(503, 1000), false, 503},
+		{llmtransporttest.Handler("empty", func(http.ResponseWriter, *http.Request) {}), false, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fault.Name()+"/stream="+strconv.FormatBool(tt.stream), func(t *testing.T) {
+			s := llmtransporttest.NewServer(llmtransporttest.WithScript("m", tt.fault))
+			body := `{"model":"m","stream":` + strconv.FormatBool(tt.stream) + `,"nonce":"` + tt.fault.Name() + `"}`
+			resp, err := s.Client().Post(s.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			var got []byte
+			if err == nil {
+				got, _ = io.ReadAll(resp.Body) // a broken body ends in an error: got is what came before
+				resp.Body.Close()
+			}
+			s.Close() // the log is complete once every answer is
+			log := s.Log()
+			if len(log) != 1 {
+				t.Fatalf("got %d log entries, want 1", len(log))
+			}
+			r := log[0]
+			if string(r.Body) != body {
+				t.Errorf("got request body %q, want %q", r.Body, body)
+			}
+			if r.Status != tt.status {
+				t.Errorf("got logged status %d, want %d", r.Status, tt.status)
+			}
+			if tt.status == 0 {
+				if err == nil {
+					t.Errorf("got status %d, want a transport error", resp.StatusCode)
+				}
+				if len(r.ResponseBody) != 0 {
+					t.Errorf("got logged response body %q, want none", r.ResponseBody)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status || string(got) != string(r.ResponseBody) {
+				t.Errorf("client read %d %q, server logged %d %q", resp.StatusCode, got, r.Status, r.ResponseBody)
+			}
+		})
+	}
+}
+
+func TestGarbageHeaders(t *testing.T) {
+	s := llmtransporttest.NewServer(llmtransporttest.WithScript("m",
+		llmtransporttest.GarbageHeaders(429, 0), llmtransporttest.GarbageHeaders(200, 2000)))
+	defer s.Close()
+
+	resp := post(t, s, "m", false)
+	if resp.StatusCode != 429 {
+		t.Errorf("got status %d, want 429", resp.StatusCode)
+	}
+	if got := resp.Header.Values("Retry-After"); !slices.Equal(got, []string{"soon", "99999999999"}) {
+		t.Errorf("got Retry-After %q, want soon and 99999999999", got)
+	}
+	if got := resp.Header.Get("Retry-After-Ms"); got != "NaN" {
+		t.Errorf("got retry-after-ms %q, want NaN", got)
+	}
+
+	resp = post(t, s, "m", false)
+	var c struct {
+		Choices []struct{ Message struct{ Content string } }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || len(resp.Header.Get("X-Padding")) != 2000 || c.Choices[0].Message.Content != llmtransporttest.DefaultReply {
+		t.Errorf("got %d, padding %d bytes, content %+v; want 200, 2000 bytes, a normal completion", resp.StatusCode, len(resp.Header.Get("X-Padding")), c)
+	}
+	if s.FaultCount("garbage_headers:429") != 1 || s.FaultCount("garbage_headers:200") != 1 {
+		t.Errorf("got counts %v", s.Stats().ByFault)
+	}
+}
+
+// TestCloseWaitsForHijackedAnswers: after Close, the log holds the status
+// of every answer, those that break the connection included (httptest's
+// Close does not wait for hijacked connections).
+func TestCloseWaitsForHijackedAnswers(t *testing.T) {
+	for range 20 {
+		s := llmtransporttest.NewServer(llmtransporttest.WithModel("m", func(int) llmtransporttest.Fault {
+			return llmtransporttest.ResetAfterHeaders()
+		}))
+		resp := post(t, s, "m", false)
+		io.Copy(io.Discard, resp.Body)
+		s.Close()
+		if got := s.Log()[0].Status; got != 200 {
+			t.Fatalf("got logged status %d after Close, want 200", got)
+		}
+	}
+}
