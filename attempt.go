@@ -124,15 +124,18 @@ func (c *call) attempt(req *http.Request, n int) (a attemptResult) {
 // inspect classifies resp with the bytes peeked from its body. A successful
 // response whose body was not peeked is classified without reading it.
 func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
-	if p.buf == nil {
-		if resp.StatusCode < 400 {
-			return Classification{Class: ClassSuccess, Status: resp.StatusCode}
-		}
-		return t.classify(resp, nil)
+	var cl Classification
+	switch {
+	case p.buf == nil && resp.StatusCode < 400:
+		cl = Classification{Class: ClassSuccess, Status: resp.StatusCode}
+	case p.buf == nil:
+		cl = t.classify(resp, nil)
+	default:
+		cl = t.classify(resp, p.bytes())
 	}
-	cl := t.classify(resp, p.bytes())
 	if p.err != nil && cl.Class == ClassSuccess {
-		// A stream broke before its first event reached the caller:
+		// A stream broke before its first event reached the caller, or the
+		// first-byte timer cancelled the body just as the headers came:
 		// nothing was delivered, so it can be tried again.
 		cl = Classification{Class: ClassUpstreamTransient, Status: resp.StatusCode, Message: p.err.Error(), retry: true, Retryable: true, BreakerFailure: true}
 		if errors.Is(p.err, errFirstByteTimeout) {

@@ -266,6 +266,10 @@ func runChaos(t *testing.T, calls, workers int, seed uint64, breaker bool) {
 	}
 	if !breaker {
 		topts = append(topts, WithoutCircuitBreaker())
+	} else {
+		// Short open periods, so that circuits go half-open and close
+		// again many times during the run.
+		topts = append(topts, WithBreakerOpenTimeout(50*time.Millisecond))
 	}
 	tr := New(base, topts...)
 

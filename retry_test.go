@@ -747,3 +747,24 @@ func TestRetryNotIntoOpenCircuit(t *testing.T) {
 		}
 	})
 }
+
+func TestRetryOpenCircuitClosesCallerBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) { return response(500, `{}`), nil }}
+		tr := New(f, WithBreakerThreshold(1, 0, 0), WithMaxRetries(0))
+		resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		body := &trackBody{Reader: strings.NewReader(chatBody)}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://gw.test/v1/chat/completions", body)
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(chatBody)), nil }
+		if _, err := tr.RoundTrip(req); !errors.Is(err, ErrCircuitOpen) {
+			t.Fatalf("got %v, want ErrCircuitOpen", err)
+		}
+		if !body.isClosed() {
+			t.Fatal("the caller's body was not closed when the circuit refused the request")
+		}
+	})
+}
