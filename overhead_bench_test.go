@@ -37,3 +37,25 @@ func BenchmarkLayersOverhead(b *testing.B) {
 	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedRT{})) })
 	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
 }
+
+// BenchmarkLayersOverheadParallel is BenchmarkLayersOverhead with
+// concurrent callers on one model: what contention adds (the circuit's
+// gobreaker mutex, the shared atomics).
+func BenchmarkLayersOverheadParallel(b *testing.B) {
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("a", 1000) + `"}]}`
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequest("POST", "http://gw.test/v1/chat/completions", strings.NewReader(body))
+				resp, _ := rt.RoundTrip(req)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	b.Run("bare", func(b *testing.B) { run(b, cannedRT{}) })
+	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedRT{})) })
+	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
+}
