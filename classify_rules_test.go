@@ -421,8 +421,8 @@ func TestClassifyMasksSecrets(t *testing.T) {
 	if strings.Contains(c.Message, "abcdefghijklmnop") || strings.Contains(c.Message, "AIzaSecret123") {
 		t.Errorf("message leaks a key: %q", c.Message)
 	}
-	if !strings.Contains(c.Message, "sk-***") {
-		t.Errorf("message = %q, want the key masked as sk-***", c.Message)
+	if !strings.Contains(c.Message, "sk-"+redacted) {
+		t.Errorf("message = %q, want the key masked as sk-%s", c.Message, redacted)
 	}
 }
 
