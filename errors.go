@@ -56,9 +56,9 @@ type PanicError struct {
 func newPanicError(v any, req *http.Request) *PanicError {
 	msg := fmt.Sprint(v)
 	for _, s := range requestSecrets(req) {
-		msg = strings.ReplaceAll(msg, s, "REDACTED")
+		msg = strings.ReplaceAll(msg, s, redacted)
 	}
-	return &PanicError{Value: v, msg: msg}
+	return &PanicError{Value: v, msg: redactSecrets(msg)}
 }
 
 func (e *PanicError) Error() string {
@@ -94,8 +94,7 @@ func requestSecrets(req *http.Request) []string {
 			add(url.PathEscape(p))
 		}
 		for k, vs := range u.Query() {
-			switch strings.ToLower(k) {
-			case "key", "api_key", "api-key", "apikey", "access_token", "token":
+			if sensitiveParam(k) {
 				for _, v := range vs {
 					add(v)
 					add(url.QueryEscape(v))
