@@ -20,4 +20,3 @@ func cleanMessage(msg string) string {
 	}
 	return strings.TrimSpace(msg)
 }
-
