@@ -1,14 +1,9 @@
 package llmtransport_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/llmtransport/llmtransport"
+	"github.com/llmtransport/llmtransport/internal/workload"
 )
 
 // The benchmarks below measure the transport against the bare base
@@ -26,91 +22,12 @@ import (
 // Each has a "bare" sub-benchmark (the base http.Transport alone) next to
 // the llmtransport one, so that ratios come from one run on one machine.
 
-// benchBodies are the request bodies of the benchmarks.
-var (
-	// chat1K is a 1 KB chat completion request, "model" first.
-	chat1K = chatBody(1<<10, false)
-	// chat1M is a 1 MB chat completion request whose "model" is the last
-	// top-level key, so that finding it means skipping the whole body.
-	chat1M = chatBody(1<<20, true)
-)
-
-// chatBody returns a JSON chat completion request of about size bytes: a
-// few messages with escaped quotes and nested objects, and "model" first or
-// last.
-func chatBody(size int, modelLast bool) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{`)
-	if !modelLast {
-		b.WriteString(`"model":"gpt-4o-mini",`)
-	}
-	b.WriteString(`"temperature":0.2,"metadata":{"user":"u-42","tags":["a","b",{"model":"not-this-one"}]},"messages":[`)
-	line := `Summarise the \"quarterly\" report: revenue, costs {and} [margins]. `
-	for i := 0; b.Len() < size-256; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		role := "user"
-		if i%2 == 1 {
-			role = "assistant"
-		}
-		fmt.Fprintf(&b, `{"role":%q,"content":"`, role)
-		for j := 0; j < 16 && b.Len() < size-256; j++ {
-			b.WriteString(line)
-		}
-		b.WriteString(`"}`)
-	}
-	b.WriteString(`]`)
-	if modelLast {
-		b.WriteString(`,"model":"gpt-4o-mini"`)
-	}
-	b.WriteString(`}`)
-	return b.Bytes()
-}
-
-// chatResponse is a typical non-streamed chat completion, about 1 KB.
-var chatResponse = []byte(`{"id":"chatcmpl-9xYz","object":"chat.completion","created":1735689600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"` +
-	strings.Repeat("The quarterly report shows steady revenue. ", 18) +
-	`"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":240,"completion_tokens":160,"total_tokens":400},"system_fingerprint":"fp_0123456789"}`)
-
-// sseEvents is the number of chunks of the streamed response.
-const sseEvents = 32
-
-// sseChunk is one chunk of the streamed response.
-var sseChunk = []byte(`data: {"id":"chatcmpl-9xYz","object":"chat.completion.chunk","created":1735689600,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n")
-
 // benchServer starts a loopback server answering like an OpenAI-compatible
-// API: /ok with chatResponse, /stream with an event stream, /dead with a 503
-// (counted in dead).
+// API (workload.Upstream): /ok, /stream, and /dead counted in dead.
 func benchServer(b *testing.B) (srv *httptest.Server, dead *atomic.Int64) {
 	b.Helper()
 	dead = new(atomic.Int64)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("x-request-id", "req-0123456789")
-		w.Write(chatResponse)
-	})
-	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Cache-Control", "no-cache")
-		f := w.(http.Flusher)
-		for range sseEvents {
-			w.Write(sseChunk)
-			f.Flush()
-		}
-		io.WriteString(w, "data: [DONE]\n\n")
-	})
-	mux.HandleFunc("/dead", func(w http.ResponseWriter, r *http.Request) {
-		dead.Add(1)
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, `{"error":{"message":"upstream unavailable","type":"server_error","code":"service_unavailable"}}`)
-	})
-	srv = httptest.NewServer(mux)
+	srv = httptest.NewServer(workload.Upstream(dead))
 	b.Cleanup(srv.Close)
 	return srv, dead
 }
@@ -123,29 +40,6 @@ func baseTransport(b *testing.B) *http.Transport {
 	tr.MaxIdleConnsPerHost = 1024
 	b.Cleanup(tr.CloseIdleConnections)
 	return tr
-}
-
-// roundTrip sends body to url through rt and reads the response to its end.
-func roundTrip(rt http.RoundTripper, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer sk-bench")
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("got status %d, want 200", resp.StatusCode)
-	}
-	return nil
 }
 
 // discardExporter is a span exporter that drops every span.
@@ -189,7 +83,7 @@ func benchRoundTrips(b *testing.B, path string, body []byte, parallel bool, vari
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
 			rt := v.wrap(b, baseTransport(b))
-			if err := roundTrip(rt, url, body); err != nil { // opens a connection
+			if err := workload.Send(rt, url, body); err != nil { // opens a connection
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(len(body)))
@@ -197,7 +91,7 @@ func benchRoundTrips(b *testing.B, path string, body []byte, parallel bool, vari
 			b.ResetTimer()
 			if !parallel {
 				for b.Loop() {
-					if err := roundTrip(rt, url, body); err != nil {
+					if err := workload.Send(rt, url, body); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -205,7 +99,7 @@ func benchRoundTrips(b *testing.B, path string, body []byte, parallel bool, vari
 			}
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := roundTrip(rt, url, body); err != nil {
+					if err := workload.Send(rt, url, body); err != nil {
 						b.Error(err)
 						return
 					}
@@ -218,34 +112,34 @@ func benchRoundTrips(b *testing.B, path string, body []byte, parallel bool, vari
 // BenchmarkSuccess is the hot path: a 1 KB chat request answered 200 with a
 // 1 KB JSON body, tracing off (the global provider, a no-op by default).
 func BenchmarkSuccess(b *testing.B) {
-	benchRoundTrips(b, "/ok", chat1K, false, bare, lt)
+	benchRoundTrips(b, "/ok", workload.Chat1K, false, bare, lt)
 }
 
 // BenchmarkSuccessParallel is BenchmarkSuccess from GOMAXPROCS goroutines
 // (times -cpu), over as many connections.
 func BenchmarkSuccessParallel(b *testing.B) {
-	benchRoundTrips(b, "/ok", chat1K, true, bare, lt)
+	benchRoundTrips(b, "/ok", workload.Chat1K, true, bare, lt)
 }
 
 // BenchmarkLargeBody sends a 1 MB request whose "model" is the last key. The
 // transport must neither copy the body (it has GetBody) nor decode it: its
 // B/op should stay within 32 KiB of bare's.
 func BenchmarkLargeBody(b *testing.B) {
-	benchRoundTrips(b, "/ok", chat1M, false, bare, lt)
+	benchRoundTrips(b, "/ok", workload.Chat1M, false, bare, lt)
 }
 
 // BenchmarkTracing compares tracing off (the default global no-op provider)
 // with tracing on: a real SDK provider, always sampling, batching to a
 // discarding exporter.
 func BenchmarkTracing(b *testing.B) {
-	benchRoundTrips(b, "/ok", chat1K, false, bare,
+	benchRoundTrips(b, "/ok", workload.Chat1K, false, bare,
 		variant{"llmtransport-off", lt.wrap}, variant{"llmtransport-on", ltTraced.wrap})
 }
 
-// BenchmarkStream reads a 200 event stream of sseEvents chunks to its end.
+// BenchmarkStream reads a 200 event stream of workload.SSEEvents chunks to its end.
 // The transport peeks at the first event only.
 func BenchmarkStream(b *testing.B) {
-	benchRoundTrips(b, "/stream", chat1K, false, bare, lt)
+	benchRoundTrips(b, "/stream", workload.Chat1K, false, bare, lt)
 }
 
 // deadCalls is the number of calls of a dead-upstream run.
@@ -283,33 +177,8 @@ func BenchmarkDeadUpstream(b *testing.B) {
 	}
 }
 
-// deadRun sends deadCalls calls through rt, all at once or one by one, and
-// reads every response.
+// deadRun sends deadCalls calls through rt, all at once or one by one.
 func deadRun(b *testing.B, rt http.RoundTripper, url string, burst bool) {
-	one := func() {
-		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(chat1K))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := rt.RoundTrip(req)
-		if err != nil {
-			return // an open circuit, for instance
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	if !burst {
-		for range deadCalls {
-			one()
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for range deadCalls {
-		wg.Go(func() {
-			<-start
-			one()
-		})
-	}
-	close(start)
-	wg.Wait()
+	b.Helper()
+	workload.DeadCalls(rt, url, deadCalls, burst)
 }

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"io"
-	"net/http"
-	"sync"
-
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/llmtransport/llmtransport/internal/workload"
 )
 
 // deadCalls is the number of calls of a dead-upstream run.
@@ -24,34 +21,6 @@ func deadRun(up *upstream, c client, tp *sdktrace.TracerProvider, burst bool) (i
 	defer base.CloseIdleConnections()
 	rt := c.wrap(base, tp)
 	url := up.url + "/dead"
-	one := func() {
-		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(chat1K))
-		if err != nil {
-			panic(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := rt.RoundTrip(req)
-		if err != nil {
-			return // retries exhausted, or an open circuit
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	if burst {
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for range deadCalls {
-			wg.Go(func() {
-				<-start
-				one()
-			})
-		}
-		close(start)
-		wg.Wait()
-	} else {
-		for range deadCalls {
-			one()
-		}
-	}
+	workload.DeadCalls(rt, url, deadCalls, burst)
 	return up.deadCount()
 }

@@ -14,12 +14,10 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -31,6 +29,8 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/llmtransport/llmtransport/internal/workload"
 )
 
 func main() {
@@ -52,18 +52,18 @@ func main() {
 	}
 }
 
-// workload is one kind of request, sent by conc goroutines at once.
-type workload struct {
+// job is one kind of request, sent by conc goroutines at once.
+type job struct {
 	name string
 	body []byte
 	conc int
 }
 
-var workloads = []workload{
-	{"1 KB, c=1", chat1K, 1},
-	{"1 KB, c=64", chat1K, 64},
-	{"1 MB model last, c=1", chat1M, 1},
-	{"1 MB model last, c=64", chat1M, 64},
+var workloads = []job{
+	{"1 KB, c=1", workload.Chat1K, 1},
+	{"1 KB, c=64", workload.Chat1K, 64},
+	{"1 MB model last, c=1", workload.Chat1M, 1},
+	{"1 MB model last, c=64", workload.Chat1M, 64},
 }
 
 // sample is one measurement of one client on one workload, per request.
@@ -172,7 +172,7 @@ func newBase() *http.Transport {
 }
 
 // calibrate returns how many requests of w bare sends in about d.
-func calibrate(rt http.RoundTripper, url string, w workload, d time.Duration) int {
+func calibrate(rt http.RoundTripper, url string, w job, d time.Duration) int {
 	n := max(16, w.conc)
 	for {
 		s, err := measure(rt, url, w, n)
@@ -190,7 +190,7 @@ func calibrate(rt http.RoundTripper, url string, w workload, d time.Duration) in
 // measure sends n requests of w through rt, w.conc at a time, and returns
 // the wall time, the process's CPU time (user + system), and the
 // allocations, per request.
-func measure(rt http.RoundTripper, url string, w workload, n int) (sample, error) {
+func measure(rt http.RoundTripper, url string, w job, n int) (sample, error) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
@@ -200,7 +200,7 @@ func measure(rt http.RoundTripper, url string, w workload, n int) (sample, error
 	var failed atomic.Pointer[error]
 	if w.conc == 1 {
 		for range n {
-			if err := send(rt, url, w.body); err != nil {
+			if err := workload.Send(rt, url, w.body); err != nil {
 				failed.Store(&err)
 				break
 			}
@@ -211,7 +211,7 @@ func measure(rt http.RoundTripper, url string, w workload, n int) (sample, error
 		for range w.conc {
 			wg.Go(func() {
 				for next.Add(1) <= int64(n) {
-					if err := send(rt, url, w.body); err != nil {
+					if err := workload.Send(rt, url, w.body); err != nil {
 						failed.Store(&err)
 						return
 					}
@@ -240,29 +240,6 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// send posts body to url through rt and reads the response to its end.
-func send(rt http.RoundTripper, url string, body []byte) error {
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer sk-bench")
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // median returns the median of xs (which it sorts).

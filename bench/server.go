@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/llmtransport/llmtransport/internal/workload"
 )
 
 // serverEnv, set in the environment of the child process, makes the program
@@ -23,24 +25,12 @@ const serverEnv = "LLMT_BENCH_SERVER"
 // exits, however it exits).
 //
 //	POST /ok    reads the body, answers 200 with a 1 KB chat completion
+//	            (the upstream of internal/workload, shared with the module benchmarks)
 //	POST /dead  reads the body, answers 503 with a JSON error; counted
 //	GET  /count returns the number of /dead requests since the last /count
 func serve() {
 	var dead atomic.Int64
-	mux := http.NewServeMux()
-	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("x-request-id", "req-0123456789")
-		w.Write(chatResponse)
-	})
-	mux.HandleFunc("/dead", func(w http.ResponseWriter, r *http.Request) {
-		dead.Add(1)
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, `{"error":{"message":"upstream unavailable","type":"server_error","code":"service_unavailable"}}`)
-	})
+	mux := workload.Upstream(&dead)
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, dead.Swap(0))
 	})
