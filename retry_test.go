@@ -768,3 +768,31 @@ func TestRetryOpenCircuitClosesCallerBody(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryNeverRepeatsTLSOrURLErrors checks that errors repeating cannot
+// fix are not retried: a certificate the client does not trust, a URL with
+// a scheme the base transport does not speak.
+func TestRetryNeverRepeatsTLSOrURLErrors(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	var attempts atomic.Int64
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		attempts.Add(1)
+		return http.DefaultTransport.RoundTrip(r) // does not trust the test certificate
+	})
+	tr := New(base, WithoutCircuitBreaker(), WithBackoff(time.Millisecond, time.Millisecond))
+	for _, url := range []string{srv.URL, "ftp://gw.test/v1/chat/completions"} {
+		attempts.Store(0)
+		_, err := tr.RoundTrip(newChatRequest(t, t.Context(), url))
+		if err == nil {
+			t.Fatalf("%s: got no error", url)
+		}
+		if n := attempts.Load(); n != 1 {
+			t.Errorf("%s: got %d attempts for %v, want 1", url, n, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Errorf("the untrusted server answered %d requests", hits.Load())
+	}
+}
