@@ -21,6 +21,7 @@ package llmtransport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -135,7 +136,10 @@ type call struct {
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
 	if req == nil || req.URL == nil {
-		return nil, fmt.Errorf("llmtransport: nil request or URL")
+		if req != nil && req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, errors.New("llmtransport: nil request or URL")
 	}
 	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true}
 	if err := c.prepareBody(); err != nil {
@@ -164,7 +168,8 @@ func (c *call) prepareBody() error {
 		c.replayable = false
 		return nil
 	}
-	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	b := make([]byte, 0, min(max(req.ContentLength, 512), limit)+1)
+	b, err := readAllInto(b, io.LimitReader(req.Body, limit+1))
 	if err != nil {
 		req.Body.Close()
 		c.sent = true
@@ -181,4 +186,23 @@ func (c *call) prepareBody() error {
 	c.sent = true // the caller's body is closed; attempts read c.buffered
 	c.buffered = b
 	return nil
+}
+
+// readAllInto is io.ReadAll into b's spare capacity, which the caller sizes
+// from the Content-Length so that a body of known length is read without
+// regrowing.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
