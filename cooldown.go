@@ -8,60 +8,52 @@ import (
 
 // cooldowns remembers, per (host, model), until when the server asked
 // callers to wait after a rate limit, so that concurrent requests for the
-// same model wait it out instead of each collecting its own 429. While no
-// cooldown is active a lookup is one atomic load.
+// same model wait it out instead of each collecting its own 429.
+//
+// Reads are lock-free: the map is immutable behind an atomic pointer and
+// replaced (copy on write) when a cooldown is set; expired cooldowns are
+// dropped then. Only waits the transport would honour are recorded, so the
+// map stays as small as the set of models throttled in the last
+// [WithMaxRetryWait].
 type cooldowns struct {
-	active atomic.Int32 // len(until), read without the lock
+	until atomic.Pointer[map[circuitKey]time.Time]
 
-	mu    sync.Mutex
-	until map[circuitKey]time.Time
+	// mu serialises the writers of until.
+	mu sync.Mutex
 }
 
 // remaining returns how long requests for key should still wait.
 func (c *cooldowns) remaining(key circuitKey) time.Duration {
-	if c.active.Load() == 0 {
+	m := c.until.Load()
+	if m == nil {
 		return 0
 	}
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	u, ok := c.until[key]
+	u, ok := (*m)[key]
 	if !ok {
 		return 0
 	}
-	if d := u.Sub(now); d > 0 {
-		return d
-	}
-	c.deleteLocked(key)
-	return 0
+	return max(time.Until(u), 0)
 }
 
 // set starts (or lengthens) the cooldown of key until t.
 func (c *cooldowns) set(key circuitKey, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.until == nil {
-		c.until = make(map[circuitKey]time.Time)
+	old := c.until.Load()
+	if old != nil {
+		if u, ok := (*old)[key]; ok && !t.After(u) {
+			return
+		}
 	}
-	if u, ok := c.until[key]; ok && !t.After(u) {
-		return
-	}
-	c.until[key] = t
-	c.active.Store(int32(len(c.until)))
-	// Forget expired cooldowns now and then, so the map stays small.
-	if len(c.until) > 64 {
-		now := time.Now()
-		for k, u := range c.until {
-			if !u.After(now) {
-				delete(c.until, k)
+	now := time.Now()
+	m := make(map[circuitKey]time.Time)
+	if old != nil {
+		for k, u := range *old {
+			if u.After(now) {
+				m[k] = u
 			}
 		}
-		c.active.Store(int32(len(c.until)))
 	}
-}
-
-// c.mu must be held.
-func (c *cooldowns) deleteLocked(key circuitKey) {
-	delete(c.until, key)
-	c.active.Store(int32(len(c.until)))
+	m[key] = t
+	c.until.Store(&m)
 }

@@ -158,7 +158,9 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			return nil, prevCl, n, gerr
 		}
 		dropPrev()
-		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 {
+		// A rate limit's hint holds the model's other requests back too; a
+		// hint above the cap is never waited for, so it is not shared.
+		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= t.cfg.maxRetryWait {
 			t.cooldowns.set(c.key, time.Now().Add(a.cl.RetryAfter))
 		}
 		wait, ok := c.decide(n, &a)

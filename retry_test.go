@@ -796,3 +796,34 @@ func TestRetryNeverRepeatsTLSOrURLErrors(t *testing.T) {
 		t.Errorf("the untrusted server answered %d requests", hits.Load())
 	}
 }
+
+func TestCooldownsDropExpiredAndIgnoreHintsAboveCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var c cooldowns
+		a, b := circuitKey{"h", "a"}, circuitKey{"h", "b"}
+		c.set(a, time.Now().Add(time.Second))
+		if d := c.remaining(a); d != time.Second {
+			t.Fatalf("remaining(a) = %v, want 1s", d)
+		}
+		time.Sleep(2 * time.Second)
+		c.set(b, time.Now().Add(time.Second))
+		if m := *c.until.Load(); len(m) != 1 || c.remaining(a) != 0 {
+			t.Fatalf("got %d cooldowns and %v left for a, want only b's", len(m), c.remaining(a))
+		}
+
+		// A hint the transport will not wait for is not recorded.
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+			return response(429, `{}`, "Retry-After", "300"), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker())
+		req := newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tr.cooldowns.until.Load() != nil {
+			t.Fatal("a 300 s hint above the 120 s cap was recorded as a cooldown")
+		}
+	})
+}
