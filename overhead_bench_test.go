@@ -18,44 +18,49 @@ func (cannedRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: http.NoBody}, nil
 }
 
-// BenchmarkLayersOverhead measures what the transport's layers cost per
-// request on their own, over a base transport that costs next to nothing:
-// the difference between "llmtransport" and "bare" is our overhead in ns and
-// allocations (the network round trip it adds to is tens of µs).
-func BenchmarkLayersOverhead(b *testing.B) {
-	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("a", 1000) + `"}]}`
-	run := func(b *testing.B, rt http.RoundTripper) {
-		b.ReportAllocs()
-		for b.Loop() {
-			req, _ := http.NewRequest("POST", "http://gw.test/v1/chat/completions", strings.NewReader(body))
-			resp, _ := rt.RoundTrip(req)
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}
+// overheadBody is a 1 KB chat request naming its model first.
+var overheadBody = `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("a", 1000) + `"}]}`
+
+// overheadRoundTrip sends overheadBody through rt and reads the answer.
+func overheadRoundTrip(rt http.RoundTripper) {
+	req, _ := http.NewRequest("POST", "http://gw.test/v1/chat/completions", strings.NewReader(overheadBody))
+	resp, _ := rt.RoundTrip(req)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// overheadVariants runs run for bare, the full transport and the transport
+// without its breaker.
+func overheadVariants(b *testing.B, run func(*testing.B, http.RoundTripper)) {
 	b.Run("bare", func(b *testing.B) { run(b, cannedRT{}) })
 	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedRT{})) })
 	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
 }
 
-// BenchmarkLayersOverheadParallel is BenchmarkLayersOverhead with
-// concurrent callers on one model: what contention adds (the circuit's
-// gobreaker mutex, the shared atomics).
+// BenchmarkLayersOverhead measures what the transport's layers cost per
+// request on their own, over a base transport that costs next to nothing:
+// the difference between "llmtransport" and "bare" is our overhead in ns and
+// allocations (the network round trip it adds to is tens of µs).
+func BenchmarkLayersOverhead(b *testing.B) {
+	overheadVariants(b, func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		for b.Loop() {
+			overheadRoundTrip(rt)
+		}
+	})
+}
+
+// BenchmarkLayersOverheadParallel is BenchmarkLayersOverhead with 32
+// concurrent callers per core on one model: what contention adds (the
+// circuit's gobreaker mutex, the shared atomics).
 func BenchmarkLayersOverheadParallel(b *testing.B) {
-	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("a", 1000) + `"}]}`
-	run := func(b *testing.B, rt http.RoundTripper) {
+	overheadVariants(b, func(b *testing.B, rt http.RoundTripper) {
 		b.ReportAllocs()
 		b.SetParallelism(32)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				req, _ := http.NewRequest("POST", "http://gw.test/v1/chat/completions", strings.NewReader(body))
-				resp, _ := rt.RoundTrip(req)
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				overheadRoundTrip(rt)
 			}
 		})
-	}
-	b.Run("bare", func(b *testing.B) { run(b, cannedRT{}) })
-	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedRT{})) })
-	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
+	})
 }

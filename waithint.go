@@ -152,20 +152,13 @@ func secondsWait(f float64) (time.Duration, bool) {
 }
 
 // parseSeconds parses a (possibly fractional) number of seconds.
-func parseSeconds(s string) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false
-	}
-	return secondsWait(f)
-}
+func parseSeconds(s string) (time.Duration, bool) { return parseScaled(s, 1) }
 
 // parseMillis parses a (possibly fractional) number of milliseconds.
-func parseMillis(s string) (time.Duration, bool) {
+func parseMillis(s string) (time.Duration, bool) { return parseScaled(s, 1000) }
+
+// parseScaled parses a number of seconds × per, as a usable wait.
+func parseScaled(s string, per float64) (time.Duration, bool) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, false
@@ -174,7 +167,7 @@ func parseMillis(s string) (time.Duration, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return secondsWait(f / 1000)
+	return secondsWait(f / per)
 }
 
 // parseRetryAfter parses a Retry-After value: seconds (integer or float) or
