@@ -94,13 +94,6 @@ func (p *peek) read(body io.Reader, stream bool) {
 	}
 }
 
-// firstEventComplete reports whether b holds a whole SSE event that is not
-// only comments: a line with a field, followed by a blank line.
-func firstEventComplete(b []byte) bool {
-	var sc eventScan
-	return sc.complete(b)
-}
-
 // eventScan looks for the end of the first SSE event in a buffer that grows
 // between calls, looking at each byte once however the buffer grows: a
 // stream that arrives a byte at a time costs linear time, not quadratic.

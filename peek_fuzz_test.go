@@ -203,3 +203,10 @@ func BenchmarkPeekDribbledStream(b *testing.B) {
 		p.release()
 	}
 }
+
+// firstEventComplete reports whether b holds a whole SSE event that is not
+// only comments, scanning it in one go.
+func firstEventComplete(b []byte) bool {
+	var sc eventScan
+	return sc.complete(b)
+}
