@@ -120,11 +120,12 @@ type CircuitStatus struct {
 	// RetryIn is, for an open circuit, how long until it lets the next probe
 	// through; 0 otherwise.
 	RetryIn time.Duration
-	// The counts of the current state: for a closed circuit, over the
-	// rolling window as of its last request; for a half-open one, since it
-	// became half-open. Requests counts admitted requests, including those
-	// still in flight; Excluded counts outcomes that were neither success
-	// nor failure.
+	// The counts of the current state: for a closed circuit, the outcomes
+	// over the rolling window, now; for a half-open one, since it became
+	// half-open. Requests counts, for a closed circuit, the requests whose
+	// outcome is in, and for a half-open one the admitted probes, including
+	// those still in flight; Excluded counts outcomes that were neither
+	// success nor failure.
 	Requests, Successes, Failures, Excluded uint32
 	// ConsecutiveFailures is the number of failures since the last success.
 	ConsecutiveFailures uint32
@@ -259,6 +260,7 @@ const numShards = 32
 type circuits struct {
 	cfg      breakerConfig
 	epoch    time.Time // now() counts from here, on the monotonic clock
+	bucket   int64     // the length of a tenth of the window, in ns
 	settings gobreaker.Settings
 	shards   [numShards]atomic.Pointer[map[circuitKey]*circuit]
 
@@ -276,21 +278,11 @@ func newCircuits(cfg breakerConfig) *circuits {
 	cfg.minRequests = max(cfg.minRequests, 1)
 	cfg.idleAfter = cmp.Or(cfg.idleAfter, d.idleAfter)
 	cfg.maxCircuits = cmp.Or(cfg.maxCircuits, d.maxCircuits)
-	r := &circuits{cfg: cfg, epoch: time.Now()}
-	consecutive, ratio, minReq := uint32(cfg.consecutive), cfg.ratio, uint32(cfg.minRequests)
+	r := &circuits{cfg: cfg, epoch: time.Now(), bucket: int64(max(cfg.window/windowBuckets, time.Millisecond))}
 	r.settings = gobreaker.Settings{
-		MaxRequests:  uint32(cfg.probes),
-		Interval:     cfg.window,
-		BucketPeriod: max(cfg.window/10, time.Millisecond),
-		Timeout:      cfg.openTimeout,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			if consecutive > 0 && c.ConsecutiveFailures >= consecutive {
-				return true
-			}
-			n := c.TotalSuccesses + c.TotalFailures
-			return ratio > 0 && n >= minReq && float64(c.TotalFailures) >= ratio*float64(n)
-		},
-		IsExcluded: func(err error) bool { return err == errOutcomeExcluded },
+		MaxRequests: uint32(cfg.probes),
+		Timeout:     cfg.openTimeout,
+		IsExcluded:  func(err error) bool { return err == errOutcomeExcluded },
 	}
 	return r
 }
@@ -298,20 +290,51 @@ func newCircuits(cfg breakerConfig) *circuits {
 // now is the time on the monotonic clock, in nanoseconds since r.epoch.
 func (r *circuits) now() int64 { return int64(time.Since(r.epoch)) }
 
-// circuit is one (host, model) circuit: a gobreaker state machine plus what
-// gobreaker does not keep: the end of the open period (which a server's wait
-// hint can lengthen), a lock-free copy of the state, a used mark for
-// eviction, and the state changes still to be reported.
+// windowBuckets is the number of buckets of a closed circuit's rolling
+// window.
+const windowBuckets = 10
+
+// bucket counts the outcomes of one tenth of a closed circuit's window.
+type bucket struct {
+	stamp            atomic.Int64 // the bucket's number: now / r.bucket; -1 when cleared
+	succ, fail, excl atomic.Uint32
+	_                uint32
+}
+
+// circuit is one (host, model) circuit.
+//
+// gobreaker is its state machine: the states and generations, the open
+// period, the half-open probes and their count. While the circuit is
+// closed, though, requests do not go through gobreaker: they are admitted
+// by one atomic load, and their outcomes are counted here, lock-free, in a
+// rolling window of atomic buckets. Only a failure goes to gobreaker
+// (after the fact, through Execute), and gobreaker asks ReadyToTrip, which
+// reads this window. gobreaker locks its mutex and reads the clock twice per
+// request; on a closed circuit, the common case, that was the largest part
+// of the transport's own cost (see the README's performance notes).
+//
+// It also keeps what gobreaker does not: the end of the open period (which
+// a server's wait hint can lengthen), a lock-free copy of the state, a used
+// mark for eviction, and the state changes still to be reported.
 type circuit struct {
 	key circuitKey
 	r   *circuits
 	cb  *gobreaker.CircuitBreaker[struct{}]
 
 	state     atomic.Uint32 // CircuitState; written in onStateChange
+	gen       atomic.Uint32 // bumped at every state change
 	openUntil atomic.Int64  // r.now() at which an open circuit lets a probe through
 	used      atomic.Bool   // admitted a request since the last sweep
 	npending  atomic.Int32  // len(pending), read without the lock
 	reporting atomic.Bool   // a request is calling the observers
+
+	// The closed state's counts. consec is the number of failures in a
+	// row, lastFail the bucket number of the last one. rollMu serialises
+	// the clearing of a bucket for reuse and the counting of failures.
+	consec   atomic.Uint32
+	lastFail atomic.Int64
+	win      [windowBuckets]bucket
+	rollMu   sync.Mutex
 
 	// mu guards pending. It is taken inside gobreaker's mutex (in
 	// onStateChange) and never the other way round.
@@ -321,10 +344,94 @@ type circuit struct {
 
 func (r *circuits) newCircuit(key circuitKey) *circuit {
 	c := &circuit{key: key, r: r}
+	c.clearCounts()
 	st := r.settings
 	st.OnStateChange = c.onStateChange
+	st.ReadyToTrip = c.readyToTrip
 	c.cb = gobreaker.NewCircuitBreaker[struct{}](st)
 	return c
+}
+
+// clearCounts empties the closed state's window.
+func (c *circuit) clearCounts() {
+	c.rollMu.Lock()
+	defer c.rollMu.Unlock()
+	c.consec.Store(0)
+	c.lastFail.Store(-windowBuckets)
+	for i := range c.win {
+		c.win[i].stamp.Store(-1)
+	}
+}
+
+// slot returns the bucket of bucket number b, cleared first if it last
+// counted an older tenth of the window.
+func (c *circuit) slot(b int64) *bucket {
+	s := &c.win[b%windowBuckets]
+	if s.stamp.Load() != b {
+		c.rollMu.Lock()
+		if s.stamp.Load() != b {
+			s.succ.Store(0)
+			s.fail.Store(0)
+			s.excl.Store(0)
+			s.stamp.Store(b)
+		}
+		c.rollMu.Unlock()
+	}
+	return s
+}
+
+// count records the outcome of a request the closed circuit admitted, at
+// time now. A failure must then be reported to gobreaker (see recordClosed).
+func (c *circuit) count(o outcome, now int64) {
+	b := now / c.r.bucket
+	s := c.slot(b)
+	switch o {
+	case outcomeSuccess:
+		s.succ.Add(1)
+		if c.consec.Load() != 0 {
+			c.consec.Store(0)
+		}
+	case outcomeExcluded:
+		s.excl.Add(1)
+	default:
+		c.rollMu.Lock()
+		if c.lastFail.Load() <= b-windowBuckets {
+			// The previous failure has left the window: the run
+			// starts again.
+			c.consec.Store(0)
+		}
+		c.lastFail.Store(b)
+		c.consec.Add(1)
+		s.fail.Add(1)
+		c.rollMu.Unlock()
+	}
+}
+
+// window returns the closed state's counts over the window as of now.
+func (c *circuit) window(now int64) (succ, fail, excl uint32) {
+	b := now / c.r.bucket
+	for i := range c.win {
+		s := &c.win[i]
+		if st := s.stamp.Load(); st > b-windowBuckets && st <= b {
+			succ += s.succ.Load()
+			fail += s.fail.Load()
+			excl += s.excl.Load()
+		}
+	}
+	return succ, fail, excl
+}
+
+// readyToTrip is gobreaker's ReadyToTrip, asked after each failure gobreaker
+// records while closed; it reads the circuit's own window, not gobreaker's
+// counts, which see only the failures.
+func (c *circuit) readyToTrip(gobreaker.Counts) bool {
+	cfg := &c.r.cfg
+	if cfg.consecutive > 0 && c.consec.Load() >= uint32(cfg.consecutive) {
+		return true
+	}
+	succ, fail, _ := c.window(c.r.now())
+	n := succ + fail
+	return cfg.ratio > 0 && n >= uint32(cfg.minRequests) && float64(fail) >= cfg.ratio*float64(n)
 }
 
 func toCircuitState(s gobreaker.State) CircuitState {
@@ -345,6 +452,10 @@ func (c *circuit) onStateChange(_ string, from, to gobreaker.State) {
 	if s == CircuitOpen {
 		c.openUntil.Store(c.r.now() + int64(c.r.cfg.openTimeout))
 	}
+	if s == CircuitClosed {
+		c.clearCounts()
+	}
+	c.gen.Add(1)
 	c.state.Store(uint32(s))
 	c.mu.Lock()
 	c.pending = append(c.pending, CircuitStateChange{Host: c.key.host, Model: c.key.model, From: toCircuitState(from), To: s})
@@ -411,7 +522,14 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 	if !c.used.Load() {
 		c.used.Store(true)
 	}
-	if CircuitState(c.state.Load()) == CircuitOpen {
+	switch CircuitState(c.state.Load()) {
+	case CircuitClosed:
+		// The fast path: admitted without gobreaker (see circuit).
+		gen := c.gen.Load()
+		out, hint := attempt()
+		c.recordClosed(ctx, out, hint, gen)
+		return nil
+	case CircuitOpen:
 		if d := c.openUntil.Load() - r.now(); d >= 0 {
 			c.report(ctx)
 			return &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: time.Duration(d)}
@@ -442,6 +560,31 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 	}
 	c.report(ctx)
 	return nil
+}
+
+// recordClosed records the outcome of a request admitted by the closed
+// circuit in generation gen. An outcome that arrives after the circuit
+// changed state is dropped, as gobreaker drops them.
+func (c *circuit) recordClosed(ctx context.Context, out outcome, hint time.Duration, gen uint32) {
+	if c.gen.Load() != gen {
+		c.report(ctx)
+		return
+	}
+	c.count(out, c.r.now())
+	if out == outcomeFailure {
+		c.cb.Execute(func() (struct{}, error) {
+			if c.gen.Load() != gen {
+				// Changed state since: this outcome is not the
+				// new state's (a probe's place is given back).
+				return struct{}{}, errOutcomeExcluded
+			}
+			return struct{}{}, errOutcomeFailure
+		})
+		if hint > 0 && CircuitState(c.state.Load()) == CircuitOpen {
+			c.lengthenOpen(c.r.now() + int64(hint))
+		}
+	}
+	c.report(ctx)
 }
 
 // openFor returns how much longer the circuit of key will refuse requests:
@@ -583,9 +726,15 @@ func (r *circuits) snapshot() []CircuitStatus {
 					st.State = CircuitHalfOpen
 				}
 			}
-			n := c.cb.Counts()
-			st.Requests, st.Successes, st.Failures, st.Excluded = n.Requests, n.TotalSuccesses, n.TotalFailures, n.TotalExclusions
-			st.ConsecutiveFailures = n.ConsecutiveFailures
+			if st.State == CircuitClosed {
+				st.Successes, st.Failures, st.Excluded = c.window(now)
+				st.Requests = st.Successes + st.Failures + st.Excluded
+				st.ConsecutiveFailures = c.consec.Load()
+			} else {
+				n := c.cb.Counts()
+				st.Requests, st.Successes, st.Failures, st.Excluded = n.Requests, n.TotalSuccesses, n.TotalFailures, n.TotalExclusions
+				st.ConsecutiveFailures = n.ConsecutiveFailures
+			}
 			out = append(out, st)
 		}
 	}
