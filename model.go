@@ -136,27 +136,99 @@ func bodyModel(req *http.Request, buffered []byte) string {
 	if buffered == nil && (req.Body == nil || req.Body == http.NoBody || req.GetBody == nil) {
 		return ""
 	}
-	s := modelScanPool.Get().(*modelScanner)
-	defer modelScanPool.Put(s)
-	s.reset()
 	if buffered != nil {
+		if m, ok := headModel(buffered); ok {
+			return m
+		}
+		s := getScanner(0)
+		defer modelScanPool.Put(s)
 		s.scanWhole(buffered)
 		return s.result()
 	}
-	s.size = req.ContentLength
 	rc, err := req.GetBody()
 	if err != nil || rc == nil {
 		return ""
 	}
 	defer rc.Close()
+	w := modelWriter{size: req.ContentLength}
 	if wt, ok := rc.(io.WriterTo); ok {
 		// bytes.Reader and strings.Reader (and io.NopCloser over them)
 		// write their remaining bytes in one call, without a copy.
-		wt.WriteTo(s)
+		wt.WriteTo(&w)
 	} else {
-		s.ReadFrom(rc)
+		w.s = getScanner(w.size)
+		w.s.ReadFrom(rc)
 	}
-	return s.result()
+	if w.s != nil {
+		w.model = w.s.result()
+		modelScanPool.Put(w.s)
+	}
+	return w.model
+}
+
+// getScanner returns a reset scanner from the pool, for a body of size
+// bytes (0: unknown).
+func getScanner(size int64) *modelScanner {
+	s := modelScanPool.Get().(*modelScanner)
+	s.reset()
+	s.size = size
+	return s
+}
+
+// modelWriter takes a body from an [io.WriterTo]. It first tries
+// [headModel] on the start of the body, and only when that cannot tell
+// does it take a scanner from the pool and feed it.
+type modelWriter struct {
+	size  int64
+	s     *modelScanner // nil until needed
+	model string
+}
+
+func (w *modelWriter) Write(p []byte) (int, error) {
+	if w.s == nil {
+		if m, ok := headModel(p); ok {
+			w.model = m
+			return len(p), errScanDone
+		}
+		w.s = getScanner(w.size)
+	}
+	return w.s.Write(p)
+}
+
+// WriteString implements [io.StringWriter], so that a strings.Reader body
+// is scanned in place: io.WriteString would otherwise copy it whole.
+func (w *modelWriter) WriteString(str string) (int, error) {
+	// The bytes are only read, never written or kept.
+	return w.Write(unsafe.Slice(unsafe.StringData(str), len(str)))
+}
+
+// headModel returns the model of a body whose first member is "model" with
+// a string value without escapes, as most bodies are written: a few
+// comparisons instead of the scanner. ok is false when b, the start of a
+// body, is not of that shape, and the scanner must decide.
+func headModel(b []byte) (model string, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", false
+	}
+	i = skipSpace(b, i+1)
+	if !bytes.HasPrefix(b[i:], []byte(`"model"`)) {
+		return "", false
+	}
+	i = skipSpace(b, i+len(`"model"`))
+	if i >= len(b) || b[i] != ':' {
+		return "", false
+	}
+	i = skipSpace(b, i+1)
+	if i >= len(b) || b[i] != '"' {
+		return "", false
+	}
+	v := b[i+1:]
+	j := bytes.IndexByte(v[:min(len(v), maxModelLen+1)], '"')
+	if j < 0 || bytes.IndexByte(v[:j], '\\') >= 0 {
+		return "", false
+	}
+	return string(v[:j]), true
 }
 
 // errScanDone stops a reader writing to a modelScanner that has its answer.
@@ -247,13 +319,6 @@ func (s *modelScanner) Write(p []byte) (int, error) {
 		return len(p), errScanDone
 	}
 	return len(p), nil
-}
-
-// WriteString implements [io.StringWriter], so that a strings.Reader body
-// is scanned in place: io.WriteString would otherwise copy it whole.
-func (s *modelScanner) WriteString(str string) (int, error) {
-	// The bytes are only read, never written or kept.
-	return s.Write(unsafe.Slice(unsafe.StringData(str), len(str)))
 }
 
 // ReadFrom implements [io.ReaderFrom]: it reads r through the scanner's own

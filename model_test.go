@@ -315,6 +315,9 @@ func FuzzRequestModel(f *testing.F) {
 	f.Add([]byte(`{"mod\u0065l":"a\\\"b"}`), 2)
 	f.Add(bigChatBody(2000, "m"), 17)
 	f.Add([]byte(`{"model":`), 1)
+	f.Add([]byte(` { "model" : "gpt-4o" , "x":1}`), 1)
+	f.Add([]byte(`{"model":"a\\u0041"}`), 1)
+	f.Add([]byte(`{"model":"`+strings.Repeat("m", maxModelLen+1)+`"}`), 7)
 	f.Add([]byte(`{"a":"\\\"}","b":{"c":[1,"]"]},"model":"x\u0041"}`), 5)
 	f.Fuzz(func(t *testing.T, body []byte, piece int) {
 		piece = 1 + abs(piece)%64
@@ -330,6 +333,9 @@ func FuzzRequestModel(f *testing.F) {
 			t.Fatalf("tail model of %d bytes", len(tail))
 		}
 		viaWhole := scanWholeOf(body)
+		if head, ok := headModel(body); ok && head != whole {
+			t.Fatalf("headModel: %q, the scanner: %q", head, whole)
+		}
 		if json.Valid(body) && utf8.Valid(body) {
 			first, last, ok := topLevelModels(body)
 			if ok && whole != first {
