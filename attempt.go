@@ -65,9 +65,9 @@ type attemptResult struct {
 }
 
 // attempt sends req, attempt number n, through the base transport inside its
-// own span, and classifies what came back.
-func (c *call) attempt(req *http.Request, n int) (a attemptResult) {
-	ctx, span := c.t.tracer.startAttempt(c.ctx, req, n)
+// own span, and classifies what came back into a, which must be zero.
+func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
+	ctx, span := c.t.tracer.startAttempt(c.ctx, c.trace.st, req, n)
 	var stop func() bool
 	var cancel context.CancelCauseFunc
 	if d := c.t.cfg.firstByte; d > 0 {
@@ -106,7 +106,7 @@ func (c *call) attempt(req *http.Request, n int) (a attemptResult) {
 			a.cl, a.out = classifyErr(c.ctx, a.err)
 		}
 		span.failed(a.err, &a.cl)
-		return a
+		return
 	}
 	a.cl = c.t.inspect(a.resp, &a.peek)
 	switch {
@@ -118,7 +118,6 @@ func (c *call) attempt(req *http.Request, n int) (a attemptResult) {
 		a.out = outcomeExcluded
 	}
 	span.response(a.resp, &a.cl)
-	return a
 }
 
 // inspect classifies resp with the bytes peeked from its body. A successful

@@ -130,10 +130,9 @@ var modelScanPool = sync.Pool{New: func() any { return new(modelScanner) }}
 
 // bodyModel returns the top-level "model" string of req's JSON body.
 func bodyModel(req *http.Request, buffered []byte) string {
-	if !jsonish(req.Header.Get("Content-Type")) {
-		return ""
-	}
-	if buffered == nil && (req.Body == nil || req.Body == http.NoBody || req.GetBody == nil) {
+	// The header as Get would find it, without canonicalising a key that
+	// is canonical already.
+	if ct := req.Header["Content-Type"]; len(ct) > 0 && !jsonish(ct[0]) {
 		return ""
 	}
 	if buffered != nil {
@@ -145,11 +144,13 @@ func bodyModel(req *http.Request, buffered []byte) string {
 		s.scanWhole(buffered)
 		return s.result()
 	}
+	if req.Body == nil || req.Body == http.NoBody || req.GetBody == nil {
+		return ""
+	}
 	rc, err := req.GetBody()
 	if err != nil || rc == nil {
 		return ""
 	}
-	defer rc.Close()
 	w := modelWriter{size: req.ContentLength}
 	if wt, ok := rc.(io.WriterTo); ok {
 		// bytes.Reader and strings.Reader (and io.NopCloser over them)
@@ -159,6 +160,7 @@ func bodyModel(req *http.Request, buffered []byte) string {
 		w.s = getScanner(w.size)
 		w.s.ReadFrom(rc)
 	}
+	rc.Close()
 	if w.s != nil {
 		w.model = w.s.result()
 		modelScanPool.Put(w.s)

@@ -139,7 +139,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		}
 		var a attemptResult
 		gerr := t.circuits.guard(c.ctx, c.key, func() (outcome, time.Duration) {
-			a = c.attempt(req, n)
+			c.attempt(&a, req, n)
 			return a.out, a.cl.RetryAfter
 		})
 		if gerr != nil {
@@ -158,6 +158,11 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			return nil, prevCl, n, gerr
 		}
 		dropPrev()
+		if a.out == outcomeSuccess && a.peek.buf == nil {
+			// The common case, in short: nothing to retry, nothing
+			// to put back.
+			return a.resp, a.cl, n + 1, nil
+		}
 		// A rate limit's hint holds the model's other requests back too; a
 		// hint above the cap is never waited for, so it is not shared.
 		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= t.cfg.maxRetryWait {

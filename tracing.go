@@ -452,10 +452,11 @@ type attemptTrace struct {
 	call *callSpan
 }
 
-// startAttempt starts the span of attempt number attempt (0 for the first).
-func (t *tracer) startAttempt(ctx context.Context, req *http.Request, attempt int) (context.Context, attemptTrace) {
-	cs, ok := trace.SpanFromContext(ctx).(*callSpan)
-	if !ok {
+// startAttempt starts the span of attempt number attempt (0 for the first)
+// of the call whose span is cs (nil when it is not recording: then neither
+// is the attempt's).
+func (t *tracer) startAttempt(ctx context.Context, cs *callSpan, req *http.Request, attempt int) (context.Context, attemptTrace) {
+	if cs == nil {
 		return ctx, attemptTrace{t: t}
 	}
 	addr, port := serverAddrPort(req.URL)

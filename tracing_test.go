@@ -775,8 +775,8 @@ func TestInjectCopiesHeaders(t *testing.T) {
 	tr := newTracer(tracingConfig{tp: tel.tp, prop: propagation.TraceContext{}})
 	req, _ := http.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", nil)
 	req.Header.Set("Authorization", "Bearer x")
-	ctx, _ := tr.startCall(t.Context(), req, "gpt-4o")
-	ctx, a := tr.startAttempt(ctx, req, 0)
+	ctx, c := tr.startCall(t.Context(), req, "gpt-4o")
+	ctx, a := tr.startAttempt(ctx, c.st, req, 0)
 	out := a.inject(req.WithContext(ctx))
 	if out.Header.Get("traceparent") == "" {
 		t.Fatal("nothing injected")
