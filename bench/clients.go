@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +42,10 @@ type client struct {
 var clients = []client{
 	{"bare", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		return base
+	}},
+	{"pass-through", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		// A wrapper that does nothing: the noise floor of every ratio.
+		return passThrough{base}
 	}},
 	{"llmtransport", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		// Tracing off: the global provider, a no-op unless set.
@@ -181,4 +188,72 @@ func newProvider() *sdktrace.TracerProvider {
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithBatcher(discardExporter{}),
 	)
+}
+
+// experiments are contenders left out of the table unless named with
+// -clients: probes of the measurement itself.
+var experiments = []client{
+	{"llmtransport-nobreaker", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		return llmtransport.New(base, llmtransport.WithBackoff(waitMin, waitMax), llmtransport.WithoutCircuitBreaker())
+	}},
+	{"llmtransport-noretry", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		return llmtransport.New(base, llmtransport.WithMaxRetries(0))
+	}},
+	{"spin-300ns", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		return spinRT{next: base, d: 300 * time.Nanosecond}
+	}},
+	{"spin-1us", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		return spinRT{next: base, d: time.Microsecond}
+	}},
+	{"spin-3us", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		return spinRT{next: base, d: 3 * time.Microsecond}
+	}},
+}
+
+// passThrough is a RoundTripper that does nothing but call the next one:
+// the cost of being a wrapper at all, and the noise floor of a ratio.
+type passThrough struct{ next http.RoundTripper }
+
+func (p passThrough) RoundTrip(req *http.Request) (*http.Response, error) {
+	return p.next.RoundTrip(req)
+}
+
+// spinRT burns about d of CPU before each request, without allocating or
+// touching the scheduler: what a fixed per-request cost shows as.
+type spinRT struct {
+	next http.RoundTripper
+	d    time.Duration
+}
+
+func (s spinRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	for t0 := time.Now(); time.Since(t0) < s.d; {
+	}
+	return s.next.RoundTrip(req)
+}
+
+func experimentNames() string {
+	var names []string
+	for _, c := range experiments {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// selectClients keeps bare and the contenders named in list (all of the
+// table's when list is empty), in the order named.
+func selectClients(list string) error {
+	if list == "" {
+		return nil
+	}
+	all := append(slices.Clone(clients[1:]), experiments...)
+	kept := clients[:1:1]
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(all, func(c client) bool { return c.name == strings.TrimSpace(name) })
+		if i < 0 {
+			return fmt.Errorf("no contender %q", name)
+		}
+		kept = append(kept, all[i])
+	}
+	clients = kept
+	return nil
 }

@@ -21,7 +21,9 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,12 +44,42 @@ func main() {
 	segment := flag.Duration("segment", 50*time.Millisecond, "how long bare runs a workload per round; the others run as many requests")
 	quick := flag.Bool("quick", false, "shorthand for -rounds 4 -segment 25ms")
 	noDead := flag.Bool("nodead", false, "skip the dead-upstream runs")
+	only := flag.String("clients", "", "comma-separated contenders to run besides bare (default: all of the table's; also: "+experimentNames()+")")
+	onlyW := flag.String("workloads", "", "run only the workloads whose name contains this (e.g. \"1 KB\")")
+	soloFor := flag.Duration("solo", 0, "run the last contender named by -clients alone on the first workload for this long (to profile from outside)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measurements to this file")
 	flag.Parse()
 	if *quick {
 		*rounds, *segment = 4, 25*time.Millisecond
 	}
+	if err := selectClients(*only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if *onlyW != "" {
+		workloads = slices.DeleteFunc(workloads, func(w job) bool { return !strings.Contains(w.name, *onlyW) })
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *soloFor > 0 {
+		if err := solo(*soloFor); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*rounds, *segment, !*noDead); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
