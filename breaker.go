@@ -3,6 +3,7 @@ package llmtransport
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,7 @@ import (
 // it, a failed one opens it again, and a probe whose outcome says nothing (a
 // cancellation) frees its place for the next.
 //
-// Circuits are created on first use and cost about 650 bytes each. Closed
+// Circuits are created on first use and cost about 750 bytes each. Closed
 // circuits unused for 10 minutes or more are dropped when a new circuit is
 // created; at most 10,000 circuits are kept, and requests for further
 // models go through without a circuit.
@@ -294,6 +295,9 @@ func (r *circuits) now() int64 { return int64(time.Since(r.epoch)) }
 // window.
 const windowBuckets = 10
 
+// noBucket is the stamp of a cleared bucket: older than any window.
+const noBucket = math.MinInt64
+
 // bucket counts the outcomes of one tenth of a closed circuit's window.
 type bucket struct {
 	stamp            atomic.Int64 // the bucket's number: now / r.bucket; -1 when cleared
@@ -357,9 +361,9 @@ func (c *circuit) clearCounts() {
 	c.rollMu.Lock()
 	defer c.rollMu.Unlock()
 	c.consec.Store(0)
-	c.lastFail.Store(-windowBuckets)
+	c.lastFail.Store(noBucket)
 	for i := range c.win {
-		c.win[i].stamp.Store(-1)
+		c.win[i].stamp.Store(noBucket)
 	}
 }
 

@@ -812,8 +812,7 @@ func BenchmarkCircuitAdmission(b *testing.B) {
 }
 
 // BenchmarkCircuitLookup measures the registry lookup alone, to separate
-// it from gobreaker's bookkeeping (two mutex sections and two time.Now
-// calls per admission).
+// it from the closed path's bookkeeping (a clock read and an atomic add).
 func BenchmarkCircuitLookup(b *testing.B) {
 	r := newCircuits(defaultBreakerConfig())
 	keys := make([]circuitKey, 1000)
@@ -879,6 +878,75 @@ func TestCircuitsReportChangesInOrder(t *testing.T) {
 				t.Fatalf("change %d is %v→%v after a change to %v", i, ch.From, ch.To, prev)
 			}
 			prev = ch.To
+		}
+	})
+}
+
+// TestBreakerDropsOutcomesOfAnEarlierState: an attempt admitted while the
+// circuit was closed that ends after the circuit opened and closed again
+// says nothing about the new closed state, and must not trip it.
+func TestBreakerDropsOutcomesOfAnEarlierState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := defaultBreakerConfig()
+		cfg.consecutive, cfg.ratio = 1, 0
+		r := newCircuits(cfg)
+		key := circuitKey{"h", "m"}
+		release := make(chan struct{})
+		var once sync.Once
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer once.Do(func() { close(release) })
+		wg.Go(func() {
+			r.guard(t.Context(), key, func() (outcome, time.Duration) {
+				<-release
+				return outcomeFailure, 0
+			})
+		})
+		synctest.Wait() // the slow attempt is admitted and waiting
+		fail := func() (outcome, time.Duration) { return outcomeFailure, 0 }
+		ok := func() (outcome, time.Duration) { return outcomeSuccess, 0 }
+		if err := r.guard(t.Context(), key, fail); err != nil {
+			t.Fatal(err)
+		}
+		if s := r.snapshot()[0].State; s != CircuitOpen {
+			t.Fatalf("after a failure: %v, want open", s)
+		}
+		time.Sleep(cfg.openTimeout + time.Millisecond)
+		if err := r.guard(t.Context(), key, ok); err != nil {
+			t.Fatal(err)
+		}
+		if s := r.snapshot()[0].State; s != CircuitClosed {
+			t.Fatalf("after a successful probe: %v, want closed", s)
+		}
+		once.Do(func() { close(release) })
+		wg.Wait()
+		if st := r.snapshot()[0]; st.State != CircuitClosed || st.Failures != 0 {
+			t.Errorf("after the earlier attempt failed: %+v, want closed with no failure", st)
+		}
+	})
+}
+
+// TestBreakerConsecutiveRunEndsWithTheWindow: failures further apart than
+// the window are not "in a row".
+func TestBreakerConsecutiveRunEndsWithTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := defaultBreakerConfig()
+		cfg.consecutive, cfg.ratio = 3, 0
+		r := newCircuits(cfg)
+		key := circuitKey{"h", "m"}
+		fail := func() (outcome, time.Duration) { return outcomeFailure, 0 }
+		for i := range 5 {
+			r.guard(t.Context(), key, fail)
+			if st := r.snapshot()[0]; st.State != CircuitClosed || st.ConsecutiveFailures != 1 || st.Failures != 1 {
+				t.Fatalf("failure %d, %v after the previous one: %+v, want closed, 1 in a row, 1 in the window", i, cfg.window, st)
+			}
+			time.Sleep(cfg.window + cfg.window/10)
+		}
+		for range 3 {
+			r.guard(t.Context(), key, fail)
+		}
+		if s := r.snapshot()[0].State; s != CircuitOpen {
+			t.Errorf("after 3 failures in a row: %v, want open", s)
 		}
 	})
 }
