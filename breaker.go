@@ -300,7 +300,7 @@ const noBucket = math.MinInt64
 
 // bucket counts the outcomes of one tenth of a closed circuit's window.
 type bucket struct {
-	stamp            atomic.Int64 // the bucket's number: now / r.bucket; -1 when cleared
+	stamp            atomic.Int64 // the bucket's number: now / r.bucket; noBucket when cleared
 	succ, fail, excl atomic.Uint32
 	_                uint32
 }
