@@ -158,7 +158,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			return nil, prevCl, n, gerr
 		}
 		dropPrev()
-		if a.out == outcomeSuccess && a.peek.buf == nil {
+		if a.err == nil && a.out == outcomeSuccess && a.peek.buf == nil {
 			// The common case, in short: nothing to retry, nothing
 			// to put back.
 			return a.resp, a.cl, n + 1, nil
