@@ -80,12 +80,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	}
 	req = span.inject(req)
 
-	a.resp, a.err = safeRoundTrip(c.base, req)
-	if a.err == nil {
-		if needsPeek(a.resp) {
-			a.peek.read(a.resp.Body, a.resp.StatusCode < 300)
-		}
-	}
+	c.exchange(a, req)
 	if stop != nil {
 		if !stop() && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
 			// The timer fired after the headers came: the body is cancelled.
@@ -98,14 +93,32 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 		}
 	}
 
+	if a.err != nil && cancel != nil && errors.Is(context.Cause(ctx), errFirstByteTimeout) && c.ctx.Err() == nil {
+		a.cl = Classification{Class: ClassTimeout, Message: errFirstByteTimeout.Error(), retry: true, Retryable: true, BreakerFailure: true}
+		a.out = outcomeFailure
+	} else {
+		c.judge(a)
+	}
 	if a.err != nil {
-		if cancel != nil && errors.Is(context.Cause(ctx), errFirstByteTimeout) && c.ctx.Err() == nil {
-			a.cl = Classification{Class: ClassTimeout, Message: errFirstByteTimeout.Error(), retry: true, Retryable: true, BreakerFailure: true}
-			a.out = outcomeFailure
-		} else {
-			a.cl, a.out = classifyErr(c.ctx, a.err)
-		}
 		span.failed(a.err, &a.cl)
+	} else {
+		span.response(a.resp, &a.cl)
+	}
+}
+
+// exchange sends req through the base transport and, when the response's
+// class depends on its body, peeks at it.
+func (c *call) exchange(a *attemptResult, req *http.Request) {
+	a.resp, a.err = safeRoundTrip(c.base, req)
+	if a.err == nil && needsPeek(a.resp) {
+		a.peek.read(a.resp.Body, a.resp.StatusCode < 300)
+	}
+}
+
+// judge classifies what exchange got, and what it means to the circuit.
+func (c *call) judge(a *attemptResult) {
+	if a.err != nil {
+		a.cl, a.out = classifyErr(c.ctx, a.err)
 		return
 	}
 	a.cl = c.t.inspect(a.resp, &a.peek)
@@ -117,7 +130,6 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	default:
 		a.out = outcomeExcluded
 	}
-	span.response(a.resp, &a.cl)
 }
 
 // inspect classifies resp with the bytes peeked from its body. A successful

@@ -518,13 +518,10 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 		attempt()
 		return nil
 	}
-	c := r.get(key)
+	c := r.lookup(key)
 	if c == nil { // the registry is full
 		attempt()
 		return nil
-	}
-	if !c.used.Load() {
-		c.used.Store(true)
 	}
 	switch CircuitState(c.state.Load()) {
 	case CircuitClosed:
@@ -564,6 +561,33 @@ func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (ou
 	}
 	c.report(ctx)
 	return nil
+}
+
+// lookup returns the circuit of key (nil when the registry is full), marked
+// as used.
+func (r *circuits) lookup(key circuitKey) *circuit {
+	c := r.get(key)
+	if c != nil && !c.used.Load() {
+		c.used.Store(true)
+	}
+	return c
+}
+
+// closed returns the circuit of key and its generation when it admits a
+// request on the closed path (see guard); c is nil when there is no circuit
+// to report to (the breaker is off, or the registry is full). ok is false
+// when the circuit is not closed: the request must go through guard.
+func (r *circuits) closed(key circuitKey) (c *circuit, gen uint32, ok bool) {
+	if r == nil {
+		return nil, 0, true
+	}
+	if c = r.lookup(key); c == nil {
+		return nil, 0, true
+	}
+	if CircuitState(c.state.Load()) != CircuitClosed {
+		return nil, 0, false
+	}
+	return c, c.gen.Load(), true
 }
 
 // recordClosed records the outcome of a request admitted by the closed

@@ -108,8 +108,9 @@ func isDNSNotFound(err error) bool {
 // run is the retry loop: it makes attempts until one succeeds, is not worth
 // retrying, or a limit (retries, budget, wait cap, deadline, open circuit)
 // says stop. It returns what goes back to the caller, the classification of
-// the last attempt and the number of attempts sent.
-func (c *call) run() (*http.Response, Classification, int, error) {
+// the last attempt and the number of attempts sent. first, when not nil, is
+// attempt 0, already made (see quietFirst).
+func (c *call) run(first *attemptResult) (*http.Response, Classification, int, error) {
 	t := c.t
 	var (
 		prev   *http.Response // the previous response, read whole, kept to hand back
@@ -123,39 +124,43 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		}
 	}
 	for n := 0; ; n++ {
-		if d := t.cooldowns.remaining(c.key); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
-			c.trace.cooldownWait(d)
-			if err := sleep(c.ctx, d); err != nil {
-				dropPrev()
-				return nil, prevCl, n, err
-			}
-		}
-		req, err := c.request(n)
-		if err != nil {
-			if prev != nil {
-				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
-			}
-			return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
-		}
 		var a attemptResult
-		gerr := t.circuits.guard(c.ctx, c.key, func() (outcome, time.Duration) {
-			c.attempt(&a, req, n)
-			return a.out, a.cl.RetryAfter
-		})
-		if gerr != nil {
-			// The circuit refused the attempt: the base never got its body,
-			// which at attempt 0 is the caller's own, so close it here.
-			if req.Body != nil {
-				req.Body.Close()
+		if n == 0 && first != nil {
+			a = *first
+		} else {
+			if d := t.cooldowns.remaining(c.key); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+				c.trace.cooldownWait(d)
+				if err := sleep(c.ctx, d); err != nil {
+					dropPrev()
+					return nil, prevCl, n, err
+				}
 			}
-			var coe *CircuitOpenError
-			if errors.As(gerr, &coe) {
-				c.trace.circuitRejected(coe)
+			req, err := c.request(n)
+			if err != nil {
+				if prev != nil {
+					return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+				}
+				return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
 			}
-			if prev != nil {
-				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+			gerr := t.circuits.guard(c.ctx, c.key, func() (outcome, time.Duration) {
+				c.attempt(&a, req, n)
+				return a.out, a.cl.RetryAfter
+			})
+			if gerr != nil {
+				// The circuit refused the attempt: the base never got its body,
+				// which at attempt 0 is the caller's own, so close it here.
+				if req.Body != nil {
+					req.Body.Close()
+				}
+				var coe *CircuitOpenError
+				if errors.As(gerr, &coe) {
+					c.trace.circuitRejected(coe)
+				}
+				if prev != nil {
+					return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+				}
+				return nil, prevCl, n, gerr
 			}
-			return nil, prevCl, n, gerr
 		}
 		dropPrev()
 		if a.err == nil && a.out == outcomeSuccess && a.peek.buf == nil {

@@ -203,11 +203,32 @@ func (s *callSpan) finish() {
 	}
 }
 
+// spansOff reports whether no span would be started: the tracer provider
+// is the no-op one, or OTel's global stand-in with nothing installed yet.
+func (t *tracer) spansOff() bool {
+	return t.off || (t.unset != nil && otel.GetTracerProvider() == t.unset)
+}
+
+// quiet reports whether a call with context ctx would start no span, count
+// no attempt and inject nothing into its requests.
+func (t *tracer) quiet(ctx context.Context) bool {
+	if !t.spansOff() || (t.m.attempts != nil && t.m.attempts.Enabled(ctx)) {
+		return false
+	}
+	return t.prop == nil || !injectable(ctx)
+}
+
+// injectable reports whether ctx carries what propagators inject: a trace
+// context or baggage.
+func injectable(ctx context.Context) bool {
+	return trace.SpanContextFromContext(ctx).IsValid() || baggage.FromContext(ctx).Len() > 0
+}
+
 // startCall starts the logical span of req, whose model is model ("" when
 // unknown). The returned context carries the span.
 func (t *tracer) startCall(ctx context.Context, req *http.Request, model string) (context.Context, callTrace) {
 	c := callTrace{t: t, ctx: ctx, host: req.URL.Host, model: model}
-	if t.off || (t.unset != nil && otel.GetTracerProvider() == t.unset) {
+	if t.spansOff() {
 		return ctx, c
 	}
 	so := t.spanOptions(req.URL, model)
@@ -503,7 +524,7 @@ func (a attemptTrace) inject(req *http.Request) *http.Request {
 		return req
 	}
 	ctx := req.Context()
-	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
+	if !injectable(ctx) {
 		// Propagators inject a trace context or baggage: there is none.
 		return req
 	}

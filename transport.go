@@ -146,8 +146,13 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		return nil, err
 	}
 	c.key = circuitKey{host: req.URL.Host, model: requestModel(req, c.buffered)}
+	resp, first, made := c.quietFirst()
+	if made && first == nil {
+		t.budget.settle(true, 0)
+		return resp, nil
+	}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
-	resp, cl, attempts, err := c.run()
+	resp, cl, attempts, err := c.run(first)
 	t.budget.settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
 	if !c.sent && req.Body != nil {

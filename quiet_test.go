@@ -1,0 +1,155 @@
+package llmtransport
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// inQuietFirst reports whether the caller was called from quietFirst.
+func inQuietFirst() bool {
+	pc := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, ".quietFirst") {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// TestQuietFirstAgreesWithTheLoop runs the same upstream behaviours through
+// a transport with nothing to trace (whose first attempts take quietFirst)
+// and one with a recording tracer (whose attempts all go through the retry
+// loop), and checks that both give the caller the same thing.
+func TestQuietFirstAgreesWithTheLoop(t *testing.T) {
+	sse := func(body string) *http.Response { return response(200, body, "Content-Type", "text/event-stream") }
+	for _, tt := range []struct {
+		name     string
+		respond  func(i int) (*http.Response, error)
+		status   int // 0: an error
+		attempts int
+		retry    string // X-Should-Retry of what comes back
+		minWait  time.Duration
+	}{
+		{"success", func(int) (*http.Response, error) { return response(200, `{"ok":1}`), nil }, 200, 1, "", 0},
+		{"503 twice", func(i int) (*http.Response, error) {
+			if i < 2 {
+				return response(503, `{"error":{"message":"busy","type":"server_error"}}`), nil
+			}
+			return response(200, `{"ok":1}`), nil
+		}, 200, 3, "", 0},
+		{"429 with a hint", func(i int) (*http.Response, error) {
+			if i == 0 {
+				return response(429, `{"error":{"message":"slow down","type":"rate_limit_error"}}`, "Retry-After", "2"), nil
+			}
+			return response(200, `{"ok":1}`), nil
+		}, 200, 2, "", 2 * time.Second},
+		{"400", func(int) (*http.Response, error) {
+			return response(400, `{"error":{"message":"bad","type":"invalid_request_error"}}`), nil
+		}, 400, 1, "false", 0},
+		{"500 always", func(int) (*http.Response, error) {
+			return response(500, `{"error":{"message":"boom","type":"server_error"}}`), nil
+		}, 500, 4, "false", 0},
+		{"error-first stream", func(i int) (*http.Response, error) {
+			if i == 0 {
+				return sse("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"), nil
+			}
+			return sse("data: {\"choices\":[]}\n\ndata: [DONE]\n\n"), nil
+		}, 200, 2, "", 0},
+		{"reset, then success", func(i int) (*http.Response, error) {
+			if i == 0 {
+				return nil, syscall.ECONNRESET
+			}
+			return response(200, `{"ok":1}`), nil
+		}, 200, 2, "", 0},
+		{"reset always", func(int) (*http.Response, error) { return nil, syscall.ECONNRESET }, 0, 4, "", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			type result struct {
+				status, attempts int
+				body, retry      string
+				waited           time.Duration
+				err              bool
+			}
+			run := func(traced bool) (r result) {
+				synctest.Test(t, func(t *testing.T) {
+					quiet := 0
+					f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+						if inQuietFirst() {
+							quiet++
+						}
+						return tt.respond(i)
+					}}
+					opts := []Option{WithMeterProvider(metricnoop.NewMeterProvider())}
+					if traced {
+						opts = append(opts, WithTracerProvider(newTelemetry(t).tp))
+					} else {
+						opts = append(opts, WithTracerProvider(noop.NewTracerProvider()))
+					}
+					tr := New(f, opts...)
+					start := time.Now()
+					resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+					r.waited = time.Since(start)
+					r.attempts = f.attempts()
+					if err != nil {
+						r.err = true
+					} else {
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						r.status, r.body, r.retry = resp.StatusCode, string(b), resp.Header.Get("X-Should-Retry")
+					}
+					if want := map[bool]int{false: 1, true: 0}[traced]; quiet != want {
+						t.Errorf("traced %v: %d attempts made by quietFirst, want %d", traced, quiet, want)
+					}
+				})
+				return r
+			}
+			quiet, traced := run(false), run(true)
+			for _, r := range []result{quiet, traced} {
+				if r.err != (tt.status == 0) || r.status != tt.status || r.attempts != tt.attempts || r.retry != tt.retry || r.waited < tt.minWait {
+					t.Errorf("got %+v, want status %d after %d attempts, X-Should-Retry %q, a wait of at least %v", r, tt.status, tt.attempts, tt.retry, tt.minWait)
+				}
+			}
+			quiet.waited, traced.waited = 0, 0 // backoff is jittered
+			if quiet != traced {
+				t.Errorf("quiet first attempt: %+v\nretry loop only:     %+v", quiet, traced)
+			}
+		})
+	}
+}
+
+// TestQuietFirstTripsAndRespectsTheCircuit: failures recorded by quiet first
+// attempts open the circuit like any others, and an open circuit sends the
+// next call through the loop, which refuses it.
+func TestQuietFirstTripsAndRespectsTheCircuit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+			return response(503, `{"error":{"message":"busy","type":"server_error"}}`), nil
+		}}
+		tr := New(f, WithMaxRetries(0), WithTracerProvider(noop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider()))
+		for range DefaultBreakerConsecutiveFailures {
+			resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		_, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+		if !errors.Is(err, ErrCircuitOpen) || f.attempts() != DefaultBreakerConsecutiveFailures {
+			t.Fatalf("after %d failures: %v with %d attempts, want ErrCircuitOpen with %d", DefaultBreakerConsecutiveFailures, err, f.attempts(), DefaultBreakerConsecutiveFailures)
+		}
+	})
+}
