@@ -151,11 +151,12 @@ func bodyModel(req *http.Request, buffered []byte) string {
 	if err != nil || rc == nil {
 		return ""
 	}
-	w := modelWriter{size: req.ContentLength}
+	w := modelWriterPool.Get().(*modelWriter)
+	*w = modelWriter{size: req.ContentLength}
 	if wt, ok := rc.(io.WriterTo); ok {
 		// bytes.Reader and strings.Reader (and io.NopCloser over them)
 		// write their remaining bytes in one call, without a copy.
-		wt.WriteTo(&w)
+		wt.WriteTo(w)
 	} else {
 		w.s = getScanner(w.size)
 		w.s.ReadFrom(rc)
@@ -165,8 +166,15 @@ func bodyModel(req *http.Request, buffered []byte) string {
 		w.model = w.s.result()
 		modelScanPool.Put(w.s)
 	}
-	return w.model
+	m := w.model
+	*w = modelWriter{}
+	modelWriterPool.Put(w)
+	return m
 }
+
+// modelWriterPool keeps modelWriters: passed to an io.WriterTo, one would
+// otherwise be allocated for every request.
+var modelWriterPool = sync.Pool{New: func() any { return new(modelWriter) }}
 
 // getScanner returns a reset scanner from the pool, for a body of size
 // bytes (0: unknown).
@@ -230,7 +238,7 @@ func headModel(b []byte) (model string, ok bool) {
 	if j < 0 || bytes.IndexByte(v[:j], '\\') >= 0 {
 		return "", false
 	}
-	return string(v[:j]), true
+	return internModel(v[:j]), true
 }
 
 // errScanDone stops a reader writing to a modelScanner that has its answer.

@@ -1,0 +1,28 @@
+package llmtransport
+
+import (
+	"fmt"
+	"testing"
+	"unsafe"
+)
+
+func TestInternModel(t *testing.T) {
+	a := internModel([]byte("intern-test-model"))
+	b := internModel([]byte("intern-test-model"))
+	if a != "intern-test-model" || unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Fatalf("got %q and %q, want the same string twice", a, b)
+	}
+	if n := testing.AllocsPerRun(100, func() { internModel([]byte("intern-test-model")) }); n != 0 {
+		t.Errorf("an interned name allocates %v times, want 0", n)
+	}
+	// The table is bounded: names beyond it are still returned right.
+	for i := range 2 * maxInterned {
+		name := fmt.Sprintf("intern-test-%d", i)
+		if got := internModel([]byte(name)); got != name {
+			t.Fatalf("got %q, want %q", got, name)
+		}
+	}
+	if n := len(*interned.Load()); n > maxInterned {
+		t.Errorf("the table holds %d names, want at most %d", n, maxInterned)
+	}
+}
