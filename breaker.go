@@ -255,6 +255,13 @@ func (e *outcomeError) Error() string { return "llmtransport: attempt outcome " 
 // one shard's map, so sharding keeps that cheap for thousands of models.
 const numShards = 32
 
+// shard is one part of the registry: its circuits, and the one found last,
+// checked before the map since most requests go to the same few models.
+type shard struct {
+	m    atomic.Pointer[map[circuitKey]*circuit]
+	last atomic.Pointer[circuit]
+}
+
 // circuits is the per-(host, model) registry of circuit breakers. Lookups
 // are lock-free: each shard is an immutable map behind an atomic pointer,
 // replaced (copy on write) when a circuit is added or dropped.
@@ -263,7 +270,7 @@ type circuits struct {
 	epoch    time.Time // now() counts from here, on the monotonic clock
 	bucket   int64     // the length of a tenth of the window, in ns
 	settings gobreaker.Settings
-	shards   [numShards]atomic.Pointer[map[circuitKey]*circuit]
+	shards   [numShards]shard
 
 	// mu serialises the writers of shards.
 	mu        sync.Mutex
@@ -321,9 +328,10 @@ type bucket struct {
 // a server's wait hint can lengthen), a lock-free copy of the state, a used
 // mark for eviction, and the state changes still to be reported.
 type circuit struct {
-	key circuitKey
-	r   *circuits
-	cb  *gobreaker.CircuitBreaker[struct{}]
+	key     circuitKey
+	dropped atomic.Bool // evicted from the registry
+	r       *circuits
+	cb      *gobreaker.CircuitBreaker[struct{}]
 
 	state     atomic.Uint32 // CircuitState; written in onStateChange
 	gen       atomic.Uint32 // bumped at every state change
@@ -623,7 +631,7 @@ func (r *circuits) openFor(key circuitKey) time.Duration {
 	if r == nil {
 		return 0
 	}
-	m := r.shards[shardOf(key)].Load()
+	m := r.shards[shardOf(key)].m.Load()
 	if m == nil {
 		return 0
 	}
@@ -653,8 +661,12 @@ func shardOf(key circuitKey) int {
 // when the registry is full.
 func (r *circuits) get(key circuitKey) *circuit {
 	s := &r.shards[shardOf(key)]
-	if m := s.Load(); m != nil {
+	if c := s.last.Load(); c != nil && c.key == key && !c.dropped.Load() {
+		return c
+	}
+	if m := s.m.Load(); m != nil {
 		if c := (*m)[key]; c != nil {
+			s.last.Store(c)
 			return c
 		}
 	}
@@ -663,10 +675,10 @@ func (r *circuits) get(key circuitKey) *circuit {
 
 // insert adds a circuit for key to shard s (copy on write), first dropping
 // idle circuits when it is time to.
-func (r *circuits) insert(key circuitKey, s *atomic.Pointer[map[circuitKey]*circuit]) *circuit {
+func (r *circuits) insert(key circuitKey, s *shard) *circuit {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if m := s.Load(); m != nil {
+	if m := s.m.Load(); m != nil {
 		if c := (*m)[key]; c != nil {
 			return c
 		}
@@ -681,7 +693,7 @@ func (r *circuits) insert(key circuitKey, s *atomic.Pointer[map[circuitKey]*circ
 	}
 	c := r.newCircuit(key)
 	var old map[circuitKey]*circuit
-	if p := s.Load(); p != nil {
+	if p := s.m.Load(); p != nil {
 		old = *p
 	}
 	m := make(map[circuitKey]*circuit, len(old)+1)
@@ -689,7 +701,7 @@ func (r *circuits) insert(key circuitKey, s *atomic.Pointer[map[circuitKey]*circ
 		m[k] = v
 	}
 	m[key] = c
-	s.Store(&m)
+	s.m.Store(&m)
 	r.count++
 	return c
 }
@@ -700,7 +712,8 @@ func (r *circuits) insert(key circuitKey, s *atomic.Pointer[map[circuitKey]*circ
 func (r *circuits) sweepLocked(now int64) {
 	r.lastSweep = now
 	for i := range r.shards {
-		p := r.shards[i].Load()
+		s := &r.shards[i]
+		p := s.m.Load()
 		if p == nil {
 			continue
 		}
@@ -713,11 +726,18 @@ func (r *circuits) sweepLocked(now int64) {
 		if drop > 0 {
 			m := make(map[circuitKey]*circuit, len(*p)-drop)
 			for k, c := range *p {
-				if !c.idle() {
+				if c.idle() {
+					// Marked first: a lookup that found it in the
+					// old map may still leave it in s.last.
+					c.dropped.Store(true)
+				} else {
 					m[k] = c
 				}
 			}
-			r.shards[i].Store(&m)
+			s.m.Store(&m)
+			if l := s.last.Load(); l != nil && l.dropped.Load() {
+				s.last.CompareAndSwap(l, nil)
+			}
 			r.count -= len(*p) - len(m)
 			p = &m
 		}
@@ -741,7 +761,7 @@ func (r *circuits) snapshot() []CircuitStatus {
 	now := r.now()
 	out := []CircuitStatus{}
 	for i := range r.shards {
-		p := r.shards[i].Load()
+		p := r.shards[i].m.Load()
 		if p == nil {
 			continue
 		}

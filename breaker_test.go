@@ -751,6 +751,16 @@ func TestCircuitsEvictIdle(t *testing.T) {
 		if got := models(); got != "d,f,g" {
 			t.Fatalf("after another idle period: got %s, want d,f,g", got)
 		}
+		// A dropped circuit is not found again, even if it was the last
+		// one found in its shard: e comes back as a new circuit.
+		if use("e", outcomeSuccess); models() != "d,e,f,g" {
+			t.Fatalf("after e came back: got %s, want d,e,f,g", models())
+		}
+		for _, m := range []string{"a", "b", "c", "e"} {
+			if c := r.get(circuitKey{"h", m}); c != nil && c.dropped.Load() {
+				t.Errorf("get(%q) returned a dropped circuit", m)
+			}
+		}
 	})
 }
 
