@@ -8,8 +8,9 @@ import "net/http"
 // attempt to count and no trace context to propagate. For those the general
 // machinery (the retry loop, the circuit's guard, the attempt's span, the
 // classification record) costs more than the work it does: timed in place
-// (bench -solo), about 1 µs of the 2.7 µs our layers added to a loopback
-// round trip at c=1. quietFirst makes that first attempt with the same pieces
+// (bench -solo), taking the first attempt out of it brought our own time
+// per loopback round trip at c=1 from ~2.8 µs to ~2.0 µs, and from ~1.35 µs
+// to ~1.0 µs at c=64. quietFirst makes that first attempt with the same pieces
 // (circuit, exchange, judge, record) and nothing else, and the retry loop
 // takes over from its result when it is not a plain success.
 
