@@ -21,11 +21,16 @@ var (
 // internModel returns b as a string, the same string for the same bytes
 // while there is room in the table.
 func internModel(b []byte) string {
-	if t := interned.Load(); t != nil {
+	t := interned.Load()
+	if t != nil {
 		for _, s := range *t {
 			if s == string(b) { // compared in place, not converted
 				return s
 			}
+		}
+		if len(*t) >= maxInterned {
+			// Full: names beyond the table never take the lock.
+			return string(b)
 		}
 	}
 	return addInterned(string(b))

@@ -3,6 +3,7 @@ package llmtransport
 import (
 	"fmt"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -25,4 +26,18 @@ func TestInternModel(t *testing.T) {
 	if n := len(*interned.Load()); n > maxInterned {
 		t.Errorf("the table holds %d names, want at most %d", n, maxInterned)
 	}
+	// With the table full, a name beyond it must not take the lock: a
+	// process that talks to many models would serialise on it.
+	internMu.Lock()
+	done := make(chan string, 1)
+	go func() { done <- internModel([]byte("intern-test-beyond")) }()
+	select {
+	case got := <-done:
+		if got != "intern-test-beyond" {
+			t.Errorf("got %q", got)
+		}
+	case <-time.After(10 * time.Second): // a bound on a hang, not a timing
+		t.Error("a name beyond the full table waited for the table's lock")
+	}
+	internMu.Unlock()
 }
