@@ -205,6 +205,9 @@ var experiments = []client{
 	{"spin-1us", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		return spinRT{next: base, d: time.Microsecond}
 	}},
+	{"spin-2us", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		return spinRT{next: base, d: 2 * time.Microsecond}
+	}},
 	{"spin-3us", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		return spinRT{next: base, d: 3 * time.Microsecond}
 	}},
