@@ -102,7 +102,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	if a.err != nil {
 		span.failed(a.err, &a.cl)
 	} else {
-		span.response(a.resp, &a.cl)
+		span.response(a.resp, &a.cl, a.peek.err != nil && callerCanceled(c.ctx))
 	}
 }
 
@@ -122,6 +122,13 @@ func (c *call) judge(a *attemptResult) {
 		return
 	}
 	a.cl = c.t.inspect(a.resp, &a.peek)
+	if a.peek.err != nil && c.ctx.Err() != nil {
+		// The caller gave up while the peek was reading (a user pressing
+		// stop before the first token): that says nothing about the model.
+		a.cl, a.out = classifyErr(c.ctx, a.peek.err)
+		a.cl.Status = a.resp.StatusCode
+		return
+	}
 	switch {
 	case a.cl.Class == ClassSuccess:
 		a.out = outcomeSuccess

@@ -19,40 +19,49 @@ import (
 // behind the same gateway keeps working. The model is read from the request
 // (see [ContextWithModel]); requests without one share a per-host circuit.
 //
-// What counts: an attempt whose classification has BreakerFailure
-// (overloaded, upstream_transient, timeout, model_not_found, unknown) or that
-// failed with a transport error is a failure; a success is a success; every
-// other outcome (the caller's own errors: invalid_request, auth, permission,
-// context_length, content_filtered, quota_exhausted; rate limits, which the
-// retry layer's cooldown handles; the caller's cancellation) counts as
-// neither. The outcome is known as soon as the response headers (and, for an
-// error, the peeked body) are in, so a response whose body the caller never
-// reads still reports it.
+// What a circuit judges is calls, not attempts: the outcome of a call is
+// known once its retries are over. A call that ends in a success is a
+// success, however many of its attempts failed: a model whose failures the
+// retries rescue is healthy. A call that ends on a failure of the model
+// (overloaded, upstream_transient, timeout, model_not_found, unknown, or a
+// transport error that says the server or the path to it failed) is a
+// failure. Every other ending says nothing about the model and counts as
+// neither: the caller's own errors (invalid_request, auth, permission,
+// context_length, content_filtered, quota_exhausted), rate limits (which the
+// cooldowns handle), and the caller's cancellations and deadlines, at any
+// point of the call. The outcome is known once the response headers (and,
+// for an error or an event stream, the peeked start of the body) are in, so
+// a response whose body the caller never reads still reports it.
 //
-// With the defaults a closed circuit opens after
-// [DefaultBreakerConsecutiveFailures] (5) failures in a row, or when at
-// least [DefaultBreakerFailureRatio] (50 %) of at least
-// [DefaultBreakerMinRequests] (10) counted outcomes in the last
-// [DefaultBreakerWindow] (30 s, rolling in tenths) were failures. An open
-// circuit refuses requests at once, with a [*CircuitOpenError], for
+// Calls still in flight count too, as calls that have not failed: a closed
+// circuit opens when at least [DefaultBreakerMinFailures] (3) calls failed
+// in the last [DefaultBreakerWindow] (30 s, rolling in tenths) and they are
+// at least [DefaultBreakerFailureRatio] (50 %) of the calls that succeeded,
+// failed or are still in flight. Fast failures come back before slow
+// successes; counting the calls in flight keeps a wave of 200 calls whose
+// first six answers are quick 503s from looking like a dead model (6 of 200
+// is 3 %, not 6 of 6), while a model that fails every call is cut off after
+// three calls in a row at one call at a time (12 attempts with the default
+// retries) and within the first wave of attempts of 200 concurrent calls.
+//
+// An open circuit refuses requests at once, with a [*CircuitOpenError], for
 // [DefaultBreakerOpenTimeout] (10 s) or for the longest wait the server
 // asked for (Retry-After and the like) with the failures that opened it or
 // arrived while it was open, whichever is longer. Then it is half-open: it
-// lets [DefaultBreakerProbes] (1) probe through; a successful probe closes
-// it, a failed one opens it again, and a probe whose outcome says nothing (a
-// cancellation) frees its place for the next.
+// lets [DefaultBreakerProbes] (1) attempt through as a probe; a successful
+// probe closes it, a failed one opens it again, and a probe whose outcome
+// says nothing (a cancellation) frees its place for the next.
 //
-// Circuits are created on first use and cost about 750 bytes each. Closed
+// Circuits are created on first use and cost about 700 bytes each. Closed
 // circuits unused for 10 minutes or more are dropped when a new circuit is
 // created; at most 10,000 circuits are kept, and requests for further
 // models go through without a circuit.
 const (
-	DefaultBreakerConsecutiveFailures = 5
-	DefaultBreakerFailureRatio        = 0.5
-	DefaultBreakerMinRequests         = 10
-	DefaultBreakerWindow              = 30 * time.Second
-	DefaultBreakerOpenTimeout         = 10 * time.Second
-	DefaultBreakerProbes              = 1
+	DefaultBreakerFailureRatio = 0.5
+	DefaultBreakerMinFailures  = 3
+	DefaultBreakerWindow       = 30 * time.Second
+	DefaultBreakerOpenTimeout  = 10 * time.Second
+	DefaultBreakerProbes       = 1
 )
 
 // Registry limits (not options; tests lower them through breakerConfig).
@@ -121,24 +130,24 @@ type CircuitStatus struct {
 	// RetryIn is, for an open circuit, how long until it lets the next probe
 	// through; 0 otherwise.
 	RetryIn time.Duration
-	// The counts of the current state: for a closed circuit, the outcomes
-	// over the rolling window, now; for a half-open one, since it became
-	// half-open. Requests counts, for a closed circuit, the requests whose
-	// outcome is in, and for a half-open one the admitted probes, including
-	// those still in flight; Excluded counts outcomes that were neither
-	// success nor failure.
+	// The counts of the current state: for a closed circuit, the calls that
+	// ended over the rolling window, now; for a half-open one, the probes
+	// since it became half-open. Requests counts, for a closed circuit, the
+	// calls whose outcome is in, and for a half-open one the admitted probes,
+	// including those still in flight; Excluded counts outcomes that were
+	// neither success nor failure.
 	Requests, Successes, Failures, Excluded uint32
-	// ConsecutiveFailures is the number of failures since the last success.
-	ConsecutiveFailures uint32
+	// InFlight is, for a closed circuit, the number of calls it admitted
+	// whose outcome is not in yet.
+	InFlight uint32
 }
 
 // breakerConfig holds the circuit breaker options.
 type breakerConfig struct {
 	disabled bool
 
-	consecutive int           // trip after this many failures in a row; 0: never
 	ratio       float64       // trip at this failure ratio; 0: never
-	minRequests int           // ... once this many outcomes are counted
+	minFailures int           // ... once this many calls failed in the window
 	window      time.Duration // the rolling window of the counts
 	openTimeout time.Duration // the shortest open period
 	probes      int           // requests let through while half-open
@@ -153,9 +162,8 @@ type breakerConfig struct {
 
 func defaultBreakerConfig() breakerConfig {
 	return breakerConfig{
-		consecutive: DefaultBreakerConsecutiveFailures,
 		ratio:       DefaultBreakerFailureRatio,
-		minRequests: DefaultBreakerMinRequests,
+		minFailures: DefaultBreakerMinFailures,
 		window:      DefaultBreakerWindow,
 		openTimeout: DefaultBreakerOpenTimeout,
 		probes:      DefaultBreakerProbes,
@@ -164,25 +172,21 @@ func defaultBreakerConfig() breakerConfig {
 	}
 }
 
-// WithBreakerThreshold sets when a closed circuit opens: after consecutive
-// failures in a row, or once at least minRequests outcomes (successes and
-// failures) are counted in the window (see [WithBreakerWindow]) and at
-// least the fraction ratio of them are failures. consecutive ≤ 0 turns the
-// first rule off; ratio ≤ 0 turns the second off (a ratio above 1 is treated
-// as 1); minRequests < 1 counts as 1. The defaults are
-// [DefaultBreakerConsecutiveFailures] (5), [DefaultBreakerFailureRatio]
-// (0.5) and [DefaultBreakerMinRequests] (10).
-func WithBreakerThreshold(consecutive int, ratio float64, minRequests int) Option {
+// WithBreakerThreshold sets when a closed circuit opens: once at least
+// minFailures calls failed within the window (see [WithBreakerWindow]) and
+// the failures are at least the fraction ratio of the calls that succeeded,
+// failed or are still in flight. ratio ≤ 0 means never (a ratio above 1 is
+// treated as 1); minFailures < 1 counts as 1. The defaults are
+// [DefaultBreakerFailureRatio] (0.5) and [DefaultBreakerMinFailures] (3).
+func WithBreakerThreshold(ratio float64, minFailures int) Option {
 	return func(c *config) {
-		c.breaker.consecutive = max(consecutive, 0)
 		c.breaker.ratio = min(max(ratio, 0), 1)
-		c.breaker.minRequests = max(minRequests, 1)
+		c.breaker.minFailures = max(minFailures, 1)
 	}
 }
 
 // WithBreakerWindow sets the rolling window over which a closed circuit
-// counts outcomes for the failure ratio (and after which old failures stop
-// counting toward the consecutive rule); it rolls in tenths. The default is
+// counts the outcomes of calls; it rolls in tenths. The default is
 // [DefaultBreakerWindow] (30 s). Values ≤ 0 are ignored.
 func WithBreakerWindow(d time.Duration) Option {
 	return func(c *config) {
@@ -283,7 +287,7 @@ func newCircuits(cfg breakerConfig) *circuits {
 	cfg.window = cmp.Or(cfg.window, d.window)
 	cfg.openTimeout = cmp.Or(cfg.openTimeout, d.openTimeout)
 	cfg.probes = max(cfg.probes, 1)
-	cfg.minRequests = max(cfg.minRequests, 1)
+	cfg.minFailures = max(cfg.minFailures, 1)
 	cfg.idleAfter = cmp.Or(cfg.idleAfter, d.idleAfter)
 	cfg.maxCircuits = cmp.Or(cfg.maxCircuits, d.maxCircuits)
 	r := &circuits{cfg: cfg, epoch: time.Now(), bucket: int64(max(cfg.window/windowBuckets, time.Millisecond))}
@@ -316,13 +320,14 @@ type bucket struct {
 //
 // gobreaker is its state machine: the states and generations, the open
 // period, the half-open probes and their count. While the circuit is
-// closed, though, requests do not go through gobreaker: they are admitted
-// by one atomic load, and their outcomes are counted here, lock-free, in a
-// rolling window of atomic buckets. Only a failure goes to gobreaker
-// (after the fact, through Execute), and gobreaker asks ReadyToTrip, which
-// reads this window. gobreaker locks its mutex and reads the clock twice per
-// request; on a closed circuit, the common case, that was the largest part
-// of the transport's own cost (see the README's performance notes).
+// closed, though, calls do not go through gobreaker: their attempts are
+// admitted by one atomic load, and the calls' outcomes are counted here,
+// lock-free, in a rolling window of atomic buckets, with the number of
+// calls in flight. Only a failure goes to gobreaker (after the fact), and
+// gobreaker asks ReadyToTrip, which reads this window. gobreaker locks its
+// mutex and reads the clock twice per request; on a closed circuit, the
+// common case, that was the largest part of the transport's own cost (see
+// the README's performance notes).
 //
 // It also keeps what gobreaker does not: the end of the open period (which
 // a server's wait hint can lengthen), a lock-free copy of the state, a used
@@ -331,7 +336,7 @@ type circuit struct {
 	key     circuitKey
 	dropped atomic.Bool // evicted from the registry
 	r       *circuits
-	cb      *gobreaker.CircuitBreaker[struct{}]
+	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
 
 	state     atomic.Uint32 // CircuitState; written in onStateChange
 	gen       atomic.Uint32 // bumped at every state change
@@ -340,11 +345,11 @@ type circuit struct {
 	npending  atomic.Int32  // len(pending), read without the lock
 	reporting atomic.Bool   // a request is calling the observers
 
-	// The closed state's counts. consec is the number of failures in a
-	// row, lastFail the bucket number of the last one. rollMu serialises
-	// the clearing of a bucket for reuse and the counting of failures.
-	consec   atomic.Uint32
-	lastFail atomic.Int64
+	// The closed state's counts: the calls in flight (admitted while
+	// closed, in any generation, and not yet settled) and the outcomes of
+	// the calls that ended. rollMu serialises the clearing of a bucket for
+	// reuse.
+	inflight atomic.Int32
 	win      [windowBuckets]bucket
 	rollMu   sync.Mutex
 
@@ -360,16 +365,15 @@ func (r *circuits) newCircuit(key circuitKey) *circuit {
 	st := r.settings
 	st.OnStateChange = c.onStateChange
 	st.ReadyToTrip = c.readyToTrip
-	c.cb = gobreaker.NewCircuitBreaker[struct{}](st)
+	c.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
 	return c
 }
 
-// clearCounts empties the closed state's window.
+// clearCounts empties the closed state's window. The calls in flight stay
+// counted: they are still in flight.
 func (c *circuit) clearCounts() {
 	c.rollMu.Lock()
 	defer c.rollMu.Unlock()
-	c.consec.Store(0)
-	c.lastFail.Store(noBucket)
 	for i := range c.win {
 		c.win[i].stamp.Store(noBucket)
 	}
@@ -392,30 +396,17 @@ func (c *circuit) slot(b int64) *bucket {
 	return s
 }
 
-// count records the outcome of a request the closed circuit admitted, at
-// time now. A failure must then be reported to gobreaker (see recordClosed).
+// count records the outcome of a call the closed circuit admitted, at time
+// now. A failure must then be reported to gobreaker (see settle).
 func (c *circuit) count(o outcome, now int64) {
-	b := now / c.r.bucket
-	s := c.slot(b)
+	s := c.slot(now / c.r.bucket)
 	switch o {
 	case outcomeSuccess:
 		s.succ.Add(1)
-		if c.consec.Load() != 0 {
-			c.consec.Store(0)
-		}
 	case outcomeExcluded:
 		s.excl.Add(1)
 	default:
-		c.rollMu.Lock()
-		if c.lastFail.Load() <= b-windowBuckets {
-			// The previous failure has left the window: the run
-			// starts again.
-			c.consec.Store(0)
-		}
-		c.lastFail.Store(b)
-		c.consec.Add(1)
 		s.fail.Add(1)
-		c.rollMu.Unlock()
 	}
 }
 
@@ -434,16 +425,19 @@ func (c *circuit) window(now int64) (succ, fail, excl uint32) {
 }
 
 // readyToTrip is gobreaker's ReadyToTrip, asked after each failure gobreaker
-// records while closed; it reads the circuit's own window, not gobreaker's
-// counts, which see only the failures.
+// records while closed; it reads the circuit's own window and calls in
+// flight, not gobreaker's counts, which see only the failures.
 func (c *circuit) readyToTrip(gobreaker.Counts) bool {
 	cfg := &c.r.cfg
-	if cfg.consecutive > 0 && c.consec.Load() >= uint32(cfg.consecutive) {
-		return true
+	if cfg.ratio <= 0 {
+		return false
 	}
 	succ, fail, _ := c.window(c.r.now())
-	n := succ + fail
-	return cfg.ratio > 0 && n >= uint32(cfg.minRequests) && float64(fail) >= cfg.ratio*float64(n)
+	if fail < uint32(cfg.minFailures) {
+		return false
+	}
+	n := uint64(succ) + uint64(fail) + uint64(max(c.inflight.Load(), 0))
+	return float64(fail) >= cfg.ratio*float64(n)
 }
 
 func toCircuitState(s gobreaker.State) CircuitState {
@@ -457,8 +451,8 @@ func toCircuitState(s gobreaker.State) CircuitState {
 }
 
 // onStateChange is gobreaker's OnStateChange. gobreaker calls it with its
-// mutex held, so it only records the change; guard reports it once every
-// lock is released.
+// mutex held, so it only records the change; the request that caused it
+// reports it once every lock is released.
 func (c *circuit) onStateChange(_ string, from, to gobreaker.State) {
 	s := toCircuitState(to)
 	if s == CircuitOpen {
@@ -515,60 +509,122 @@ func (c *circuit) lengthenOpen(until int64) {
 	}
 }
 
-// guard runs attempt under the circuit of key, if the circuit admits it, and
-// records the outcome attempt returns (with the server's wait hint, which
-// lengthens an open period). When the circuit refuses, attempt is not called
-// and guard returns a *CircuitOpenError. attempt runs synchronously, at most
-// once. State changes are reported to the observers with ctx. A nil
-// *circuits admits everything.
-func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (outcome, time.Duration)) error {
-	if r == nil {
-		attempt()
-		return nil
+// lengthenByHint makes c, if the failure just recorded left it open, stay
+// open at least for the server's wait hint.
+func (c *circuit) lengthenByHint(hint time.Duration) {
+	if hint > 0 && CircuitState(c.state.Load()) == CircuitOpen {
+		c.lengthenOpen(c.r.now() + int64(hint))
 	}
-	c := r.lookup(key)
-	if c == nil { // the registry is full
-		attempt()
-		return nil
-	}
-	switch CircuitState(c.state.Load()) {
-	case CircuitClosed:
+}
+
+// callCircuit is one call's standing with the circuit of its model, from
+// its first attempt to its end.
+//
+// The call is admitted attempt by attempt ([circuits.admit]) and its
+// outcome recorded once, when it ends ([circuits.settle]). While the
+// circuit is closed an attempt costs one atomic load; the call's first
+// admitted attempt puts it in flight, in the generation gen, until settle.
+// While half-open, each attempt is a probe, admitted by gobreaker and
+// reported to it when it ends ([circuits.probed]).
+type callCircuit struct {
+	c        *circuit // nil: no circuit (the breaker is off, or the registry is full)
+	gen      uint32   // the generation the call was put in flight in
+	inflight bool     // counted in c.inflight
+}
+
+// admit asks the circuit of key whether the next attempt of the call cc
+// may go. It returns a *CircuitOpenError when not. probe is non-nil when
+// the attempt is a probe: its outcome must be passed to probed once it is
+// known. State changes are reported to the observers with ctx.
+func (r *circuits) admit(ctx context.Context, key circuitKey, cc *callCircuit) (probe func(error), err error) {
+	if r.admitClosed(key, cc) {
 		// The fast path: admitted without gobreaker (see circuit).
-		gen := c.gen.Load()
-		out, hint := attempt()
-		c.recordClosed(ctx, out, hint, gen)
-		return nil
-	case CircuitOpen:
+		return nil, nil
+	}
+	c := cc.c
+	if CircuitState(c.state.Load()) == CircuitOpen {
 		if d := c.openUntil.Load() - r.now(); d >= 0 {
 			c.report(ctx)
-			return &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: time.Duration(d)}
+			return nil, &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: time.Duration(d)}
 		}
 	}
-	var (
-		out  outcome
-		hint time.Duration
-	)
-	_, err := c.cb.Execute(func() (struct{}, error) {
-		c.report(ctx) // a change to half-open, before its probe goes out
-		out, hint = attempt()
-		return struct{}{}, outcomeErrs[out]
-	})
+	done, err := c.cb.Allow()
+	c.report(ctx) // a change to half-open, before its probe goes out
 	switch err {
-	case gobreaker.ErrOpenState, gobreaker.ErrTooManyRequests:
-		// ErrOpenState: another request opened the circuit since the
-		// check above. ErrTooManyRequests: half-open with its probes out.
-		var retryIn time.Duration
-		if err == gobreaker.ErrOpenState {
-			retryIn = time.Duration(max(c.openUntil.Load()-r.now(), 0))
-		}
-		c.report(ctx)
-		return &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: retryIn}
+	case nil:
+		return done, nil
+	case gobreaker.ErrOpenState:
+		// Another request opened the circuit since the check above.
+		return nil, &CircuitOpenError{Host: key.host, Model: key.model, RetryIn: time.Duration(max(c.openUntil.Load()-r.now(), 0))}
+	default:
+		// ErrTooManyRequests: half-open with its probes out.
+		return nil, &CircuitOpenError{Host: key.host, Model: key.model}
 	}
-	if out == outcomeFailure && hint > 0 && CircuitState(c.state.Load()) == CircuitOpen {
-		c.lengthenOpen(r.now() + int64(hint))
+}
+
+// admitClosed admits the next attempt of the call cc if the circuit of key
+// is closed (or there is none), as admit would; it reports false, having
+// done nothing, when the attempt must go through admit.
+func (r *circuits) admitClosed(key circuitKey, cc *callCircuit) bool {
+	if r == nil {
+		return true
+	}
+	if cc.c == nil {
+		if cc.c = r.lookup(key); cc.c == nil {
+			return true
+		}
+	}
+	c := cc.c
+	if CircuitState(c.state.Load()) != CircuitClosed {
+		return false
+	}
+	if !cc.inflight {
+		cc.inflight = true
+		cc.gen = c.gen.Load()
+		c.inflight.Add(1)
+	}
+	return true
+}
+
+// probed reports the outcome of a probe admitted by admit, with the
+// server's wait hint, which lengthens the open period a failed probe
+// starts.
+func (r *circuits) probed(ctx context.Context, cc *callCircuit, probe func(error), out outcome, hint time.Duration) {
+	probe(outcomeErrs[out])
+	if out == outcomeFailure {
+		cc.c.lengthenByHint(hint)
+	}
+	cc.c.report(ctx)
+}
+
+// settle records the outcome of the call cc once it ended, with the
+// server's wait hint on its last attempt. An outcome that arrives after the
+// circuit changed state is dropped, as gobreaker drops them.
+func (r *circuits) settle(ctx context.Context, cc *callCircuit, out outcome, hint time.Duration) {
+	c := cc.c
+	if c == nil || !cc.inflight {
+		return
+	}
+	cc.inflight = false
+	c.inflight.Add(-1)
+	if c.gen.Load() != cc.gen {
+		c.report(ctx)
+		return
+	}
+	c.count(out, c.r.now())
+	if out == outcomeFailure {
+		if done, err := c.cb.Allow(); err == nil {
+			if c.gen.Load() != cc.gen {
+				// Changed state since: this outcome is not the new
+				// state's (a probe's place is given back).
+				done(errOutcomeExcluded)
+			} else {
+				done(errOutcomeFailure)
+			}
+		}
+		c.lengthenByHint(hint)
 	}
 	c.report(ctx)
-	return nil
 }
 
 // lookup returns the circuit of key (nil when the registry is full), marked
@@ -581,65 +637,16 @@ func (r *circuits) lookup(key circuitKey) *circuit {
 	return c
 }
 
-// closed returns the circuit of key and its generation when it admits a
-// request on the closed path (see guard); c is nil when there is no circuit
-// to report to (the breaker is off, or the registry is full). ok is false
-// when the circuit is not closed: the request must go through guard.
-func (r *circuits) closed(key circuitKey) (c *circuit, gen uint32, ok bool) {
-	if r == nil {
-		return nil, 0, true
-	}
-	if c = r.lookup(key); c == nil {
-		return nil, 0, true
-	}
-	if CircuitState(c.state.Load()) != CircuitClosed {
-		return nil, 0, false
-	}
-	return c, c.gen.Load(), true
-}
-
-// recordClosed records the outcome of a request admitted by the closed
-// circuit in generation gen. An outcome that arrives after the circuit
-// changed state is dropped, as gobreaker drops them.
-func (c *circuit) recordClosed(ctx context.Context, out outcome, hint time.Duration, gen uint32) {
-	if c.gen.Load() != gen {
-		c.report(ctx)
-		return
-	}
-	c.count(out, c.r.now())
-	if out == outcomeFailure {
-		c.cb.Execute(func() (struct{}, error) {
-			if c.gen.Load() != gen {
-				// Changed state since: this outcome is not the
-				// new state's (a probe's place is given back).
-				return struct{}{}, errOutcomeExcluded
-			}
-			return struct{}{}, errOutcomeFailure
-		})
-		if hint > 0 && CircuitState(c.state.Load()) == CircuitOpen {
-			c.lengthenOpen(c.r.now() + int64(hint))
-		}
-	}
-	c.report(ctx)
-}
-
-// openFor returns how much longer the circuit of key will refuse requests:
+// openFor returns how much longer the call's circuit will refuse requests:
 // 0 when it admits them (closed, half-open, or past its open period). It
 // lets the retry loop hand back what it has at once instead of waiting to
 // be refused.
-func (r *circuits) openFor(key circuitKey) time.Duration {
-	if r == nil {
-		return 0
-	}
-	m := r.shards[shardOf(key)].m.Load()
-	if m == nil {
-		return 0
-	}
-	c := (*m)[key]
+func (cc *callCircuit) openFor() time.Duration {
+	c := cc.c
 	if c == nil || CircuitState(c.state.Load()) != CircuitOpen {
 		return 0
 	}
-	return time.Duration(max(c.openUntil.Load()-r.now(), 0))
+	return time.Duration(max(c.openUntil.Load()-c.r.now(), 0))
 }
 
 // shardOf picks key's shard from the model's length and a few of its bytes:
@@ -777,11 +784,10 @@ func (r *circuits) snapshot() []CircuitStatus {
 			if st.State == CircuitClosed {
 				st.Successes, st.Failures, st.Excluded = c.window(now)
 				st.Requests = st.Successes + st.Failures + st.Excluded
-				st.ConsecutiveFailures = c.consec.Load()
+				st.InFlight = uint32(max(c.inflight.Load(), 0))
 			} else {
 				n := c.cb.Counts()
 				st.Requests, st.Successes, st.Failures, st.Excluded = n.Requests, n.TotalSuccesses, n.TotalFailures, n.TotalExclusions
-				st.ConsecutiveFailures = n.ConsecutiveFailures
 			}
 			out = append(out, st)
 		}

@@ -32,7 +32,7 @@ func ExampleWithBreakerThreshold() {
 
 	client := &http.Client{Transport: llmtransport.New(nil,
 		llmtransport.WithMaxRetries(0),
-		llmtransport.WithBreakerThreshold(3, 0.5, 10),
+		llmtransport.WithBreakerThreshold(0.5, 3),
 		llmtransport.WithOnCircuitStateChange(func(ch llmtransport.CircuitStateChange) {
 			fmt.Printf("circuit of %s: %s → %s\n", ch.Model, ch.From, ch.To)
 		}),
@@ -76,7 +76,7 @@ func ExampleTransport_Circuits() {
 	}))
 	defer upstream.Close()
 
-	tr := llmtransport.New(nil, llmtransport.WithMaxRetries(0), llmtransport.WithBreakerThreshold(2, 0, 0))
+	tr := llmtransport.New(nil, llmtransport.WithMaxRetries(0), llmtransport.WithBreakerThreshold(0.5, 2))
 	client := &http.Client{Transport: tr}
 	ctx := llmtransport.ContextWithModel(context.Background(), "tts-1")
 	for range 3 {

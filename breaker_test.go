@@ -187,8 +187,8 @@ func TestBreakerIsolatesFailingModel(t *testing.T) {
 		for i := range 20 {
 			status, err := send(t, tr, t.Context(), gw, "model-a")
 			switch {
-			case err == nil && status == 500 && i < 2:
-			case errors.Is(err, ErrCircuitOpen) && i >= 2:
+			case err == nil && status == 500 && i < DefaultBreakerMinFailures:
+			case errors.Is(err, ErrCircuitOpen) && i >= DefaultBreakerMinFailures:
 				refused++
 			default:
 				t.Fatalf("request %d for model-a: got %d, %v", i, status, err)
@@ -197,10 +197,10 @@ func TestBreakerIsolatesFailingModel(t *testing.T) {
 				t.Fatalf("request %d for model-b: got %d, %v; want 200", i, status, err)
 			}
 		}
-		// The first call makes 4 attempts, the second trips the circuit
-		// on its first (the 5th failure in a row) and gets its 500 back.
-		if got := b.hitsOf("model-a"); got != DefaultBreakerConsecutiveFailures {
-			t.Errorf("model-a reached the server %d times, want %d", got, DefaultBreakerConsecutiveFailures)
+		// Each call makes 4 attempts; the end of the third failed call
+		// opens the circuit.
+		if got, want := b.hitsOf("model-a"), 4*DefaultBreakerMinFailures; got != want {
+			t.Errorf("model-a reached the server %d times, want %d", got, want)
 		}
 		if got := b.hitsOf("model-b"); got != 20 {
 			t.Errorf("model-b reached the server %d times, want 20", got)
@@ -262,8 +262,8 @@ func TestBreakerConcurrentOverLoopback(t *testing.T) {
 	}
 	// Once the 5th failure opens the circuit, only requests already in
 	// flight (at most one per worker) still reach the server.
-	if h := b.hitsOf("model-a"); h < DefaultBreakerConsecutiveFailures || h > DefaultBreakerConsecutiveFailures+workers {
-		t.Errorf("model-a reached the server %d times, want between 5 and %d", h, DefaultBreakerConsecutiveFailures+workers)
+	if h := b.hitsOf("model-a"); h < DefaultBreakerMinFailures || h > DefaultBreakerMinFailures+workers {
+		t.Errorf("model-a reached the server %d times, want between 5 and %d", h, DefaultBreakerMinFailures+workers)
 	}
 	if h := b.hitsOf("model-b"); h != workers*each/2 {
 		t.Errorf("model-b reached the server %d times, want %d", h, workers*each/2)
@@ -301,7 +301,7 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 		b.set("model-a", 503)
 		var log stateLog
 		tr := New(b, WithMaxRetries(0), WithOnCircuitStateChange(log.record))
-		for range DefaultBreakerConsecutiveFailures {
+		for range DefaultBreakerMinFailures {
 			send(t, tr, t.Context(), gw, "model-a")
 		}
 		time.Sleep(DefaultBreakerOpenTimeout - time.Second)
@@ -336,8 +336,8 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 		if got := log.String(); got != want {
 			t.Errorf("state changes:\n got %s\nwant %s", got, want)
 		}
-		if got := b.hitsOf("model-a"); got != DefaultBreakerConsecutiveFailures+1+3 {
-			t.Errorf("model-a reached the server %d times, want %d", got, DefaultBreakerConsecutiveFailures+4)
+		if got := b.hitsOf("model-a"); got != DefaultBreakerMinFailures+1+3 {
+			t.Errorf("model-a reached the server %d times, want %d", got, DefaultBreakerMinFailures+4)
 		}
 	})
 }
@@ -346,7 +346,7 @@ func TestBreakerHalfOpenRecovery(t *testing.T) {
 func tripAndWait(t *testing.T, tr *Transport, b *modelBackend, model string) {
 	t.Helper()
 	b.set(model, 500)
-	for range DefaultBreakerConsecutiveFailures {
+	for range DefaultBreakerMinFailures {
 		send(t, tr, t.Context(), gw, model)
 	}
 	if c, _ := circuitOf(tr, model); c.State != CircuitOpen {
@@ -462,10 +462,10 @@ func TestBreakerExcludedDoNotBreakARun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newModelBackend()
 		tr := New(b, WithMaxRetries(0))
-		for i := range DefaultBreakerConsecutiveFailures {
+		for i := range DefaultBreakerMinFailures {
 			b.set("model-a", 502)
 			send(t, tr, t.Context(), gw, "model-a")
-			if i < DefaultBreakerConsecutiveFailures-1 {
+			if i < DefaultBreakerMinFailures-1 {
 				b.set("model-a", 400) // says nothing about the model
 				send(t, tr, t.Context(), gw, "model-a")
 			}
@@ -517,7 +517,7 @@ func TestBreakerOpenPeriodHonoursWaitHint(t *testing.T) {
 					return cl
 				}
 				tr := New(b, WithMaxRetries(0), WithClassifier(classify))
-				for range DefaultBreakerConsecutiveFailures {
+				for range DefaultBreakerMinFailures {
 					send(t, tr, t.Context(), gw, "model-a")
 				}
 				_, err := send(t, tr, t.Context(), gw, "model-a")
@@ -555,7 +555,7 @@ func TestBreakerCallbackMayCallBack(t *testing.T) {
 			// Neither may sending a request for another model.
 			send(t, tr, context.Background(), gw, "model-b")
 		}))
-		for range DefaultBreakerConsecutiveFailures {
+		for range DefaultBreakerMinFailures {
 			send(t, tr, t.Context(), gw, "model-a")
 		}
 		time.Sleep(DefaultBreakerOpenTimeout + time.Millisecond)
@@ -579,10 +579,10 @@ func TestBreakerObserversGetTheRequestContext(t *testing.T) {
 		tr.circuits.cfg.observers = append(tr.circuits.cfg.observers, func(ctx context.Context, ch CircuitStateChange) {
 			got = append(got, ctx.Value(ctxKey{}))
 		})
-		for i := range DefaultBreakerConsecutiveFailures {
+		for i := range DefaultBreakerMinFailures {
 			send(t, tr, context.WithValue(t.Context(), ctxKey{}, i), gw, "model-a")
 		}
-		if len(got) != 1 || got[0] != DefaultBreakerConsecutiveFailures-1 {
+		if len(got) != 1 || got[0] != DefaultBreakerMinFailures-1 {
 			t.Errorf("observer saw contexts %v, want that of the request that tripped the circuit", got)
 		}
 	})
@@ -612,7 +612,7 @@ func TestBreakerPathsAndLargeBodies(t *testing.T) {
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gw, strings.NewReader(string(body)))
 			return req
 		}
-		for range DefaultBreakerConsecutiveFailures + 2 {
+		for range DefaultBreakerMinFailures + 2 {
 			for _, r := range []*http.Request{gemini("gemini-bad"), gemini("gemini-good"), azure("azure-bad"), azure("azure-good"), big("big-bad"), big("big-good")} {
 				resp, err := tr.RoundTrip(r)
 				if err == nil {
@@ -636,13 +636,13 @@ func TestBreakerPathsAndLargeBodies(t *testing.T) {
 			t.Errorf("circuits:\n got %v\nwant %v", got, want)
 		}
 		for _, m := range []string{"gemini-bad", "azure-bad", "big-bad"} {
-			if h := b.hitsOf(m); h != DefaultBreakerConsecutiveFailures {
-				t.Errorf("%s reached the server %d times, want %d", m, h, DefaultBreakerConsecutiveFailures)
+			if h := b.hitsOf(m); h != DefaultBreakerMinFailures {
+				t.Errorf("%s reached the server %d times, want %d", m, h, DefaultBreakerMinFailures)
 			}
 		}
 		for _, m := range []string{"gemini-good", "azure-good", "big-good"} {
-			if h := b.hitsOf(m); h != DefaultBreakerConsecutiveFailures+2 {
-				t.Errorf("%s reached the server %d times, want %d", m, h, DefaultBreakerConsecutiveFailures+2)
+			if h := b.hitsOf(m); h != DefaultBreakerMinFailures+2 {
+				t.Errorf("%s reached the server %d times, want %d", m, h, DefaultBreakerMinFailures+2)
 			}
 		}
 	})
@@ -660,21 +660,21 @@ func TestBreakerFailureRatioOverWindow(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				b := newModelBackend()
-				tr := New(b, WithMaxRetries(0), WithBreakerThreshold(0, 0.5, 10))
-				// 5 successes and 4 failures, alternating: 9 outcomes, too
-				// few to judge.
-				for i := range 9 {
+				tr := New(b, WithMaxRetries(0), WithBreakerThreshold(0.5, 3))
+				// 2 successes and 2 failures, alternating: too few
+				// failures to judge.
+				for i := range 4 {
 					b.set("model-a", [...]int{200, 500}[i%2])
 					send(t, tr, t.Context(), gw, "model-a")
 				}
 				if c, _ := circuitOf(tr, "model-a"); c.State != CircuitClosed {
-					t.Fatalf("after 9 outcomes: %+v, want closed", c)
+					t.Fatalf("after 4 outcomes: %+v, want closed", c)
 				}
 				time.Sleep(tt.pause)
 				b.set("model-a", 500)
 				send(t, tr, t.Context(), gw, "model-a")
 				if c, _ := circuitOf(tr, "model-a"); (c.State == CircuitOpen) != tt.wantOpen {
-					t.Errorf("after the 10th outcome: %+v, want open: %v", c, tt.wantOpen)
+					t.Errorf("after the 3rd failure: %+v, want open: %v", c, tt.wantOpen)
 				}
 			})
 		})
@@ -722,7 +722,7 @@ func TestCircuitsEvictIdle(t *testing.T) {
 		for _, m := range []string{"a", "b", "c", "d"} {
 			use(m, outcomeSuccess)
 		}
-		for range DefaultBreakerConsecutiveFailures {
+		for range DefaultBreakerMinFailures {
 			use("d", outcomeFailure) // d is open: never dropped
 		}
 		// Full: a new model goes through without a circuit.
@@ -898,7 +898,7 @@ func TestCircuitsReportChangesInOrder(t *testing.T) {
 func TestBreakerDropsOutcomesOfAnEarlierState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := defaultBreakerConfig()
-		cfg.consecutive, cfg.ratio = 1, 0
+		cfg.minFailures = 1
 		r := newCircuits(cfg)
 		key := circuitKey{"h", "m"}
 		release := make(chan struct{})
@@ -936,27 +936,42 @@ func TestBreakerDropsOutcomesOfAnEarlierState(t *testing.T) {
 	})
 }
 
-// TestBreakerConsecutiveRunEndsWithTheWindow: failures further apart than
-// the window are not "in a row".
-func TestBreakerConsecutiveRunEndsWithTheWindow(t *testing.T) {
+// TestBreakerFailuresLeaveTheWindow: failures further apart than the
+// window never add up.
+func TestBreakerFailuresLeaveTheWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := defaultBreakerConfig()
-		cfg.consecutive, cfg.ratio = 3, 0
 		r := newCircuits(cfg)
 		key := circuitKey{"h", "m"}
 		fail := func() (outcome, time.Duration) { return outcomeFailure, 0 }
 		for i := range 5 {
 			r.guard(t.Context(), key, fail)
-			if st := r.snapshot()[0]; st.State != CircuitClosed || st.ConsecutiveFailures != 1 || st.Failures != 1 {
-				t.Fatalf("failure %d, %v after the previous one: %+v, want closed, 1 in a row, 1 in the window", i, cfg.window, st)
+			if st := r.snapshot()[0]; st.State != CircuitClosed || st.Failures != 1 {
+				t.Fatalf("failure %d, %v after the previous one: %+v, want closed, 1 in the window", i, cfg.window, st)
 			}
 			time.Sleep(cfg.window + cfg.window/10)
 		}
-		for range 3 {
+		for range cfg.minFailures {
 			r.guard(t.Context(), key, fail)
 		}
 		if s := r.snapshot()[0].State; s != CircuitOpen {
-			t.Errorf("after 3 failures in a row: %v, want open", s)
+			t.Errorf("after %d failures in the window: %v, want open", cfg.minFailures, s)
 		}
 	})
+}
+
+// guard makes a call of one attempt under the circuit of key: admitted,
+// made by attempt, probed or settled, as the retry loop does.
+func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (outcome, time.Duration)) error {
+	var cc callCircuit
+	probe, err := r.admit(ctx, key, &cc)
+	if err != nil {
+		return err
+	}
+	out, hint := attempt()
+	if probe != nil {
+		r.probed(ctx, &cc, probe, out, hint)
+	}
+	r.settle(ctx, &cc, out, hint)
+	return nil
 }

@@ -1,15 +1,18 @@
 package llmtransport
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
-// budget bounds retries across all the calls of a Transport, so that a dead
-// upstream under a burst is not hit by every call's every retry. It is a
-// token bucket, in the spirit of the AWS SDK's retry quota: a retry takes a
-// token; a call that ends in success gives back the tokens its retries took
-// (retries that worked cost nothing) or, when it needed none, adds a
-// fraction of a token. Retries that end in failure are what drains it, and
-// only successes refill it. It is lock-free; a nil *budget allows every
-// retry.
+// budget bounds retries across the calls of a Transport to one host, so
+// that a dead upstream under a burst is not hit by every call's every
+// retry. It is a token bucket, in the spirit of the AWS SDK's retry quota:
+// a retry takes a token; a call that ends in success gives back the tokens
+// its retries took (retries that worked cost nothing) or, when it needed
+// none, adds a fraction of a token. Retries that end in failure are what
+// drains it, and only successes refill it. It is lock-free; a nil *budget
+// allows every retry.
 type budget struct {
 	milli   atomic.Int64 // tokens × 1000
 	deposit int64        // ratio × 1000
@@ -61,4 +64,56 @@ func (b *budget) settle(success bool, retries int) {
 			return
 		}
 	}
+}
+
+// budgets holds one retry budget per host (upstream), as Envoy keeps one
+// per cluster: a dead provider drains its own budget, never another's.
+// Hosts beyond maxBudgets share one budget. A nil *budgets is a disabled
+// budget.
+type budgets struct {
+	ratio float64
+	burst int
+
+	m        sync.Map // host → *hostBudget
+	n        atomic.Int32
+	last     atomic.Pointer[hostBudget] // the budget found last
+	overflow *budget
+}
+
+// maxBudgets is the number of hosts with a budget of their own.
+const maxBudgets = 1024
+
+type hostBudget struct {
+	host string
+	b    *budget
+}
+
+func newBudgets(ratio float64, burst int) *budgets {
+	if newBudget(ratio, burst) == nil {
+		return nil
+	}
+	return &budgets{ratio: ratio, burst: burst, overflow: newBudget(ratio, burst)}
+}
+
+// of returns the budget of host.
+func (bs *budgets) of(host string) *budget {
+	if bs == nil {
+		return nil
+	}
+	if l := bs.last.Load(); l != nil && l.host == host {
+		return l.b
+	}
+	v, ok := bs.m.Load(host)
+	if !ok {
+		if bs.n.Load() >= maxBudgets {
+			return bs.overflow
+		}
+		var loaded bool
+		if v, loaded = bs.m.LoadOrStore(host, &hostBudget{host, newBudget(bs.ratio, bs.burst)}); !loaded {
+			bs.n.Add(1)
+		}
+	}
+	hb := v.(*hostBudget)
+	bs.last.Store(hb)
+	return hb.b
 }

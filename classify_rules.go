@@ -329,12 +329,23 @@ func (c *classifier) byText() (verdict, bool) {
 	case c.eff >= 400 && c.eff < 500 && c.hasText(authPhrases):
 		return verdict{class: ClassAuth}, true
 	case c.hasText(noChannelPhrases),
-		strings.Contains(c.text, "model") && (c.eff == 404 || c.hasCode([]string{"not_found_error", "NOT_FOUND"}) || c.hasText(modelMissingPhrases)):
+		strings.Contains(c.text, "model") && (c.eff == 404 || c.hasCode([]string{"not_found_error", "NOT_FOUND"}) ||
+			c.hasText(modelMissingPhrases) && !c.clientErrorType()):
 		return verdict{class: ClassModelNotFound}, true
 	case c.hasText(overloadPhrases):
 		return verdict{class: ClassOverloaded}, true
 	}
 	return verdict{}, false
+}
+
+// clientErrorType reports whether the error says explicitly, by its type,
+// that the request was at fault (a 400 invalid_request_error, LiteLLM's
+// BadRequestError): words in its message ("… not found", naming a model
+// the request referred to) never override that.
+func (c *classifier) clientErrorType() bool {
+	t := c.err().typ
+	return c.eff != 404 && (strings.EqualFold(t, "invalid_request_error") || strings.EqualFold(t, "BadRequestError") ||
+		strings.EqualFold(t, "invalid_request"))
 }
 
 // hasInsufficient matches insufficient[\s_-]+(quota|balance|credit).

@@ -1,59 +1,174 @@
 package llmtransport
 
 import (
+	"hash/maphash"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// cooldowns remembers, per (host, model), until when the server asked
-// callers to wait after a rate limit, so that concurrent requests for the
-// same model wait it out instead of each collecting its own 429.
+// cooldowns remembers until when the server asked callers to wait after a
+// rate limit, so that concurrent requests wait it out instead of each
+// collecting its own 429.
 //
-// Reads are lock-free: the map is immutable behind an atomic pointer and
-// replaced (copy on write) when a cooldown is set; expired cooldowns are
-// dropped then. Only waits the transport would honour are recorded, so the
-// map stays as small as the set of models throttled in the last
-// [WithMaxRetryWait].
+// A rate limit belongs to whoever is limited: a cooldown is kept per
+// (host, model, credential), where the credential is a keyed fingerprint of
+// the request's API key (see credentialOf), never the key itself. One
+// tenant's 429 does not hold back another tenant's requests, even for the
+// same model on the same gateway.
+//
+// Setting or reading a cooldown is O(1): a concurrent map, no copy. The
+// common case, no cooldown anywhere, costs one atomic load per request, and
+// once every cooldown has passed, two. Expired entries are dropped in
+// sweeps whose cost is amortised over the entries added since the previous
+// one; at most maxCooldowns entries are kept, and a rate limit seen when
+// the table is full of live cooldowns is not shared (the request that got
+// it still waits before its own retry). Only waits the transport would
+// honour are recorded (see run).
 type cooldowns struct {
-	until atomic.Pointer[map[circuitKey]time.Time]
+	off   bool
+	seed  maphash.Seed
+	epoch time.Time // deadlines count from here, on the monotonic clock
 
-	// mu serialises the writers of until.
-	mu sync.Mutex
+	m       sync.Map     // cooldownKey → *atomic.Int64: the deadline
+	n       atomic.Int64 // entries in m
+	horizon atomic.Int64 // the latest deadline ever set
+	sweepAt atomic.Int64 // n at which set sweeps
+	swept   atomic.Int64 // now() of the last sweep
+	sweepMu sync.Mutex   // one sweep at a time
+	max     int64
 }
 
-// remaining returns how long requests for key should still wait.
-func (c *cooldowns) remaining(key circuitKey) time.Duration {
-	m := c.until.Load()
-	if m == nil {
+// maxCooldowns bounds the cooldown table: 65,536 entries of about 150
+// bytes, ~10 MB at most.
+const maxCooldowns = 1 << 16
+
+// minSweep is the smallest table that set sweeps.
+const minSweep = 1024
+
+// cooldownKey names one cooldown.
+type cooldownKey struct {
+	circuitKey
+	cred uint64 // credentialOf the request; 0 for none
+}
+
+func newCooldowns(off bool) *cooldowns {
+	c := &cooldowns{off: off, seed: maphash.MakeSeed(), epoch: time.Now(), max: maxCooldowns}
+	c.sweepAt.Store(minSweep)
+	return c
+}
+
+func (c *cooldowns) now() int64 { return int64(time.Since(c.epoch)) }
+
+// remaining returns how long req, for key, should still wait.
+func (c *cooldowns) remaining(key circuitKey, req *http.Request) time.Duration {
+	if c == nil || c.n.Load() == 0 {
 		return 0
 	}
-	u, ok := (*m)[key]
+	now := c.now()
+	if now >= c.horizon.Load() {
+		return 0 // every cooldown has passed
+	}
+	v, ok := c.m.Load(cooldownKey{key, c.credentialOf(req)})
 	if !ok {
 		return 0
 	}
-	return max(time.Until(u), 0)
+	return time.Duration(max(v.(*atomic.Int64).Load()-now, 0))
 }
 
-// set starts (or lengthens) the cooldown of key until t.
-func (c *cooldowns) set(key circuitKey, t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.until.Load()
-	if old != nil {
-		if u, ok := (*old)[key]; ok && !t.After(u) {
+// set starts (or lengthens, never shortens) the cooldown of req, for key,
+// for d from now.
+func (c *cooldowns) set(key circuitKey, req *http.Request, d time.Duration) {
+	if c == nil || c.off || d <= 0 {
+		return
+	}
+	now := c.now()
+	until := now + int64(d)
+	extend(&c.horizon, until)
+	k := cooldownKey{key, c.credentialOf(req)}
+	if v, ok := c.m.Load(k); ok {
+		extend(v.(*atomic.Int64), until)
+		return
+	}
+	if n := c.n.Load(); n >= c.max {
+		// Full: sweep at most once a second, so that a table full of
+		// live cooldowns does not cost a sweep per rate limit.
+		if now-c.swept.Load() >= int64(time.Second) {
+			c.sweep(now)
+		}
+		if c.n.Load() >= c.max {
+			return
+		}
+	} else if n >= c.sweepAt.Load() {
+		c.sweep(now)
+	}
+	nv := new(atomic.Int64)
+	nv.Store(until)
+	if v, loaded := c.m.LoadOrStore(k, nv); loaded {
+		extend(v.(*atomic.Int64), until)
+		return
+	}
+	c.n.Add(1)
+}
+
+// sweep drops the cooldowns that have passed, and sets the size of the
+// next sweep to twice what is left, so that sweeps cost O(1) per entry
+// added.
+func (c *cooldowns) sweep(now int64) {
+	if !c.sweepMu.TryLock() {
+		return // another request is sweeping
+	}
+	defer c.sweepMu.Unlock()
+	c.swept.Store(now)
+	c.m.Range(func(k, v any) bool {
+		if u := v.(*atomic.Int64); u.Load() <= now && c.m.CompareAndDelete(k, v) {
+			c.n.Add(-1)
+		}
+		return true
+	})
+	c.sweepAt.Store(max(2*c.n.Load(), minSweep))
+}
+
+// extend raises v to until, if until is later.
+func extend(v *atomic.Int64, until int64) {
+	for {
+		cur := v.Load()
+		if cur >= until || v.CompareAndSwap(cur, until) {
 			return
 		}
 	}
-	now := time.Now()
-	m := make(map[circuitKey]time.Time)
-	if old != nil {
-		for k, u := range *old {
-			if u.After(now) {
-				m[k] = u
-			}
+}
+
+// credentialHeaders are the request headers that carry an API key, in
+// their canonical form.
+var credentialHeaders = [...]string{"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key"}
+
+// credentialOf returns a fingerprint of req's API key: a hash keyed with a
+// random per-process seed of the credential headers and the key query
+// parameter, or 0 when the request carries none. It cannot be turned back
+// into the key, and is never recorded outside this process's memory.
+func (c *cooldowns) credentialOf(req *http.Request) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	found := false
+	for _, name := range credentialHeaders {
+		for _, v := range req.Header[name] {
+			h.WriteString(name)
+			h.WriteString(v)
+			found = true
 		}
 	}
-	m[key] = t
-	c.until.Store(&m)
+	if req.URL != nil && strings.Contains(req.URL.RawQuery, "key=") {
+		for _, v := range req.URL.Query()["key"] {
+			h.WriteString("?key=")
+			h.WriteString(v)
+			found = true
+		}
+	}
+	if !found {
+		return 0
+	}
+	return h.Sum64() | 1
 }

@@ -19,6 +19,7 @@ type config struct {
 	budgetBurst     int
 	maxBufferedBody int64
 	firstByte       time.Duration
+	noCooldowns     bool
 	onRetry         func(RetryEvent)
 	retryPolicy     func(RetryEvent) bool
 	classifier      func(*http.Response, []byte) Classification
@@ -95,13 +96,15 @@ func WithBackoff(base, max time.Duration) Option {
 	}
 }
 
-// WithRetryBudget bounds the retries of all the calls of the Transport, so
-// that a dead upstream under a burst is not hit by every call's every retry.
-// It is a bucket of burst tokens (it starts full): every retry takes one; a
-// call that ends in success gives back the tokens its retries took, or adds
-// ratio of a token when it needed none. Retries that work cost nothing, a
-// lone request always has its retries, and a burst of N calls to a dead
-// upstream makes at most N + burst attempts. The defaults are
+// WithRetryBudget bounds the retries of the calls to each host (upstream),
+// so that a dead upstream under a burst is not hit by every call's every
+// retry, as Envoy bounds retries per cluster. Each host has a bucket of
+// burst tokens (it starts full): every retry takes one; a call that ends in
+// success gives back the tokens its retries took, or adds ratio of a token
+// when it needed none. Retries that work cost nothing, a lone request
+// always has its retries, a burst of N calls to a dead upstream makes at
+// most N + burst attempts, and a dead host never takes another host's
+// retries. Beyond 1,024 hosts, further hosts share one bucket. The defaults are
 // [DefaultBudgetRatio] (0.2) and [DefaultBudgetBurst] (40). A ratio or burst
 // ≤ 0 disables the budget.
 func WithRetryBudget(ratio float64, burst int) Option {
@@ -135,6 +138,17 @@ func WithFirstByteTimeout(d time.Duration) Option {
 			c.firstByte = d
 		}
 	}
+}
+
+// WithoutCooldowns turns off the sharing of rate-limit waits between
+// requests. By default, a 429 whose wait hint the transport would honour
+// (see [WithMaxRetryWait]) holds back the other requests for the same host,
+// model and API key until the wait is over (the key is told apart by a
+// fingerprint kept in memory only); with this option each request learns
+// of the rate limit on its own. Retries still wait for their own
+// response's hint.
+func WithoutCooldowns() Option {
+	return func(c *config) { c.noCooldowns = true }
 }
 
 // WithOnRetry sets a function called before each retry wait, on the

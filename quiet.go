@@ -25,11 +25,10 @@ import "net/http"
 func (c *call) quietFirst() (resp *http.Response, first *attemptResult, made bool) {
 	t := c.t
 	if t.cfg.firstByte > 0 || c.buffered != nil || c.prefix != nil ||
-		!t.tracer.quiet(c.ctx) || t.cooldowns.remaining(c.key) > 0 {
+		!t.tracer.quiet(c.ctx) || t.cooldowns.remaining(c.key, c.req) > 0 {
 		return nil, nil, false
 	}
-	circuit, gen, ok := t.circuits.closed(c.key)
-	if !ok {
+	if !t.circuits.admitClosed(c.key, &c.circ) {
 		return nil, nil, false
 	}
 	c.sent = true // what request(0) does when there is no body of ours and no context to change
@@ -37,9 +36,7 @@ func (c *call) quietFirst() (resp *http.Response, first *attemptResult, made boo
 	if err == nil && resp.StatusCode < 400 && !needsPeek(resp) {
 		// A success, as judge would find it (inspect does not read or
 		// classify such a response).
-		if circuit != nil {
-			circuit.recordClosed(c.ctx, outcomeSuccess, 0, gen)
-		}
+		t.circuits.settle(c.ctx, &c.circ, outcomeSuccess, 0)
 		return resp, nil, true
 	}
 	a := &attemptResult{resp: resp, err: err}
@@ -47,8 +44,5 @@ func (c *call) quietFirst() (resp *http.Response, first *attemptResult, made boo
 		a.peek.read(resp.Body, resp.StatusCode < 300)
 	}
 	c.judge(a)
-	if circuit != nil {
-		circuit.recordClosed(c.ctx, a.out, a.cl.RetryAfter, gen)
-	}
 	return nil, a, true
 }

@@ -140,7 +140,7 @@ func TestQuietFirstTripsAndRespectsTheCircuit(t *testing.T) {
 			return response(503, `{"error":{"message":"busy","type":"server_error"}}`), nil
 		}}
 		tr := New(f, WithMaxRetries(0), WithTracerProvider(noop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider()))
-		for range DefaultBreakerConsecutiveFailures {
+		for range DefaultBreakerMinFailures {
 			resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
 			if err != nil {
 				t.Fatal(err)
@@ -148,8 +148,8 @@ func TestQuietFirstTripsAndRespectsTheCircuit(t *testing.T) {
 			resp.Body.Close()
 		}
 		_, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
-		if !errors.Is(err, ErrCircuitOpen) || f.attempts() != DefaultBreakerConsecutiveFailures {
-			t.Fatalf("after %d failures: %v with %d attempts, want ErrCircuitOpen with %d", DefaultBreakerConsecutiveFailures, err, f.attempts(), DefaultBreakerConsecutiveFailures)
+		if !errors.Is(err, ErrCircuitOpen) || f.attempts() != DefaultBreakerMinFailures {
+			t.Fatalf("after %d failures: %v with %d attempts, want ErrCircuitOpen with %d", DefaultBreakerMinFailures, err, f.attempts(), DefaultBreakerMinFailures)
 		}
 	})
 }

@@ -128,7 +128,7 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 		if n == 0 && first != nil {
 			a = *first
 		} else {
-			if d := t.cooldowns.remaining(c.key); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+			if d := t.cooldowns.remaining(c.key, c.req); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
 				c.trace.cooldownWait(d)
 				if err := sleep(c.ctx, d); err != nil {
 					dropPrev()
@@ -142,11 +142,13 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 				}
 				return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
 			}
-			gerr := t.circuits.guard(c.ctx, c.key, func() (outcome, time.Duration) {
+			probe, gerr := t.circuits.admit(c.ctx, c.key, &c.circ)
+			if gerr == nil {
 				c.attempt(&a, req, n)
-				return a.out, a.cl.RetryAfter
-			})
-			if gerr != nil {
+				if probe != nil {
+					t.circuits.probed(c.ctx, &c.circ, probe, a.out, a.cl.RetryAfter)
+				}
+			} else {
 				// The circuit refused the attempt: the base never got its body,
 				// which at attempt 0 is the caller's own, so close it here.
 				if req.Body != nil {
@@ -162,6 +164,7 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 				return nil, prevCl, n, gerr
 			}
 		}
+		c.out, c.hint = a.out, a.cl.RetryAfter
 		dropPrev()
 		if a.err == nil && a.out == outcomeSuccess && a.peek.buf == nil {
 			// The common case, in short: nothing to retry, nothing
@@ -171,7 +174,7 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 		// A rate limit's hint holds the model's other requests back too; a
 		// hint above the cap is never waited for, so it is not shared.
 		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= t.cfg.maxRetryWait {
-			t.cooldowns.set(c.key, time.Now().Add(a.cl.RetryAfter))
+			t.cooldowns.set(c.key, c.req, a.cl.RetryAfter)
 		}
 		wait, ok := c.decide(n, &a)
 		if !ok {
@@ -226,13 +229,13 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if !retry || !fits(c.ctx, ev.Wait) {
 		return 0, false
 	}
-	if d := t.circuits.openFor(c.key); d > ev.Wait {
+	if d := c.circ.openFor(); d > ev.Wait {
 		// This attempt (or another request's) opened the circuit: the
 		// retry would be refused, so hand back what we have now.
 		c.trace.circuitRejected(&CircuitOpenError{Host: c.key.host, Model: c.key.model, RetryIn: d})
 		return 0, false
 	}
-	if !t.budget.retry() {
+	if !t.budgets.of(c.key.host).retry() {
 		c.trace.budgetExhausted()
 		return 0, false
 	}

@@ -728,22 +728,50 @@ func TestRetryBudgetRefundsRetriesThatWork(t *testing.T) {
 	})
 }
 
+// TestRetryNotIntoOpenCircuit: a call whose retry the circuit would refuse
+// (another call opened it) hands its response back at once instead of
+// waiting to be refused.
 func TestRetryNotIntoOpenCircuit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+		release := make(chan struct{})
+		f := &fakeRT{respond: func(_ int, req *http.Request) (*http.Response, error) {
+			if req.Header.Get("X-Call") == "slow" {
+				<-release
+			}
 			return response(500, `{"error":{"message":"boom","type":"server_error"}}`, "Retry-After", "1"), nil
 		}}
-		tr := New(f, WithBreakerThreshold(2, 0, 0))
-		start := time.Now()
+		tr := New(f, WithBreakerThreshold(0.5, 1))
+		slow := newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
+		slow.Header.Set("X-Call", "slow")
+		done := make(chan *http.Response)
+		go func() {
+			resp, err := tr.RoundTrip(slow)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- resp
+		}()
+		synctest.Wait() // the slow call's first attempt is in flight
+		// Another call fails all its attempts: 1 failed call of 2 (one in
+		// flight) opens the circuit.
 		resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		// The second failure opens the circuit: the loop hands the 500 back
-		// at once instead of waiting out another second to be refused.
-		if f.attempts() != 2 || resp.StatusCode != 500 || time.Since(start) > 1200*time.Millisecond {
-			t.Fatalf("got %d after %d attempts and %v; want the 500 after 2 attempts and one wait", resp.StatusCode, f.attempts(), time.Since(start))
+		if c := tr.Circuits(); len(c) != 1 || c[0].State != CircuitOpen {
+			close(release)
+			t.Fatalf("circuits %+v, want one open", c)
+		}
+		before, start := f.attempts(), time.Now()
+		close(release)
+		resp = <-done
+		if resp == nil {
+			return
+		}
+		resp.Body.Close()
+		if f.attempts() != before || resp.StatusCode != 500 || time.Since(start) != 0 {
+			t.Fatalf("got %d after %d more attempts and %v; want the 500 at once", resp.StatusCode, f.attempts()-before, time.Since(start))
 		}
 	})
 }
@@ -751,7 +779,7 @@ func TestRetryNotIntoOpenCircuit(t *testing.T) {
 func TestRetryOpenCircuitClosesCallerBody(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) { return response(500, `{}`), nil }}
-		tr := New(f, WithBreakerThreshold(1, 0, 0), WithMaxRetries(0))
+		tr := New(f, WithBreakerThreshold(1, 1), WithMaxRetries(0))
 		resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
 		if err != nil {
 			t.Fatal(err)
@@ -799,16 +827,25 @@ func TestRetryNeverRepeatsTLSOrURLErrors(t *testing.T) {
 
 func TestCooldownsDropExpiredAndIgnoreHintsAboveCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var c cooldowns
+		c := newCooldowns(false)
+		req := newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
 		a, b := circuitKey{"h", "a"}, circuitKey{"h", "b"}
-		c.set(a, time.Now().Add(time.Second))
-		if d := c.remaining(a); d != time.Second {
+		c.set(a, req, time.Second)
+		if d := c.remaining(a, req); d != time.Second {
 			t.Fatalf("remaining(a) = %v, want 1s", d)
 		}
+		c.set(a, req, time.Millisecond)
+		if d := c.remaining(a, req); d != time.Second {
+			t.Fatalf("after a shorter hint, remaining(a) = %v, want 1s", d)
+		}
 		time.Sleep(2 * time.Second)
-		c.set(b, time.Now().Add(time.Second))
-		if m := *c.until.Load(); len(m) != 1 || c.remaining(a) != 0 {
-			t.Fatalf("got %d cooldowns and %v left for a, want only b's", len(m), c.remaining(a))
+		if d := c.remaining(a, req); d != 0 {
+			t.Fatalf("remaining(a) = %v after it passed", d)
+		}
+		c.set(b, req, time.Second)
+		c.sweep(c.now())
+		if n := c.n.Load(); n != 1 {
+			t.Fatalf("got %d cooldowns after a sweep, want only b's", n)
 		}
 
 		// A hint the transport will not wait for is not recorded.
@@ -816,13 +853,13 @@ func TestCooldownsDropExpiredAndIgnoreHintsAboveCap(t *testing.T) {
 			return response(429, `{}`, "Retry-After", "300"), nil
 		}}
 		tr := New(f, WithoutCircuitBreaker())
-		req := newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
+		req = newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if tr.cooldowns.until.Load() != nil {
+		if tr.cooldowns.n.Load() != 0 {
 			t.Fatal("a 300 s hint above the 120 s cap was recorded as a cooldown")
 		}
 	})

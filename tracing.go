@@ -390,8 +390,9 @@ func (c *callTrace) end(cl *Classification, attempts int, err error) {
 		}
 	}
 	switch {
-	case err != nil && callerCanceled(c.ctx):
-		// The caller gave up: not a failure of the call.
+	case callerCanceled(c.ctx) && (err != nil || cl.Status < 400):
+		// The caller gave up (before the response, or while the start
+		// of a stream was read): not a failure of the call.
 	case err != nil:
 		attrs = append(attrs, keyErrorType.String(callErrorType(err, cl, attempts)))
 		s.SetStatus(codes.Error, redactSecrets(err.Error()))
@@ -580,7 +581,9 @@ var requestIDSpanHeaders = [...]struct {
 
 // response records resp and its classification and arranges for the span
 // to end when resp.Body reaches EOF or is closed.
-func (a attemptTrace) response(resp *http.Response, cl *Classification) {
+// canceled says that the caller gave up while the start of the body was
+// read, which is not the server's error.
+func (a attemptTrace) response(resp *http.Response, cl *Classification, canceled bool) {
 	if a.span == nil {
 		return
 	}
@@ -603,6 +606,7 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification) {
 		attrs = append(attrs, keyRequestID.String(id))
 	}
 	switch {
+	case canceled && resp.StatusCode < 400:
 	case resp.StatusCode >= 400 || resp.StatusCode < 100:
 		attrs = append(attrs, keyErrorType.String(strconv.Itoa(resp.StatusCode)))
 		a.span.SetStatus(codes.Error, describe(cl))

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // Transport is the LLM-aware [net/http.RoundTripper] built by [New].
@@ -42,14 +43,15 @@ import (
 // SDK above does not retry it again.
 //
 // A Transport is safe for concurrent use by multiple goroutines and should
-// be reused: its circuits, cooldowns and budget are shared by its requests.
+// be reused: its circuits, cooldowns and retry budgets are shared by its
+// requests.
 type Transport struct {
 	base      http.RoundTripper
 	cfg       config
 	classify  func(*http.Response, []byte) Classification
-	budget    *budget
+	budgets   *budgets
 	circuits  *circuits
-	cooldowns cooldowns
+	cooldowns *cooldowns
 	tracer    *tracer
 }
 
@@ -66,8 +68,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		base:     base,
 		cfg:      cfg,
 		classify: cfg.classifier,
-		budget:   newBudget(cfg.budgetRatio, cfg.budgetBurst),
-		tracer:   newTracer(cfg.tracing),
+		budgets:   newBudgets(cfg.budgetRatio, cfg.budgetBurst),
+		cooldowns: newCooldowns(cfg.noCooldowns),
+		tracer:    newTracer(cfg.tracing),
 	}
 	if t.classify == nil {
 		t.classify = Classify
@@ -126,6 +129,9 @@ type call struct {
 	ctx   context.Context
 	key   circuitKey
 	trace callTrace
+	circ  callCircuit   // the call's standing with its circuit
+	out   outcome       // what the last attempt made says about the model
+	hint  time.Duration // the server's wait hint on the last attempt made
 
 	buffered   []byte // the body, when the transport buffered it
 	prefix     []byte // the start of a body too large to buffer, sent once before the rest
@@ -141,19 +147,25 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		}
 		return nil, errors.New("llmtransport: nil request or URL")
 	}
-	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true}
+	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true, out: outcomeExcluded}
 	if err := c.prepareBody(); err != nil {
 		return nil, err
 	}
 	c.key = circuitKey{host: req.URL.Host, model: requestModel(req, c.buffered)}
 	resp, first, made := c.quietFirst()
 	if made && first == nil {
-		t.budget.settle(true, 0)
+		t.budgets.of(c.key.host).settle(true, 0)
 		return resp, nil
 	}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.run(first)
-	t.budget.settle(err == nil && cl.Class == ClassSuccess, c.retries)
+	if err != nil && c.ctx.Err() != nil {
+		// The caller cancelled, or its deadline passed: whatever the
+		// attempts said, the call's ending says nothing about the model.
+		c.out = outcomeExcluded
+	}
+	t.circuits.settle(c.ctx, &c.circ, c.out, c.hint)
+	t.budgets.of(c.key.host).settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
 	if !c.sent && req.Body != nil {
 		req.Body.Close()
