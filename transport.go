@@ -65,9 +65,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	}
 	cfg := newConfig(opts)
 	t := &Transport{
-		base:     base,
-		cfg:      cfg,
-		classify: cfg.classifier,
+		base:      base,
+		cfg:       cfg,
+		classify:  cfg.classifier,
 		budgets:   newBudgets(cfg.budgetRatio, cfg.budgetBurst),
 		cooldowns: newCooldowns(cfg.noCooldowns),
 		tracer:    newTracer(cfg.tracing),
