@@ -145,7 +145,17 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	if err := c.prepareBody(); err != nil {
 		return nil, err
 	}
-	c.key = circuitKey{host: req.URL.Host, model: requestModel(req, c.buffered)}
+	model, shared, err := findModel(req, c.buffered)
+	if shared != nil {
+		model, err = c.takeShared(shared)
+	}
+	if err != nil {
+		if !c.sent && req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	c.key = circuitKey{host: req.URL.Host, model: model}
 	resp, first, made := c.quietFirst()
 	if made && first == nil {
 		t.budget.settle(true, 0)
@@ -191,6 +201,31 @@ func (c *call) prepareBody() error {
 	c.sent = true // the caller's body is closed; attempts read c.buffered
 	c.buffered = b
 	return nil
+}
+
+// takeShared reads the body from rc, which GetBody returned and which is
+// req.Body itself (see bodyModel): the bytes read are the ones sent, from
+// the buffer when the body is within the buffering limit, else first and
+// followed by the rest of req.Body, once. Retries replay the buffer, or go
+// through GetBody. It returns the model found in what was read.
+func (c *call) takeShared(rc io.ReadCloser) (string, error) {
+	req := c.req
+	limit := c.t.cfg.maxBufferedBody
+	b := make([]byte, 0, min(max(req.ContentLength, 512), limit)+1)
+	b, err := readAllInto(b, io.LimitReader(rc, limit+1))
+	if err != nil {
+		req.Body.Close()
+		c.sent = true
+		return "", fmt.Errorf("llmtransport: reading request body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		c.prefix = b
+		return bufferedModel(b, false), nil
+	}
+	req.Body.Close()
+	c.sent = true
+	c.buffered = b
+	return bufferedModel(b, true), nil
 }
 
 // readAllInto is io.ReadAll into b's spare capacity, which the caller sizes
