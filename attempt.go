@@ -142,7 +142,13 @@ func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 	case p.buf == nil:
 		cl = t.classify(resp, nil)
 	default:
-		cl = t.classify(resp, p.bytes())
+		// A body the base did not decompress is decoded for the
+		// classifier (ours or the caller's); the response keeps its bytes.
+		b, buf := decodeBody(resp.Header, p.bytes())
+		cl = t.classify(resp, b)
+		if buf != nil {
+			peekPool.Put(buf)
+		}
 	}
 	if p.err != nil && cl.Class == ClassSuccess {
 		// A stream broke before its first event reached the caller, or the
