@@ -102,7 +102,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	if a.err != nil {
 		span.failed(a.err, &a.cl)
 	} else {
-		span.response(a.resp, &a.cl)
+		span.response(a.resp, &a.cl, &c.sec)
 	}
 }
 
@@ -119,9 +119,20 @@ func (c *call) exchange(a *attemptResult, req *http.Request) {
 func (c *call) judge(a *attemptResult) {
 	if a.err != nil {
 		a.cl, a.out = classifyErr(c.ctx, a.err)
+		// What the error says goes to spans, hooks and the caller: the
+		// request's credentials are masked (a *url.Error from an
+		// http.Client's Do as Middleware's next holds the whole URL).
+		a.err = c.sec.maskErr(a.err)
+		a.cl.Message = c.sec.mask(a.cl.Message)
 		return
 	}
 	a.cl = c.t.inspect(a.resp, &a.peek)
+	if a.cl.Class != ClassSuccess {
+		// A gateway may echo the caller's key, in any shape.
+		a.cl.Message = c.sec.mask(a.cl.Message)
+		a.cl.Code = c.sec.maskValues(a.cl.Code)
+		a.cl.RequestID = c.sec.maskValues(a.cl.RequestID)
+	}
 	switch {
 	case a.cl.Class == ClassSuccess:
 		a.out = outcomeSuccess

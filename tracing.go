@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -580,7 +581,7 @@ var requestIDSpanHeaders = [...]struct {
 
 // response records resp and its classification and arranges for the span
 // to end when resp.Body reaches EOF or is closed.
-func (a attemptTrace) response(resp *http.Response, cl *Classification) {
+func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *secrets) {
 	if a.span == nil {
 		return
 	}
@@ -592,6 +593,13 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification) {
 	id := cl.RequestID
 	for _, h := range requestIDSpanHeaders {
 		if v := resp.Header.Values(h.name); len(v) > 0 {
+			if cl.Class != ClassSuccess {
+				// An error response may echo the caller's key anywhere.
+				v = slices.Clone(v)
+				for i := range v {
+					v[i] = sec.maskValues(v[i])
+				}
+			}
 			attrs = append(attrs, h.key.StringSlice(v))
 			if id == "" {
 				id = v[0]

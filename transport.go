@@ -126,6 +126,7 @@ type call struct {
 	ctx   context.Context
 	key   circuitKey
 	trace callTrace
+	sec   secrets // the request's credentials, to mask what leaves the transport
 
 	buffered   []byte // the body, when the transport buffered it
 	prefix     []byte // the start of a body too large to buffer, sent once before the rest
@@ -141,9 +142,9 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		}
 		return nil, errors.New("llmtransport: nil request or URL")
 	}
-	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true}
+	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true, sec: secrets{req: req}}
 	if err := c.prepareBody(); err != nil {
-		return nil, err
+		return nil, c.sec.maskErr(err)
 	}
 	model, shared, err := findModel(req, c.buffered)
 	if shared != nil {
@@ -153,7 +154,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		if !c.sent && req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, err
+		return nil, c.sec.maskErr(err)
 	}
 	c.key = circuitKey{host: req.URL.Host, model: model}
 	resp, first, made := c.quietFirst()
@@ -163,6 +164,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.run(first)
+	err = c.sec.maskErr(err)
 	t.budget.settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
 	if !c.sent && req.Body != nil {
