@@ -102,7 +102,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	if a.err != nil {
 		span.failed(a.err, &a.cl)
 	} else {
-		span.response(a.resp, &a.cl, a.peek.err != nil && callerCanceled(c.ctx))
+		span.response(a.resp, &a.cl, &c.sec, a.peek.err != nil && callerCanceled(c.ctx))
 	}
 }
 
@@ -119,6 +119,11 @@ func (c *call) exchange(a *attemptResult, req *http.Request) {
 func (c *call) judge(a *attemptResult) {
 	if a.err != nil {
 		a.cl, a.out = classifyErr(c.ctx, a.err)
+		// What the error says goes to spans, hooks and the caller: the
+		// request's credentials are masked (a *url.Error from an
+		// http.Client's Do as Middleware's next holds the whole URL).
+		a.err = c.sec.maskErr(a.err)
+		a.cl.Message = c.sec.mask(a.cl.Message)
 		return
 	}
 	a.cl = c.t.inspect(a.resp, &a.peek)
@@ -128,6 +133,12 @@ func (c *call) judge(a *attemptResult) {
 		a.cl, a.out = classifyErr(c.ctx, a.peek.err)
 		a.cl.Status = a.resp.StatusCode
 		return
+	}
+	if a.cl.Class != ClassSuccess {
+		// A gateway may echo the caller's key, in any shape.
+		a.cl.Message = c.sec.mask(a.cl.Message)
+		a.cl.Code = c.sec.maskValues(a.cl.Code)
+		a.cl.RequestID = c.sec.maskValues(a.cl.RequestID)
 	}
 	switch {
 	case a.cl.Class == ClassSuccess:
@@ -149,7 +160,13 @@ func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 	case p.buf == nil:
 		cl = t.classify(resp, nil)
 	default:
-		cl = t.classify(resp, p.bytes())
+		// A body the base did not decompress is decoded for the
+		// classifier (ours or the caller's); the response keeps its bytes.
+		b, buf := decodeBody(resp.Header, p.bytes())
+		cl = t.classify(resp, b)
+		if buf != nil {
+			peekPool.Put(buf)
+		}
 	}
 	if p.err != nil && cl.Class == ClassSuccess {
 		// A stream broke before its first event reached the caller, or the

@@ -140,7 +140,10 @@ const maxPeek = 64 << 10
 // Classify classifies resp, whose body (possibly truncated, possibly nil) the
 // caller has already read into body. It does no I/O, never reads resp.Body,
 // looks at no more than the first 64 KiB of body, and is safe for concurrent
-// use. The strings it returns never share memory with body.
+// use. The strings it returns never share memory with body. A body whose
+// Content-Encoding is gzip or deflate, and whose bytes are so encoded, is
+// decoded first (at most 64 KiB of it); br and zstd are not, and such a body
+// is classified without it.
 //
 // It follows the procedure of the gateway-errors note (§7.2): the body is
 // read tolerantly (OpenAI, Anthropic, Google, flat and legacy shapes, event
@@ -159,6 +162,10 @@ func Classify(resp *http.Response, body []byte) Classification {
 	}
 	c.Status = resp.StatusCode
 	h := resp.Header
+	body, buf := decodeBody(h, body)
+	if buf != nil {
+		defer peekPool.Put(buf)
+	}
 	var cl classifier
 	bi := &cl.bi
 	bi.parse(h.Get("Content-Type"), body)

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 )
 
@@ -54,11 +52,7 @@ type PanicError struct {
 // headers), the message leaves out the credentials req carries; Value keeps
 // v as it was.
 func newPanicError(v any, req *http.Request) *PanicError {
-	msg := fmt.Sprint(v)
-	for _, s := range requestSecrets(req) {
-		msg = strings.ReplaceAll(msg, s, redacted)
-	}
-	return &PanicError{Value: v, msg: redactSecrets(msg)}
+	return &PanicError{Value: v, msg: redactSecrets(replaceSecrets(fmt.Sprint(v), requestSecrets(req)))}
 }
 
 func (e *PanicError) Error() string {
@@ -66,41 +60,4 @@ func (e *PanicError) Error() string {
 		return fmt.Sprintf("llmtransport: base transport panicked: %v", e.Value)
 	}
 	return "llmtransport: base transport panicked: " + e.msg
-}
-
-// requestSecrets returns the credentials req carries, as they may appear in
-// text: the values of its authentication headers (whole, and without their
-// scheme), of its key query parameters (raw and escaped) and its URL's
-// password. Values shorter than 4 bytes are left out, so that redacting them
-// cannot garble the rest of a message.
-func requestSecrets(req *http.Request) []string {
-	var out []string
-	add := func(s string) {
-		if len(s) >= 4 {
-			out = append(out, s)
-		}
-	}
-	for _, h := range [...]string{"Authorization", "Proxy-Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key"} {
-		for _, v := range req.Header.Values(h) {
-			add(v)
-			if _, cred, ok := strings.Cut(v, " "); ok {
-				add(strings.TrimSpace(cred))
-			}
-		}
-	}
-	if u := req.URL; u != nil {
-		if p, ok := u.User.Password(); ok {
-			add(p)
-			add(url.PathEscape(p))
-		}
-		for k, vs := range u.Query() {
-			if sensitiveParam(k) {
-				for _, v := range vs {
-					add(v)
-					add(url.QueryEscape(v))
-				}
-			}
-		}
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -57,16 +58,28 @@ const (
 // Otherwise it reads through a pooled 8 KiB buffer. It looks at 16 MiB at
 // most.
 func requestModel(req *http.Request, body []byte) string {
+	m, _, _ := findModel(req, body)
+	return m
+}
+
+// findModel is requestModel for the transport, which must also know when
+// the body could not be read without taking it from req.Body: shared, when
+// not nil, is what GetBody returned, which is req.Body itself (see
+// bodyModel), not read at all. The transport then reads the body from it
+// once, sends those bytes, and looks for the model in them. err reports a
+// seekable Body that could not be put back where it was.
+func findModel(req *http.Request, body []byte) (model string, shared io.ReadCloser, err error) {
 	if m, ok := req.Context().Value(modelKey{}).(string); ok {
-		return m
+		return m, nil, nil
 	}
 	if m := pathModel(req.URL.Path); m != "" {
-		return m
+		return m, nil, nil
 	}
-	if m := bodyModel(req, body); m != "" {
-		return m
+	m, shared, err := bodyModel(req, body)
+	if m != "" || shared != nil || err != nil {
+		return m, shared, err
 	}
-	return queryModel(req.URL.RawQuery)
+	return queryModel(req.URL.RawQuery), nil, nil
 }
 
 // pathModel returns the model named by a Gemini, Vertex or Azure path.
@@ -129,39 +142,101 @@ func jsonish(ct string) bool {
 var modelScanPool = sync.Pool{New: func() any { return new(modelScanner) }}
 
 // bodyModel returns the top-level "model" string of req's JSON body.
-func bodyModel(req *http.Request, buffered []byte) string {
+//
+// The body is read through GetBody, which should return a fresh copy of it;
+// some return the very reader Body holds, after seeking it back to its
+// start (go-retryablehttp over an io.ReadSeeker, hand-written GetBody funcs),
+// and reading that would leave nothing to send. So:
+//   - when Body can seek, it is put back where it was after the read
+//     (err, should that fail);
+//   - when GetBody returns Body itself (the same interface value, such as
+//     io.NopCloser over the same reader), nothing is read: shared is that
+//     reader, for the transport to read once and send from its buffer.
+//
+// A GetBody that wraps Body's reader in a new wrapper of its own each time,
+// over a Body that cannot seek, cannot be told from one that returns a copy.
+func bodyModel(req *http.Request, buffered []byte) (model string, shared io.ReadCloser, err error) {
 	// The header as Get would find it, without canonicalising a key that
 	// is canonical already.
 	if ct := req.Header["Content-Type"]; len(ct) > 0 && !jsonish(ct[0]) {
-		return ""
+		return "", nil, nil
 	}
 	if buffered != nil {
-		if m, ok := headModel(buffered); ok {
-			return m
-		}
-		s := getScanner(0)
-		defer modelScanPool.Put(s)
-		s.scanWhole(buffered)
-		return s.result()
+		return bufferedModel(buffered, true), nil, nil
 	}
 	if req.Body == nil || req.Body == http.NoBody || req.GetBody == nil {
-		return ""
+		return "", nil, nil
+	}
+	// Bodies of http.NewRequest are io.NopCloser over a bytes or strings
+	// reader, which cannot seek: the common case skips this.
+	seeker, _ := req.Body.(io.Seeker)
+	var off int64
+	if seeker != nil {
+		if off, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			return "", nil, nil // where it is cannot be known: do not read it
+		}
 	}
 	rc, err := req.GetBody()
 	if err != nil || rc == nil {
-		return ""
+		return "", nil, nil
 	}
+	same := sameReader(rc, req.Body)
+	if same && seeker == nil {
+		return "", rc, nil
+	}
+	model = readerModel(rc, req.ContentLength)
+	if !same {
+		rc.Close()
+	}
+	if seeker != nil {
+		if _, err := seeker.Seek(off, io.SeekStart); err != nil {
+			return model, nil, fmt.Errorf("llmtransport: seeking the request body back after reading its model: %w", err)
+		}
+	}
+	return model, nil, nil
+}
+
+// sameReader reports whether a and b are the same interface value. Values
+// of a type that cannot be compared are not the same.
+func sameReader(a, b io.Reader) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
+}
+
+// bufferedModel returns the top-level "model" string of b, the start of a
+// body; whole reports whether b is all of it (then its tail is looked at
+// before the rest).
+func bufferedModel(b []byte, whole bool) string {
+	if m, ok := headModel(b); ok {
+		return m
+	}
+	s := getScanner(0)
+	defer modelScanPool.Put(s)
+	if whole {
+		s.scanWhole(b)
+	} else {
+		s.feed(b)
+	}
+	return s.result()
+}
+
+// readerModel returns the top-level "model" string of the body read from
+// r, of size bytes (0 or -1: unknown).
+func readerModel(r io.Reader, size int64) string {
 	w := modelWriterPool.Get().(*modelWriter)
-	*w = modelWriter{size: req.ContentLength}
-	if wt, ok := rc.(io.WriterTo); ok {
+	*w = modelWriter{size: size}
+	if wt, ok := r.(io.WriterTo); ok {
 		// bytes.Reader and strings.Reader (and io.NopCloser over them)
 		// write their remaining bytes in one call, without a copy.
 		wt.WriteTo(w)
 	} else {
 		w.s = getScanner(w.size)
-		w.s.ReadFrom(rc)
+		w.s.ReadFrom(r)
 	}
-	rc.Close()
 	if w.s != nil {
 		w.model = w.s.result()
 		modelScanPool.Put(w.s)

@@ -169,7 +169,9 @@ func WithRetryPolicy(f func(RetryEvent) bool) Option {
 
 // WithClassifier replaces [Classify] for this transport, for gateways whose
 // errors need rules of their own. f gets the response and up to 64 KiB of its
-// body; it must not read resp.Body. The default is Classify.
+// body, decoded when the base transport left it gzip- or deflate-encoded
+// (resp.Header still says how it came); it must not read resp.Body. The
+// default is Classify.
 func WithClassifier(f func(resp *http.Response, body []byte) Classification) Option {
 	return func(c *config) { c.classifier = f }
 }

@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -241,4 +244,206 @@ func TestSecretsNotInOwnErrors(t *testing.T) {
 		_, err := New(nilRT{}).RoundTrip(secretRequest(t, "http://gw.test"))
 		checkNoSecret(t, "nil response", err)
 	})
+}
+
+// Credentials that do not look like keys: a gateway that echoes them back
+// is only caught by knowing the request's own values. Each is at least 8
+// bytes (shorter values are not masked by value; see requestSecrets).
+var plainSecrets = []string{
+	"0a1b2c3d4e5f60718293a4b5c6d7e8f9", // api-key (Azure: 32 hex digits)
+	"S3CRETanthropicPlain01",           // x-api-key
+	"S3CRETgoogPlain01",                // x-goog-api-key
+	"S3CRETqueryKeyPlain01",            // ?key=
+	"S3CRETqueryApiKeyDash01",          // ?api-key=
+	"S3CRETaccessToken01",              // ?access_token=
+	"S3CRETcustomToken01",              // X-Custom-Token (any header named like a secret)
+	"S3CRETcookieSession01",            // Cookie
+	"S3CRETbasicPassword01",            // Authorization: Basic, decoded
+	"S3CRETbearerPlain01",              // Authorization: Bearer, not sk-…
+	"S3CRETuserinfoPw01",               // user:password@host
+}
+
+// plainSecretRequest returns a request to base carrying plainSecrets; basic
+// picks Basic over Bearer for the Authorization header.
+func plainSecretRequest(t *testing.T, base string, basic bool) *http.Request {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("user", plainSecrets[10])
+	u.Path = "/openai/deployments/gpt-4o/chat/completions"
+	u.RawQuery = "api-version=2024-10-21&key=" + plainSecrets[3] + "&api-key=" + plainSecrets[4] + "&access_token=" + plainSecrets[5]
+	req := newChatRequest(t, t.Context(), u.String())
+	req.Header.Set("api-key", plainSecrets[0])
+	req.Header.Set("x-api-key", plainSecrets[1])
+	req.Header.Set("x-goog-api-key", plainSecrets[2])
+	req.Header.Set("X-Custom-Token", plainSecrets[6])
+	req.Header.Set("Cookie", "theme=dark; session="+plainSecrets[7])
+	if basic {
+		req.SetBasicAuth("user", plainSecrets[8])
+	} else {
+		req.Header.Set("Authorization", "Bearer "+plainSecrets[9])
+	}
+	return req
+}
+
+// containsSecret returns the first of secrets that s contains, raw or
+// query-escaped.
+func containsSecret(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if strings.Contains(s, sec) || strings.Contains(s, url.QueryEscape(sec)) {
+			return sec
+		}
+	}
+	return ""
+}
+
+// recorded returns everything tel's spans hold as text: names, attributes,
+// statuses, events and their attributes.
+func recorded(tel *telemetry) string {
+	var b strings.Builder
+	for _, s := range tel.sr.Ended() {
+		fmt.Fprintf(&b, "%s %v %v\n", s.Name(), s.Attributes(), s.Status())
+		for _, e := range s.Events() {
+			fmt.Fprintf(&b, "  %s %v\n", e.Name, e.Attributes)
+		}
+	}
+	return b.String()
+}
+
+// checkRecordedNoSecret fails t if spans, metrics, retry events or err name
+// one of secrets.
+func checkRecordedNoSecret(t *testing.T, what string, tel *telemetry, events []RetryEvent, err error) {
+	t.Helper()
+	if s := containsSecret(recorded(tel), plainSecrets); s != "" {
+		t.Errorf("%s: spans record secret %q:\n%s", what, s, recorded(tel))
+	}
+	if s := containsSecret(fmt.Sprintf("%+v", tel.collect(t)), plainSecrets); s != "" {
+		t.Errorf("%s: metrics record secret %q", what, s)
+	}
+	for _, ev := range events {
+		text := ev.Classification.Message + " " + ev.Classification.Code + " " + ev.Classification.RequestID
+		if ev.Err != nil {
+			text += " " + ev.Err.Error()
+		}
+		if s := containsSecret(text, plainSecrets); s != "" {
+			t.Errorf("%s: retry event %q contains secret %q", what, text, s)
+		}
+	}
+	if err != nil {
+		if s := containsSecret(err.Error(), plainSecrets); s != "" {
+			t.Errorf("%s: error %q contains secret %q", what, err, s)
+		}
+	}
+}
+
+// TestSecretsEchoedByGateway: a gateway that echoes every credential it got
+// (headers, query, the decoded Basic password) in its error message, code
+// and request ID. Nothing the transport records or hands to hooks names
+// one, whatever its shape; the response itself goes back untouched.
+func TestSecretsEchoedByGateway(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		var echo []string
+		// Values alone, not "name: value": nothing for a pattern to find.
+		for _, k := range []string{"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "X-Custom-Token", "Cookie"} {
+			echo = append(echo, r.Header.Get(k))
+		}
+		if _, pw, ok := r.BasicAuth(); ok {
+			echo = append(echo, pw)
+		}
+		for _, vs := range r.URL.Query() {
+			echo = append(echo, vs...)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-Id", "req-"+r.Header.Get("Api-Key"))
+		w.WriteHeader(500)
+		fmt.Fprintf(w, `{"error":{"message":%q,"code":%q}}`, "invalid upstream credentials: "+strings.Join(echo, " , "), r.Header.Get("X-Api-Key"))
+	}))
+	defer srv.Close()
+	for _, basic := range []bool{false, true} {
+		tel := newTelemetry(t)
+		var log eventLog
+		tr := New(nil, tel.options(WithOnRetry(log.add), WithRetryBudget(0, 0))...)
+		resp, err := tr.RoundTrip(plainSecretRequest(t, srv.URL, basic))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 500 || !strings.Contains(string(body), plainSecrets[0]) {
+			t.Fatalf("got %d %q, want the gateway's 500 untouched", resp.StatusCode, body)
+		}
+		what := fmt.Sprintf("basic=%v", basic)
+		if len(log.all()) != DefaultMaxRetries {
+			t.Errorf("%s: %d retry events, want %d", what, len(log.all()), DefaultMaxRetries)
+		}
+		for _, ev := range log.all() {
+			if !strings.Contains(ev.Classification.Message, "invalid upstream credentials") {
+				t.Errorf("%s: message %q lost its text", what, ev.Classification.Message)
+			}
+		}
+		checkRecordedNoSecret(t, what, tel, log.all(), nil)
+	}
+}
+
+// TestSecretsNotInMiddlewareErrors: Middleware with http.Client.Do as next,
+// as openai-go's option.WithMiddleware runs it: a transport error arrives as
+// a *url.Error whose text holds the whole URL, ?key= included. The error
+// the caller gets, the retry events and the spans name no secret, and
+// errors.Is and errors.As still find what the error wraps.
+func TestSecretsNotInMiddlewareErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+	tel := newTelemetry(t)
+	var log eventLog
+	tr := New(nil, tel.options(WithOnRetry(log.add), WithRetryBudget(0, 0))...)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	_, err = tr.Middleware(plainSecretRequest(t, refused, false), client.Do)
+	if err == nil {
+		t.Fatal("got no error from a refused connection")
+	}
+	if len(log.all()) == 0 {
+		t.Error("no retry event to check")
+	}
+	checkRecordedNoSecret(t, "Middleware", tel, log.all(), err)
+	var ue *url.Error
+	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.As(err, &ue) {
+		t.Errorf("error %v: errors.Is(ECONNREFUSED) %v, errors.As(*url.Error) %v; want both", err, errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &ue))
+	}
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("error %q lost its text", err)
+	}
+}
+
+// TestRequestSecretsCollected: what requestSecrets collects from each place
+// a credential travels, and that values under minSecretLen are left out.
+func TestRequestSecretsCollected(t *testing.T) {
+	req := plainSecretRequest(t, "http://gw.test", true)
+	req.URL.Path = "/bot123456:S3CRETtelegramTok/sendMessage"
+	req.Header.Set("X-Short-Key", "abc123")            // too short to mask by value
+	req.Header.Set("X-Request-Id", "S3CRETnotASecret") // not named like a secret
+	got := requestSecrets(req)
+	for _, want := range append(slices.Clone(plainSecrets[:9]), "user:"+plainSecrets[8], plainSecrets[10], "123456:S3CRETtelegramTok") {
+		if !slices.Contains(got, want) {
+			t.Errorf("requestSecrets misses %q; got %q", want, got)
+		}
+	}
+	for _, not := range []string{"abc123", "S3CRETnotASecret", "user", "dark"} {
+		if slices.Contains(got, not) {
+			t.Errorf("requestSecrets collects %q", not)
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		if len(got[i]) > len(got[i-1]) {
+			t.Errorf("requestSecrets not longest first: %q", got)
+			break
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -583,7 +584,7 @@ var requestIDSpanHeaders = [...]struct {
 // to end when resp.Body reaches EOF or is closed.
 // canceled says that the caller gave up while the start of the body was
 // read, which is not the server's error.
-func (a attemptTrace) response(resp *http.Response, cl *Classification, canceled bool) {
+func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *secrets, canceled bool) {
 	if a.span == nil {
 		return
 	}
@@ -595,6 +596,13 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, canceled
 	id := cl.RequestID
 	for _, h := range requestIDSpanHeaders {
 		if v := resp.Header.Values(h.name); len(v) > 0 {
+			if cl.Class != ClassSuccess {
+				// An error response may echo the caller's key anywhere.
+				v = slices.Clone(v)
+				for i := range v {
+					v[i] = sec.maskValues(v[i])
+				}
+			}
 			attrs = append(attrs, h.key.StringSlice(v))
 			if id == "" {
 				id = v[0]

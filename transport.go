@@ -132,6 +132,7 @@ type call struct {
 	circ  callCircuit   // the call's standing with its circuit
 	out   outcome       // what the last attempt made says about the model
 	hint  time.Duration // the server's wait hint on the last attempt made
+	sec   secrets       // the request's credentials, to mask what leaves the transport
 
 	buffered   []byte // the body, when the transport buffered it
 	prefix     []byte // the start of a body too large to buffer, sent once before the rest
@@ -147,11 +148,21 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		}
 		return nil, errors.New("llmtransport: nil request or URL")
 	}
-	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true, out: outcomeExcluded}
+	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true, out: outcomeExcluded, sec: secrets{req: req}}
 	if err := c.prepareBody(); err != nil {
-		return nil, err
+		return nil, c.sec.maskErr(err)
 	}
-	c.key = circuitKey{host: req.URL.Host, model: requestModel(req, c.buffered)}
+	model, shared, err := findModel(req, c.buffered)
+	if shared != nil {
+		model, err = c.takeShared(shared)
+	}
+	if err != nil {
+		if !c.sent && req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, c.sec.maskErr(err)
+	}
+	c.key = circuitKey{host: req.URL.Host, model: model}
 	resp, first, made := c.quietFirst()
 	if made && first == nil {
 		t.budgets.of(c.key.host).settle(true, 0)
@@ -159,6 +170,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.run(first)
+	err = c.sec.maskErr(err)
 	if err != nil && c.ctx.Err() != nil {
 		// The caller cancelled, or its deadline passed: whatever the
 		// attempts said, the call's ending says nothing about the model.
@@ -203,6 +215,31 @@ func (c *call) prepareBody() error {
 	c.sent = true // the caller's body is closed; attempts read c.buffered
 	c.buffered = b
 	return nil
+}
+
+// takeShared reads the body from rc, which GetBody returned and which is
+// req.Body itself (see bodyModel): the bytes read are the ones sent, from
+// the buffer when the body is within the buffering limit, else first and
+// followed by the rest of req.Body, once. Retries replay the buffer, or go
+// through GetBody. It returns the model found in what was read.
+func (c *call) takeShared(rc io.ReadCloser) (string, error) {
+	req := c.req
+	limit := c.t.cfg.maxBufferedBody
+	b := make([]byte, 0, min(max(req.ContentLength, 512), limit)+1)
+	b, err := readAllInto(b, io.LimitReader(rc, limit+1))
+	if err != nil {
+		req.Body.Close()
+		c.sent = true
+		return "", fmt.Errorf("llmtransport: reading request body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		c.prefix = b
+		return bufferedModel(b, false), nil
+	}
+	req.Body.Close()
+	c.sent = true
+	c.buffered = b
+	return bufferedModel(b, true), nil
 }
 
 // readAllInto is io.ReadAll into b's spare capacity, which the caller sizes
