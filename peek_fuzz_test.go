@@ -59,24 +59,36 @@ func (s *chunkSource) Close() error {
 }
 
 // firstEventEnd is an independent statement of what firstEventComplete
-// decides: it returns the length of the shortest prefix of b that holds a
-// complete first event, or -1. An event is complete at a blank line that
-// follows a line that is neither blank nor a comment, counting only
-// complete lines (ended by LF, with an optional CR before it).
+// decides, after the event stream format: it returns the length of the
+// shortest prefix of b that holds the end of the first event that carries
+// data (a data field that is not blank), or -1. A BOM at the start is
+// dropped; a line ends at a CRLF, a LF or a CR, and is complete as soon as
+// the first byte of its end is there.
 func firstEventEnd(b []byte) int {
-	field, start := false, 0
+	start := 0
+	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+		start = 3
+	}
+	data := false
 	for {
-		i := bytes.IndexByte(b[start:], '\n')
+		i := bytes.IndexAny(b[start:], "\r\n")
 		if i < 0 {
 			return -1
 		}
-		line := strings.TrimSuffix(string(b[start:start+i]), "\r")
-		start += i + 1
-		switch {
-		case line == "" && field:
-			return start
-		case line != "" && !strings.HasPrefix(line, ":"):
-			field = true
+		line := string(b[start : start+i])
+		end := start + i + 1
+		start = end
+		if b[end-1] == '\r' && end < len(b) && b[end] == '\n' {
+			start++
+		}
+		if line == "" {
+			if data {
+				return end
+			}
+			continue
+		}
+		if name, value, _ := strings.Cut(line, ":"); name == "data" && strings.TrimSpace(value) != "" {
+			data = true
 		}
 	}
 }
@@ -101,6 +113,15 @@ func FuzzPeekSSE(f *testing.F) {
 		"data: a\r\ndata: b\r\n\r",
 		"data: a\rdata: b\r\r",
 		"id: 1\nretry: 10\n\n",
+		"retry: 3000\n\nid: 1\n\n: c\n\nevent: x\n\ndata: late\n\n",
+		"data:\n\ndata: \t \n\ndata\n\ndata: x\n\n",
+		"\xef\xbb\xbfdata: bom\n\n",
+		"\xef\xbb\xbf: c\r\rdata: bom\r\r",
+		"\xef\xbbdata: not a bom\n\ndata: x\n\n",
+		"data: a\r\ndata: b\r\n\r\n",
+		"data: a\r\r\n\ndata: b\n\n",
+		": c\r\ndata: a\r",
+		"{\"error\":{\"message\":\"in a 200\"}}",
 		"{\"error\":{\"message\":\"not a stream\"}}",
 		":" + strings.Repeat("x", maxPeek) + "\n\ndata: late\n\n",
 		strings.Repeat(": keep-alive\n\n", maxPeek/14+10),
@@ -120,8 +141,12 @@ func FuzzPeekSSE(f *testing.F) {
 			end = errSourceFailed
 		}
 		src := &chunkSource{data: data, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), end: end}
+		mode := peekBody
+		if stream {
+			mode = peekStream
+		}
 		var p peek
-		p.read(src, stream)
+		p.read(src, mode)
 		defer p.release()
 
 		if src.given > maxPeek || p.n != src.given {
@@ -199,7 +224,7 @@ func BenchmarkPeekDribbledStream(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		var p peek
-		p.read(&dribble{data}, true)
+		p.read(&dribble{data}, peekStream)
 		p.release()
 	}
 }
