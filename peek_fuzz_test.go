@@ -235,3 +235,94 @@ func firstEventComplete(b []byte) bool {
 	var sc eventScan
 	return sc.complete(b)
 }
+
+// FuzzSSEFraming checks that the framing of an event stream does not depend
+// on its line ends: the same lines, ended by LF, or by a random mix of LF,
+// CR and CRLF (and behind a BOM or not), have their first event (that
+// carries data) end after the same line, both in the reference and in the
+// peek's scan however the bytes are split between reads, and Classify
+// finds the same class in it.
+func FuzzSSEFraming(f *testing.F) {
+	for i, s := range []string{
+		"data: {}\n\n",
+		"retry: 3000\n\nid: 1\n\ndata: {\"choices\":[]}\n\n",
+		": ping\n\nevent: error\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+		"data: a\ndata: b\n\n",
+		"data\n\ndata:\n\ndata: x\n\n",
+		": PING\n\n{\"error\":{\"message\":\"raw\",\"code\":\"do_request_failed\"}}",
+		"event: message_start\ndata: {\"type\":\"message_start\"}\n\n",
+		"data: Number of choices must be greater than 0.\n\n",
+	} {
+		f.Add([]byte(s), uint64(i))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		lines := strings.Split(strings.ReplaceAll(string(data), "\r", ""), "\n")
+		var lf, mixed strings.Builder
+		if rng.IntN(4) == 0 {
+			mixed.WriteString("\ufeff")
+		}
+		for i, l := range lines {
+			lf.WriteString(l)
+			mixed.WriteString(l)
+			if i == len(lines)-1 {
+				break
+			}
+			lf.WriteString("\n")
+			end := []string{"\n", "\r", "\r\n"}[rng.IntN(3)]
+			if end == "\n" && l == "" && strings.HasSuffix(mixed.String(), "\r") {
+				end = "\r" // a CR, a blank line and a LF would be one CRLF
+			}
+			mixed.WriteString(end)
+		}
+		a, b := []byte(lf.String()), []byte(mixed.String())
+		ea, eb := firstEventEnd(a), firstEventEnd(b)
+		if (ea < 0) != (eb < 0) {
+			t.Fatalf("first event ends at %d of %q but at %d of %q", ea, a, eb, b)
+		}
+		if ea >= 0 {
+			na, nb := linesIn(a[:ea]), linesIn(b[:eb])
+			if na != nb {
+				t.Fatalf("first event ends after line %d of %q but after line %d of %q", na, a, nb, b)
+			}
+			a, b = a[:ea], b[:eb]
+		}
+		// The scan, fed in random pieces, completes exactly when the
+		// reference says.
+		var sc eventScan
+		for n := 0; n < len(b); {
+			n += 1 + rng.IntN(min(len(b)-n, 16))
+			if got, want := sc.complete(b[:n]), eb >= 0 && n >= eb; got != want {
+				t.Fatalf("scan of %q after %d bytes: complete %v, want %v", b, n, got, want)
+			}
+			if eb >= 0 && n >= eb {
+				break
+			}
+		}
+		if len(a) > maxPeek || len(b) > maxPeek {
+			return
+		}
+		resp := response(200, "", "Content-Type", "text/event-stream")
+		ca, cb := Classify(resp, a), Classify(resp, b)
+		if ca.Class != cb.Class || ca.Code != cb.Code || ca.Type != cb.Type {
+			t.Fatalf("Classify finds %v/%q/%q in %q but %v/%q/%q in %q", ca.Class, ca.Code, ca.Type, a, cb.Class, cb.Code, cb.Type, b)
+		}
+	})
+}
+
+// linesIn counts the line ends in b: CRLF, LF, or CR alone.
+func linesIn(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == '\n':
+			n++
+		case b[i] == '\r':
+			n++
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+		}
+	}
+	return n
+}
