@@ -24,7 +24,7 @@ type peek struct {
 	buf   *[]byte // from peekPool; nil when nothing was read
 	n     int     // bytes of *buf in use
 	whole bool    // the body was read to its end: (*buf)[:n] is all of it
-	clean bool    // a 2xx JSON head that is no error: to be put back at once
+	clean bool    // a 2xx head that is no error: to be put back at once
 	err   error   // read error other than io.EOF, if any
 }
 
@@ -163,8 +163,10 @@ func (p *peek) read(body io.Reader, mode peekMode) {
 			}
 		}
 	}
-	// A head that filled up before its first key was found is no error.
-	p.clean = mode == peekHead
+	// A head that filled up before its first key was found is no error;
+	// nor is a stream whose first event with data is longer than the peek:
+	// its cut-off start says nothing.
+	p.clean = mode == peekHead || (mode == peekStream && sc.inData(b))
 }
 
 // headVerdict is what the start of a 2xx JSON body says about it.
@@ -315,6 +317,13 @@ func (s *eventScan) take(line []byte) bool {
 		s.data = true
 	}
 	return false
+}
+
+// inData reports whether the scan of b, which it did not find complete,
+// stopped inside an event that carries data or in a data line.
+func (s *eventScan) inData(b []byte) bool {
+	name, value := sseField(b[s.line:])
+	return s.data || (string(name) == "data" && !blank(value))
 }
 
 // sseLineEnd returns the index of the first CR or LF in b, or -1.
