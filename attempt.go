@@ -110,8 +110,8 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 // class depends on its body, peeks at it.
 func (c *call) exchange(a *attemptResult, req *http.Request) {
 	a.resp, a.err = safeRoundTrip(c.base, req)
-	if a.err == nil && needsPeek(a.resp) {
-		a.peek.read(a.resp.Body, a.resp.StatusCode < 300)
+	if a.err == nil {
+		a.peek.take(req, a.resp)
 	}
 }
 
@@ -151,7 +151,8 @@ func (c *call) judge(a *attemptResult) {
 }
 
 // inspect classifies resp with the bytes peeked from its body. A successful
-// response whose body was not peeked is classified without reading it.
+// response whose body was not peeked (or only its JSON head, put back) is
+// classified without reading it.
 func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 	var cl Classification
 	switch {

@@ -107,8 +107,9 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 	}
 }
 
-// parseSSE walks an event stream up to its first event that carries data.
-// A line that starts with '{' or '[' outside any field (a JSON error a
+// parseSSE walks an event stream up to its first event that carries data,
+// with the lines and fields of the event stream format (sseLine, sseField),
+// as the transport's peek does (eventScan). A line that starts with '{' or '[' outside any field (a JSON error a
 // gateway appended after ": PING" keep-alives) is read as JSON to the end.
 func (bi *bodyInfo) parseSSE(body []byte) {
 	var (
@@ -142,14 +143,9 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 		return true
 	}
 	for pos := 0; pos < len(body); {
-		end := len(body)
-		next := end
-		if i := bytes.IndexByte(body[pos:], '\n'); i >= 0 {
-			end, next = pos+i, pos+i+1
-		}
-		line := bytes.TrimSuffix(body[pos:end], []byte{'\r'})
 		start := pos
-		pos = next
+		var line []byte
+		line, pos = sseLine(body, pos)
 		switch {
 		case len(line) == 0:
 			if dispatch() {
@@ -165,10 +161,7 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 				return
 			}
 		default:
-			name, value, _ := bytes.Cut(line, []byte{':'})
-			if len(value) > 0 && value[0] == ' ' {
-				value = value[1:]
-			}
+			name, value := sseField(line)
 			switch string(name) {
 			case "data":
 				dataN++

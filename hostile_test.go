@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -908,6 +909,71 @@ func TestHostileOddStatus(t *testing.T) {
 			}
 			if n := s.requestCount(); n < 1 || n > 1+DefaultMaxRetries {
 				t.Fatalf("server got %d attempts, want 1 to %d", n, 1+DefaultMaxRetries)
+			}
+		})
+	}
+}
+
+// TestHostileLongFirstLine: a healthy stream whose first event is one data
+// line longer than the peek (plain text, or JSON such as an inline image)
+// goes back after one attempt, byte for byte: a first event the peek could
+// not see the end of is not judged by its cut-off start.
+func TestHostileLongFirstLine(t *testing.T) {
+	for _, first := range []string{
+		"data: " + strings.Repeat("word ", maxPeek/4) + "\n\n",
+		"data: {\"candidates\":[{\"content\":{\"parts\":[{\"inlineData\":{\"data\":\"" + strings.Repeat("A", maxPeek*2) + "\"}}]}}]}\n\n",
+	} {
+		checkLeaks(t)
+		var requests atomic.Int32
+		srv, _, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			requests.Add(1)
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, first+"data: [DONE]\n\n")
+		})
+		resp, err := New(base, fastRetries()...).RoundTrip(newChatRequest(t, t.Context(), srv.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != first+"data: [DONE]\n\n" {
+			t.Fatalf("read %d bytes (%v), want the %d the server sent", len(got), err, len(first)+14)
+		}
+		if n := requests.Load(); n != 1 || resp.Header.Get("X-Should-Retry") != "" {
+			t.Fatalf("%.20q…: server got %d requests, X-Should-Retry %q; want 1 and none", first, n, resp.Header.Get("X-Should-Retry"))
+		}
+	}
+}
+
+// rwcBody is the body of a 101 Switching Protocols: it can be written to.
+type rwcBody struct {
+	io.Reader
+	read bool
+}
+
+func (b *rwcBody) Read(p []byte) (int, error)  { b.read = true; return b.Reader.Read(p) }
+func (b *rwcBody) Write(p []byte) (int, error) { return len(p), nil }
+func (b *rwcBody) Close() error                { return nil }
+
+// TestHostileInformationalStatus: a 1xx response (a 101 that switched
+// protocols, whatever its Content-Type says) goes back with its body
+// unread and still writable, after one attempt.
+func TestHostileInformationalStatus(t *testing.T) {
+	for _, ct := range []string{"text/event-stream", "application/json"} {
+		synctest.Test(t, func(t *testing.T) {
+			body := &rwcBody{Reader: strings.NewReader("{\"error\":{}}\n\ndata: x\n\n")}
+			f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+				r := response(101, "", "Content-Type", ct, "Upgrade", "websocket")
+				r.Body, r.ContentLength = body, -1
+				return r, nil
+			}}
+			resp, err := New(f).RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/realtime"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := resp.Body.(io.ReadWriteCloser); !ok || body.read || f.attempts() != 1 {
+				t.Fatalf("%s: body %T (read %v) after %d attempts, want the writable body unread after 1", ct, resp.Body, body.read, f.attempts())
 			}
 		})
 	}

@@ -64,3 +64,35 @@ func BenchmarkLayersOverheadParallel(b *testing.B) {
 		})
 	})
 }
+
+// cannedJSONRT answers every request at once with a 200 carrying a 1 KB
+// chat completion, typed JSON, so that a benchmark through it measures what
+// looking at a success body's first key costs.
+type cannedJSONRT struct{}
+
+// cannedCompletion is a 1 KB chat completion.
+var cannedCompletion = `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"` + strings.Repeat("a", 900) + `"},"finish_reason":"stop"}]}`
+
+func (cannedJSONRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	return &http.Response{
+		StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(cannedCompletion)), ContentLength: int64(len(cannedCompletion)),
+	}, nil
+}
+
+// BenchmarkLayersOverheadJSON is BenchmarkLayersOverhead with a 1 KB JSON
+// completion to read: the first bytes of its body are looked at (to tell a
+// completion from an error inside a 200) and put back.
+func BenchmarkLayersOverheadJSON(b *testing.B) {
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		for b.Loop() {
+			overheadRoundTrip(rt)
+		}
+	}
+	b.Run("bare", func(b *testing.B) { run(b, cannedJSONRT{}) })
+	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedJSONRT{})) })
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 )
 
@@ -25,6 +24,7 @@ type peek struct {
 	buf   *[]byte // from peekPool; nil when nothing was read
 	n     int     // bytes of *buf in use
 	whole bool    // the body was read to its end: (*buf)[:n] is all of it
+	clean bool    // a 2xx head that is no error: to be put back at once
 	err   error   // read error other than io.EOF, if any
 }
 
@@ -45,24 +45,78 @@ func (p *peek) release() {
 
 // isEventStream reports whether resp is a server-sent event stream.
 func isEventStream(resp *http.Response) bool {
-	var ct string
-	if v := resp.Header["Content-Type"]; len(v) > 0 { // canonical already: no Get
-		ct = v[0]
-	}
-	return len(ct) >= 17 && strings.EqualFold(ct[:17], "text/event-stream")
+	return hasPrefixFold(contentType(resp), "text/event-stream")
 }
 
-// needsPeek reports whether resp's body must be looked at to classify it:
-// an error status, or a successful event stream whose first event may be an
-// error. Other successful bodies flow through unread.
-func needsPeek(resp *http.Response) bool {
-	return resp.StatusCode >= 400 || (resp.StatusCode < 300 && isEventStream(resp))
+// contentType returns resp's Content-Type header, or "".
+func contentType(resp *http.Response) string {
+	if v := resp.Header["Content-Type"]; len(v) > 0 { // canonical already: no Get
+		return v[0]
+	}
+	return ""
+}
+
+// peekMode is how much of a response's body the transport reads before
+// classifying it.
+type peekMode uint8
+
+const (
+	peekNone   peekMode = iota // nothing: the status says it all, or there is no body to read
+	peekBody                   // an error body: up to maxPeek bytes
+	peekStream                 // a 2xx event stream: up to the end of its first event with data
+	peekHead                   // a 2xx body typed JSON: its first key, and on (up to maxPeek) only when that is an error
+)
+
+// peekModeOf returns how much of resp's body, the answer to req, must be
+// read to classify resp. A response with no body to read (to a HEAD, a 1xx,
+// 204 or 304, or http.NoBody, which a Content-Length of 0 gives) is never
+// read: its status says it all.
+func peekModeOf(req *http.Request, resp *http.Response) peekMode {
+	s := resp.StatusCode
+	switch {
+	case resp.Body == http.NoBody || req.Method == http.MethodHead ||
+		s < 200 || s == http.StatusNoContent || s == http.StatusNotModified:
+		return peekNone
+	case s >= 400:
+		return peekBody
+	case s >= 300:
+		return peekNone
+	}
+	ct := contentType(resp)
+	switch {
+	case hasPrefixFold(ct, "text/event-stream"):
+		return peekStream
+	case hasPrefixFold(ct, "application/json") || containsFold(ct, "json"):
+		return peekHead
+	}
+	return peekNone
+}
+
+// headLen is how many bytes of a 2xx JSON body are read to find its first
+// key: enough for the key and the start of its value, whatever the
+// indentation; a key not found there is not an error.
+const headLen = 64
+
+// take reads from the front of resp's body, the answer to req, what
+// classifying resp needs (see peekModeOf). A 2xx JSON body whose first key
+// says it is no error is put back at once: resp.Body re-delivers the bytes
+// read, and p stays empty, so that the response goes back as a success.
+func (p *peek) take(req *http.Request, resp *http.Response) {
+	mode := peekModeOf(req, resp)
+	if mode == peekNone {
+		return
+	}
+	p.read(resp.Body, mode)
+	if p.clean {
+		p.restore(resp)
+	}
 }
 
 // read fills the peek from body: for an event stream, up to the end of the
-// first event that is not a comment (or up to its end, or maxPeek bytes);
-// otherwise up to maxPeek bytes.
-func (p *peek) read(body io.Reader, stream bool) {
+// first event that carries data (or up to its end, or maxPeek bytes); for
+// a JSON head, up to the first key (at most headLen bytes), then on as for
+// an error body when that key says error; otherwise up to maxPeek bytes.
+func (p *peek) read(body io.Reader, mode peekMode) {
 	p.buf = peekPool.Get().(*[]byte)
 	b := *p.buf
 	defer func() {
@@ -72,63 +126,249 @@ func (p *peek) read(body io.Reader, stream bool) {
 			p.err = fmt.Errorf("llmtransport: response body panicked: %v", v)
 		}
 	}()
+	limit := len(b)
+	if mode == peekHead {
+		limit = headLen
+	}
 	var sc eventScan
-	for p.n < len(b) {
-		m, err := body.Read(b[p.n:])
-		if m < 0 || m > len(b)-p.n {
+	for p.n < limit {
+		m, err := body.Read(b[p.n:limit])
+		if m < 0 || m > limit-p.n {
 			p.err = errBadRead
 			return
 		}
 		p.n += m
-		if err == io.EOF {
-			p.whole = true
-			return
-		}
 		if err != nil {
-			p.err = err
+			// The end of a JSON head, or a break in it, goes back to the
+			// caller with its bytes unless they are an error.
+			p.whole, p.err = err == io.EOF, err
+			if p.whole {
+				p.err = nil
+			}
+			p.clean = mode == peekHead && firstKey(b[:p.n]) != headError
 			return
 		}
-		if stream && sc.complete(b[:p.n]) {
-			return
+		switch mode {
+		case peekStream:
+			if sc.complete(b[:p.n]) {
+				return
+			}
+		case peekHead:
+			switch firstKey(b[:p.n]) {
+			case headClean:
+				p.clean = true
+				return
+			case headError:
+				mode, limit = peekBody, len(b)
+			}
 		}
 	}
+	// A head that filled up before its first key was found is no error;
+	// nor is a stream whose first event with data is longer than the peek:
+	// its cut-off start says nothing.
+	p.clean = mode == peekHead || (mode == peekStream && sc.inData(b))
 }
 
-// eventScan looks for the end of the first SSE event in a buffer that grows
-// between calls, looking at each byte once however the buffer grows: a
-// stream that arrives a byte at a time costs linear time, not quadratic.
+// headVerdict is what the start of a 2xx JSON body says about it.
+type headVerdict uint8
+
+const (
+	headMore  headVerdict = iota // too little to say: read on
+	headClean                    // not an error (or not JSON): hand it back
+	headError                    // its first key is an error: read it as an error body
+)
+
+// firstKey judges a 2xx JSON body by its start b: an object whose first key
+// is "error" with an object or string value, or "type" or "object" with the
+// value "error", is an error. Anything else (another first key, an array,
+// not JSON, only whitespace so far) is not: a body is not held back to wait
+// for more than its first key. b never needs to be longer than headLen.
+func firstKey(b []byte) headVerdict {
+	if n := min(len(b), len(bom)); string(b[:n]) == bom[:n] {
+		if n < len(bom) {
+			return headMore
+		}
+		b = b[n:]
+	}
+	i := skipJSONSpace(b, 0)
+	switch {
+	case i == len(b) && len(b) == 0:
+		return headMore
+	case i == len(b):
+		return headClean // only whitespace so far: a keep-alive, not an error
+	case b[i] != '{':
+		return headClean
+	}
+	i = skipJSONSpace(b, i+1)
+	if i == len(b) {
+		return headMore
+	}
+	if b[i] != '"' {
+		return headClean
+	}
+	j := bytes.IndexByte(b[i+1:], '"')
+	if j < 0 {
+		return headMore
+	}
+	key := b[i+1 : i+1+j]
+	if string(key) != "error" && string(key) != "type" && string(key) != "object" {
+		return headClean
+	}
+	i = skipJSONSpace(b, i+2+j)
+	if i == len(b) {
+		return headMore
+	}
+	if b[i] != ':' {
+		return headClean
+	}
+	i = skipJSONSpace(b, i+1)
+	v := b[i:]
+	switch {
+	case len(v) == 0:
+		return headMore
+	case string(key) == "error" && (v[0] == '{' || v[0] == '"'):
+		return headError
+	case string(key) == "error":
+		return headClean // null, or a value no error is written as
+	case len(v) < len(`"error"`) && string(v) == `"error"`[:len(v)]:
+		return headMore
+	case len(v) >= len(`"error"`) && string(v[:len(`"error"`)]) == `"error"`:
+		return headError
+	}
+	return headClean
+}
+
+// skipJSONSpace returns the index of the first byte of b at or after i that
+// is not JSON whitespace, or len(b).
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && isJSONSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// eventScan looks for the end of the first SSE event that carries data in
+// a buffer that grows between calls, looking at each byte once however the
+// buffer grows: a stream that arrives a byte at a time costs linear time,
+// not quadratic. Lines end as the event stream format says: at a CRLF, a
+// LF or a CR alone; a BOM at the start of the stream is dropped. Comments
+// and events without data (only retry:, id: or event: fields) are skipped,
+// as an event stream client skips them: they are not the first event.
 type eventScan struct {
-	line  int  // start of the line not yet ended
-	seen  int  // bytes already searched for a line end
-	field bool // a line with a field was seen
+	line    int  // start of the line not yet ended
+	seen    int  // bytes already searched for a line end
+	started bool // the BOM check at the start of the stream is done
+	skipLF  bool // the last line ended with a CR at the end of the buffer: a LF next is part of its end
+	data    bool // the event being read has a data field that is not blank
 }
 
 // complete reports whether b, which extends the b of the previous call,
-// holds a whole event that is not only comments.
+// holds the end of an event that carries data.
 func (s *eventScan) complete(b []byte) bool {
+	if !s.started {
+		if n := min(len(b), len(bom)); string(b[:n]) == bom[:n] {
+			if n < len(bom) {
+				return false // maybe a BOM: wait for the rest of it
+			}
+			s.line, s.seen = n, n
+		}
+		s.started = true
+	}
 	for {
-		i := bytes.IndexByte(b[s.seen:], '\n')
+		if s.skipLF && s.seen < len(b) {
+			s.skipLF = false
+			if b[s.seen] == '\n' {
+				s.seen++
+				s.line = s.seen
+			}
+		}
+		i := sseLineEnd(b[s.seen:])
 		if i < 0 {
 			s.seen = len(b)
 			return false
 		}
 		end := s.seen + i
-		line := b[s.line:end]
-		s.line, s.seen = end+1, end+1
-		if len(line) > 0 && line[len(line)-1] == '\r' {
-			line = line[:len(line)-1]
-		}
-		switch {
-		case len(line) == 0:
-			if s.field {
-				return true
+		next := end + 1
+		if b[end] == '\r' {
+			switch {
+			case next == len(b):
+				s.skipLF = true // a CRLF may be split across reads
+			case b[next] == '\n':
+				next++
 			}
-		case line[0] == ':':
-		default:
-			s.field = true
+		}
+		line := b[s.line:end]
+		s.line, s.seen = next, next
+		if s.take(line) {
+			return true
 		}
 	}
 }
+
+// take records one line of an event, and reports whether it ended an event
+// that carries data.
+func (s *eventScan) take(line []byte) bool {
+	if len(line) == 0 {
+		done := s.data
+		s.data = false
+		return done
+	}
+	if name, value := sseField(line); string(name) == "data" && !blank(value) {
+		s.data = true
+	}
+	return false
+}
+
+// inData reports whether the scan of b, which it did not find complete,
+// stopped inside an event that carries data or in a data line.
+func (s *eventScan) inData(b []byte) bool {
+	name, value := sseField(b[s.line:])
+	return s.data || (string(name) == "data" && !blank(value))
+}
+
+// sseLineEnd returns the index of the first CR or LF in b, or -1.
+func sseLineEnd(b []byte) int {
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// sseLine returns the line of a whole event stream b that starts at pos,
+// without its end (CRLF, LF or CR), and where the next line starts. The
+// last line may have no end.
+func sseLine(b []byte, pos int) (line []byte, next int) {
+	i := sseLineEnd(b[pos:])
+	if i < 0 {
+		return b[pos:], len(b)
+	}
+	end := pos + i
+	next = end + 1
+	if b[end] == '\r' && next < len(b) && b[next] == '\n' {
+		next++
+	}
+	return b[pos:end], next
+}
+
+// sseField splits a line that is not blank into its field name and value,
+// as the event stream format does: a comment (a line starting with a colon)
+// has no name; a line without a colon is a name with an empty value; one
+// space after the colon is not part of the value.
+func sseField(line []byte) (name, value []byte) {
+	if len(line) > 0 && line[0] == ':' {
+		return nil, nil
+	}
+	name, value, _ = bytes.Cut(line, []byte{':'})
+	if len(value) > 0 && value[0] == ' ' {
+		value = value[1:]
+	}
+	return name, value
+}
+
+// blank reports whether b is empty or only white space.
+func blank(b []byte) bool { return len(bytes.TrimSpace(b)) == 0 }
 
 // restore puts the peeked bytes back in front of the rest of resp's body, so
 // that the caller reads exactly what the server sent. A body that was read
@@ -138,7 +378,12 @@ func (p *peek) restore(resp *http.Response) {
 	if p.buf == nil {
 		return
 	}
-	rb := &replayBody{prefix: bytes.Clone(p.bytes())}
+	rb := &replayBody{}
+	if p.n <= len(rb.small) {
+		rb.prefix = rb.small[:copy(rb.small[:], p.bytes())] // one allocation for a JSON head
+	} else {
+		rb.prefix = bytes.Clone(p.bytes())
+	}
 	switch {
 	case p.whole:
 		resp.Body.Close()
@@ -168,6 +413,7 @@ type replayBody struct {
 	prefix []byte
 	rest   io.ReadCloser // nil when prefix is the whole body
 	err    error         // returned after prefix when rest is nil
+	small  [headLen]byte // holds prefix when it is short
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {

@@ -59,24 +59,36 @@ func (s *chunkSource) Close() error {
 }
 
 // firstEventEnd is an independent statement of what firstEventComplete
-// decides: it returns the length of the shortest prefix of b that holds a
-// complete first event, or -1. An event is complete at a blank line that
-// follows a line that is neither blank nor a comment, counting only
-// complete lines (ended by LF, with an optional CR before it).
+// decides, after the event stream format: it returns the length of the
+// shortest prefix of b that holds the end of the first event that carries
+// data (a data field that is not blank), or -1. A BOM at the start is
+// dropped; a line ends at a CRLF, a LF or a CR, and is complete as soon as
+// the first byte of its end is there.
 func firstEventEnd(b []byte) int {
-	field, start := false, 0
+	start := 0
+	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
+		start = 3
+	}
+	data := false
 	for {
-		i := bytes.IndexByte(b[start:], '\n')
+		i := bytes.IndexAny(b[start:], "\r\n")
 		if i < 0 {
 			return -1
 		}
-		line := strings.TrimSuffix(string(b[start:start+i]), "\r")
-		start += i + 1
-		switch {
-		case line == "" && field:
-			return start
-		case line != "" && !strings.HasPrefix(line, ":"):
-			field = true
+		line := string(b[start : start+i])
+		end := start + i + 1
+		start = end
+		if b[end-1] == '\r' && end < len(b) && b[end] == '\n' {
+			start++
+		}
+		if line == "" {
+			if data {
+				return end
+			}
+			continue
+		}
+		if name, value, _ := strings.Cut(line, ":"); name == "data" && strings.TrimSpace(value) != "" {
+			data = true
 		}
 	}
 }
@@ -101,6 +113,15 @@ func FuzzPeekSSE(f *testing.F) {
 		"data: a\r\ndata: b\r\n\r",
 		"data: a\rdata: b\r\r",
 		"id: 1\nretry: 10\n\n",
+		"retry: 3000\n\nid: 1\n\n: c\n\nevent: x\n\ndata: late\n\n",
+		"data:\n\ndata: \t \n\ndata\n\ndata: x\n\n",
+		"\xef\xbb\xbfdata: bom\n\n",
+		"\xef\xbb\xbf: c\r\rdata: bom\r\r",
+		"\xef\xbbdata: not a bom\n\ndata: x\n\n",
+		"data: a\r\ndata: b\r\n\r\n",
+		"data: a\r\r\n\ndata: b\n\n",
+		": c\r\ndata: a\r",
+		"{\"error\":{\"message\":\"in a 200\"}}",
 		"{\"error\":{\"message\":\"not a stream\"}}",
 		":" + strings.Repeat("x", maxPeek) + "\n\ndata: late\n\n",
 		strings.Repeat(": keep-alive\n\n", maxPeek/14+10),
@@ -120,8 +141,12 @@ func FuzzPeekSSE(f *testing.F) {
 			end = errSourceFailed
 		}
 		src := &chunkSource{data: data, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), end: end}
+		mode := peekBody
+		if stream {
+			mode = peekStream
+		}
 		var p peek
-		p.read(src, stream)
+		p.read(src, mode)
 		defer p.release()
 
 		if src.given > maxPeek || p.n != src.given {
@@ -199,7 +224,7 @@ func BenchmarkPeekDribbledStream(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		var p peek
-		p.read(&dribble{data}, true)
+		p.read(&dribble{data}, peekStream)
 		p.release()
 	}
 }
@@ -209,4 +234,95 @@ func BenchmarkPeekDribbledStream(b *testing.B) {
 func firstEventComplete(b []byte) bool {
 	var sc eventScan
 	return sc.complete(b)
+}
+
+// FuzzSSEFraming checks that the framing of an event stream does not depend
+// on its line ends: the same lines, ended by LF, or by a random mix of LF,
+// CR and CRLF (and behind a BOM or not), have their first event (that
+// carries data) end after the same line, both in the reference and in the
+// peek's scan however the bytes are split between reads, and Classify
+// finds the same class in it.
+func FuzzSSEFraming(f *testing.F) {
+	for i, s := range []string{
+		"data: {}\n\n",
+		"retry: 3000\n\nid: 1\n\ndata: {\"choices\":[]}\n\n",
+		": ping\n\nevent: error\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+		"data: a\ndata: b\n\n",
+		"data\n\ndata:\n\ndata: x\n\n",
+		": PING\n\n{\"error\":{\"message\":\"raw\",\"code\":\"do_request_failed\"}}",
+		"event: message_start\ndata: {\"type\":\"message_start\"}\n\n",
+		"data: Number of choices must be greater than 0.\n\n",
+	} {
+		f.Add([]byte(s), uint64(i))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		lines := strings.Split(strings.ReplaceAll(string(data), "\r", ""), "\n")
+		var lf, mixed strings.Builder
+		if rng.IntN(4) == 0 {
+			mixed.WriteString("\ufeff")
+		}
+		for i, l := range lines {
+			lf.WriteString(l)
+			mixed.WriteString(l)
+			if i == len(lines)-1 {
+				break
+			}
+			lf.WriteString("\n")
+			end := []string{"\n", "\r", "\r\n"}[rng.IntN(3)]
+			if end == "\n" && l == "" && strings.HasSuffix(mixed.String(), "\r") {
+				end = "\r" // a CR, a blank line and a LF would be one CRLF
+			}
+			mixed.WriteString(end)
+		}
+		a, b := []byte(lf.String()), []byte(mixed.String())
+		ea, eb := firstEventEnd(a), firstEventEnd(b)
+		if (ea < 0) != (eb < 0) {
+			t.Fatalf("first event ends at %d of %q but at %d of %q", ea, a, eb, b)
+		}
+		if ea >= 0 {
+			na, nb := linesIn(a[:ea]), linesIn(b[:eb])
+			if na != nb {
+				t.Fatalf("first event ends after line %d of %q but after line %d of %q", na, a, nb, b)
+			}
+			a, b = a[:ea], b[:eb]
+		}
+		// The scan, fed in random pieces, completes exactly when the
+		// reference says.
+		var sc eventScan
+		for n := 0; n < len(b); {
+			n += 1 + rng.IntN(min(len(b)-n, 16))
+			if got, want := sc.complete(b[:n]), eb >= 0 && n >= eb; got != want {
+				t.Fatalf("scan of %q after %d bytes: complete %v, want %v", b, n, got, want)
+			}
+			if eb >= 0 && n >= eb {
+				break
+			}
+		}
+		if len(a) > maxPeek || len(b) > maxPeek {
+			return
+		}
+		resp := response(200, "", "Content-Type", "text/event-stream")
+		ca, cb := Classify(resp, a), Classify(resp, b)
+		if ca.Class != cb.Class || ca.Code != cb.Code || ca.Type != cb.Type {
+			t.Fatalf("Classify finds %v/%q/%q in %q but %v/%q/%q in %q", ca.Class, ca.Code, ca.Type, a, cb.Class, cb.Code, cb.Type, b)
+		}
+	})
+}
+
+// linesIn counts the line ends in b: CRLF, LF, or CR alone.
+func linesIn(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == '\n':
+			n++
+		case b[i] == '\r':
+			n++
+			if i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+		}
+	}
+	return n
 }

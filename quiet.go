@@ -33,16 +33,17 @@ func (c *call) quietFirst() (resp *http.Response, first *attemptResult, made boo
 	}
 	c.sent = true // what request(0) does when there is no body of ours and no context to change
 	resp, err := safeRoundTrip(c.base, c.req)
-	if err == nil && resp.StatusCode < 400 && !needsPeek(resp) {
+	var p peek
+	if err == nil {
+		p.take(c.req, resp) // what exchange does
+	}
+	if err == nil && resp.StatusCode < 400 && p.buf == nil {
 		// A success, as judge would find it (inspect does not read or
 		// classify such a response).
 		t.circuits.settle(c.ctx, &c.circ, outcomeSuccess, 0)
 		return resp, nil, true
 	}
-	a := &attemptResult{resp: resp, err: err}
-	if err == nil && needsPeek(resp) {
-		a.peek.read(resp.Body, resp.StatusCode < 300)
-	}
+	a := &attemptResult{resp: resp, err: err, peek: p}
 	c.judge(a)
 	return nil, a, true
 }

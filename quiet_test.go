@@ -69,6 +69,20 @@ func TestQuietFirstAgreesWithTheLoop(t *testing.T) {
 			}
 			return sse("data: {\"choices\":[]}\n\ndata: [DONE]\n\n"), nil
 		}, 200, 2, "", 0},
+		{"error inside a 200", func(i int) (*http.Response, error) {
+			if i == 0 {
+				return response(200, `{"error":{"message":"upstream error: do request failed","type":"new_api_error","code":"do_request_failed"}}`), nil
+			}
+			return response(200, `{"id":"chatcmpl-1","choices":[]}`), nil
+		}, 200, 2, "", 0},
+		{"stream without data first", func(int) (*http.Response, error) {
+			r := sse("retry: 3000\n\nid: 1\n\ndata: {\"choices\":[]}\n\ndata: [DONE]\n\n")
+			r.ContentLength = -1
+			return r, nil
+		}, 200, 1, "", 0},
+		{"stream with lone CRs", func(int) (*http.Response, error) {
+			return sse(": ping\rdata: {\"choices\":[]}\r\rdata: [DONE]\r\r"), nil
+		}, 200, 1, "", 0},
 		{"reset, then success", func(i int) (*http.Response, error) {
 			if i == 0 {
 				return nil, syscall.ECONNRESET

@@ -15,8 +15,11 @@
 //	logical span → retry loop (budget, cooldown, backoff)
 //	  → per-model circuit → attempt span → base transport → classify
 //
-// Successful bodies, streamed or not, flow through unread. Error bodies are
-// read (at most 64 KiB) to classify them and handed back intact.
+// Successful bodies, streamed or not, flow through unbuffered: of a stream
+// only its first event with data is peeked, of a JSON body only its first
+// key, and those bytes are re-delivered. Error bodies (and a 2xx JSON body
+// whose first key is "error") are read (at most 64 KiB) to classify them
+// and handed back intact.
 package llmtransport
 
 import (
