@@ -69,7 +69,8 @@ func WithMaxRetries(n int) Option {
 
 // WithMaxRetryWait sets the longest server-requested wait that is honoured.
 // A response asking for a longer wait is not retried: it goes back to the
-// caller at once. The default is [DefaultMaxRetryWait] (120 s). Values ≤ 0
+// caller at once. No wait before a retry is longer: the jitter added to a
+// hint, and the backoff without one, stop at it. The default is [DefaultMaxRetryWait] (120 s). Values ≤ 0
 // are ignored.
 func WithMaxRetryWait(d time.Duration) Option {
 	return func(c *config) {

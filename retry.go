@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -38,18 +39,32 @@ type RetryEvent struct {
 	Reason string
 }
 
-// backoff returns the wait before retry n (from 0): the server's hint when
-// it gave one, lengthened by up to 20 % so that callers it throttled do not
-// return in step, and otherwise full jitter over base·2ⁿ capped at max.
-func backoff(n int, hint, base, max time.Duration) time.Duration {
+// backoff returns the wait before retry n (from 0), never more than limit
+// (the longest wait the transport honours, [WithMaxRetryWait]): the
+// server's hint when it gave one, lengthened by up to 20 % so that callers
+// it throttled do not return in step but never past limit, and otherwise
+// full jitter over base·2ⁿ capped at max (and limit). A hint above limit is
+// the caller's to refuse (decide does), not backoff's to shorten.
+func backoff(n int, hint, base, max, limit time.Duration) time.Duration {
 	if hint > 0 {
-		return hint + rand.N(hint/5+1)
+		return hint + jitter(min(hint/5, limit-hint))
 	}
-	d := max
+	d := min(max, limit)
 	if n < 32 {
-		if e := base << n; e > 0 && e < max {
+		if e := base << n; e > 0 && e < d {
 			d = e
 		}
+	}
+	return jitter(d)
+}
+
+// jitter returns a random duration in [0, d], or 0 when d ≤ 0.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	if d == math.MaxInt64 {
+		return rand.N(d) // [0, d): d+1 would overflow
 	}
 	return rand.N(d + 1)
 }
@@ -211,7 +226,7 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if hint > t.cfg.maxRetryWait {
 		return 0, false
 	}
-	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax)
+	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax, t.cfg.maxRetryWait)
 	if hint > 0 {
 		ev.WaitSource = a.cl.RetryAfterSource
 	}

@@ -35,7 +35,8 @@ import (
 // at most [WithMaxRetries] times and within the retry budget. The wait
 // before a retry is the server's hint (Retry-After, retry-after-ms, reset
 // headers, hints in the body) lengthened by up to 20 %, or else full-jitter
-// exponential backoff. A hint above [WithMaxRetryWait], or a wait that would
+// exponential backoff; neither ever waits longer than [WithMaxRetryWait].
+// A hint above [WithMaxRetryWait], or a wait that would
 // end after the request's deadline, is not waited for: the response goes
 // back at once. After the last attempt the caller gets the real last
 // response, body intact, with the header X-Should-Retry: false so that an
