@@ -80,9 +80,9 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	}
 	req = span.inject(req)
 
-	c.exchange(a, req)
-	if stop != nil {
-		if !stop() && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
+	fired := c.exchange(a, req, stop)
+	if cancel != nil {
+		if fired && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
 			// The timer fired after the headers came: the body is cancelled.
 			a.peek.err = context.Cause(ctx)
 		}
@@ -108,11 +108,30 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 
 // exchange sends req through the base transport and, when the response's
 // class depends on its body, peeks at it.
-func (c *call) exchange(a *attemptResult, req *http.Request) {
+//
+// stop, when not nil, stops the attempt's first-byte timer, and exchange
+// reports whether the timer had fired by then. The timer bounds the
+// response headers and, for a successful event stream, its first event:
+// nothing else. It is stopped as soon as the headers of any other response
+// are in, so that an error body that comes after its headers is read whole
+// and classified by its code, not cut by the timer. That peek (at most 64
+// KiB) is bounded by the request's context, like any read of the body.
+func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (fired bool) {
 	a.resp, a.err = safeRoundTrip(c.base, req)
-	if a.err == nil && needsPeek(a.resp) {
+	if a.err != nil {
+		return stop != nil && !stop()
+	}
+	stream := a.resp.StatusCode < 300 && isEventStream(a.resp)
+	if stop != nil && !stream {
+		fired, stop = !stop(), nil
+	}
+	if needsPeek(a.resp) {
 		a.peek.read(a.resp.Body, a.resp.StatusCode < 300)
 	}
+	if stop != nil {
+		fired = !stop()
+	}
+	return fired
 }
 
 // judge classifies what exchange got, and what it means to the circuit.

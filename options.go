@@ -129,7 +129,10 @@ func WithMaxBufferedBody(n int64) Option {
 // WithFirstByteTimeout bounds each attempt's wait for its response headers
 // (and, for a 200 event stream, its first event). An attempt that times out
 // is classified as timeout and retried like one. The default is 0: no limit
-// besides the request's context.
+// besides the request's context. It bounds nothing else: the body of an
+// error response, read (at most 64 KiB) to classify it, may come after its
+// headers and is then bounded by the request's context only, and so are
+// the bodies the caller reads.
 func WithFirstByteTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d >= 0 {
