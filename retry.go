@@ -128,7 +128,7 @@ func isDNSNotFound(err error) bool {
 func (c *call) run(first *attemptResult) (*http.Response, Classification, int, error) {
 	t := c.t
 	var (
-		prev   *http.Response // the previous response, read whole, kept to hand back
+		prev   *http.Response // the last response, kept (see keep) to hand back
 		prevP  peek
 		prevCl Classification
 	)
@@ -177,7 +177,9 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 				return nil, prevCl, n, gerr
 			}
 		}
-		dropPrev()
+		if a.err == nil {
+			dropPrev() // a newer response replaces it
+		}
 		if a.err == nil && a.out == outcomeSuccess && a.peek.buf == nil {
 			// The common case, in short: nothing to retry, nothing
 			// to put back.
@@ -191,22 +193,53 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 		wait, ok := c.decide(n, &a)
 		if !ok {
 			if a.err != nil {
+				if prev != nil && c.ctx.Err() == nil {
+					// A response came back before this transport error:
+					// the caller gets that, the server's last word, and
+					// an SDK above does not retry it again.
+					return c.handBack(prev, &prevP, &prevCl), prevCl, n + 1, nil
+				}
+				dropPrev()
 				return nil, a.cl, n + 1, a.err
 			}
 			return c.handBack(a.resp, &a.peek, &a.cl), a.cl, n + 1, nil
 		}
 		if a.resp != nil {
-			if a.peek.whole {
-				a.resp.Body.Close()
-				prev, prevP, prevCl = a.resp, a.peek, a.cl
-			} else {
-				a.peek.discard(a.resp)
-			}
+			keep(a.resp, &a.peek)
+			prev, prevP, prevCl = a.resp, a.peek, a.cl
 		}
 		if err := sleep(c.ctx, wait); err != nil {
 			dropPrev()
 			return nil, a.cl, n + 1, err
 		}
+	}
+}
+
+// errBodyCut ends the body of a response that was kept to be handed back
+// after a retry, when the peek had not read it whole (more than 64 KiB, or
+// an event stream past its first event): only the peeked bytes were kept.
+var errBodyCut = errors.New("llmtransport: response body cut where the transport stopped reading it: the request was retried and only the bytes read were kept")
+
+// keep readies resp, a response whose request is about to be retried, to
+// be handed back should no later attempt bring a response (only transport
+// errors, or a refusal by the circuit). Its body is closed now, which frees
+// its connection for the retry, and its peeked bytes are what the caller
+// will read: the whole body when the peek read it to its end (as it does
+// any error body up to 64 KiB), else those bytes followed by the peek's
+// read error or errBodyCut. The rest of a body not read to its end is not
+// read: the server may keep it open for as long as it likes (an event
+// stream whose first event was an error, an error body that stalls after
+// what was peeked), and reading it would hold up the retry. Keeping it open
+// instead would hold a connection through the wait and the retries, which a
+// transport with MaxConnsPerHost may need for the retry itself.
+func keep(resp *http.Response, p *peek) {
+	resp.Body.Close()
+	switch {
+	case p.whole:
+	case p.buf == nil:
+		resp.Body = &replayBody{err: errBodyCut}
+	case p.err == nil:
+		p.err = errBodyCut
 	}
 }
 
