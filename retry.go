@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -71,9 +72,14 @@ func jitter(d time.Duration) time.Duration {
 
 // classifyErr classifies a transport error: what the attempt means to the
 // retry layer (c.retry) and to the circuit. A cancellation by the caller is
-// neither retried nor counted.
+// neither retried nor counted. Errors are read by what they mean, whatever
+// the protocol: a reset or a dropped connection before the response is
+// retried over HTTP/2 as over HTTP/1.1, and a request the server says it
+// did not process (REFUSED_STREAM, a GOAWAY before the stream, an idle
+// connection it closed) is retried and says nothing about the model
+// (see wireFaultOf).
 func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
-	c.Message = err.Error()
+	c.Message = cleanMessage(strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	if ctx.Err() != nil {
 		c.Class = ClassTimeout
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -90,12 +96,25 @@ func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
 		urlErr    *url.Error
 		netErr    net.Error
 	)
-	switch {
+	switch fault := wireFaultOf(err); {
 	case errors.As(err, &certErr), errors.As(err, &authErr), errors.As(err, &hostErr),
-		errors.As(err, &invErr), errors.As(err, &recordErr):
-		// The server is not who it says: repeating will not help.
+		errors.As(err, &invErr), errors.As(err, &recordErr), fault == faultFinal:
+		// The server is not who it says, or will not talk to us over
+		// this protocol: repeating will not help.
 		c.Class = ClassUnknown
+		c.BreakerFailure = true
 		return c, outcomeFailure
+	case fault == faultUnprocessed:
+		// The server did not process the request and said so: repeat it,
+		// and count nothing against the model.
+		c.Class = ClassUpstreamTransient
+		c.retry, c.Retryable = true, true
+		return c, outcomeExcluded
+	case fault != faultNone:
+		// Before any byte of a response (else the error would be the
+		// body's): the LLM call is repeated like a reset over HTTP/1.1.
+		c.Class = ClassUpstreamTransient
+		c.retry = true
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
