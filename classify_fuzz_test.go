@@ -196,6 +196,7 @@ func FuzzClassifyErr(f *testing.F) {
 			case 3:
 				err = http2.StreamError{StreamID: uint32(b), Code: http2.ErrCode(b / 9), Cause: errors.New(text)}
 			case 4:
+				//lint:ignore SA1019 what x/net's transport returns on Go ≤ 1.26
 				err = http2.GoAwayError{LastStreamID: uint32(b), ErrCode: http2.ErrCode(b / 9), DebugData: text}
 			case 5:
 				err = errors.New(messages[int(b/9)%len(messages)] + text)

@@ -47,6 +47,9 @@ func h2Clients() []h2Client {
 		{"net/http over TLS", true, func(srv *httptest.Server) http.RoundTripper { return srv.Client().Transport }},
 		{"net/http h2c", false, func(*httptest.Server) http.RoundTripper { return h2c() }},
 		{"x/net h2c", false, func(*httptest.Server) http.RoundTripper {
+			// Deprecated for http.Transport.Protocols, but in use: its
+			// errors are x/net's own types, not net/http's.
+			//lint:ignore SA1019 the deprecated transport is the one under test
 			return &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, network, addr)
@@ -450,6 +453,7 @@ func TestH2ErrorsClassified(t *testing.T) {
 		{"x/net INTERNAL_ERROR", http2.StreamError{StreamID: 3, Code: http2.ErrCodeInternal, Cause: errors.New("received from peer")}, retryFailure},
 		{"x/net unknown code", http2.StreamError{StreamID: 3, Code: 0x99}, retryFailure},
 		{"x/net HTTP_1_1_REQUIRED", http2.StreamError{StreamID: 3, Code: http2.ErrCodeHTTP11Required}, finalFailure},
+		//lint:ignore SA1019 what x/net's transport returns on Go ≤ 1.26
 		{"x/net GoAwayError", http2.GoAwayError{LastStreamID: 5, ErrCode: http2.ErrCodeNo, DebugData: "stream error: stream ID 1; REFUSED_STREAM"}, retryFailure},
 		{"x/net ConnectionError", http2.ConnectionError(http2.ErrCodeProtocol), retryFailure},
 		{"graceful GOAWAY", graceful, retryExcluded},
