@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,7 @@ var errFirstByteTimeout = errors.New("llmtransport: no first byte within the fir
 // request: attempts after the first are shallow copies with a fresh body.
 func (c *call) request(n int) (*http.Request, error) {
 	req := c.req
+	c.body = nil
 	switch {
 	case c.buffered != nil:
 		r := req.WithContext(c.ctx)
@@ -29,10 +31,11 @@ func (c *call) request(n int) (*http.Request, error) {
 		c.sent = true
 		if c.prefix != nil {
 			r := req.WithContext(c.ctx)
-			r.Body = struct {
+			c.body = &watchedBody{ReadCloser: struct {
 				io.Reader
 				io.Closer
-			}{io.MultiReader(bytes.NewReader(c.prefix), req.Body), req.Body}
+			}{io.MultiReader(bytes.NewReader(c.prefix), req.Body), req.Body}}
+			r.Body = c.body
 			return r, nil
 		}
 		if c.ctx == req.Context() {
@@ -50,9 +53,45 @@ func (c *call) request(n int) (*http.Request, error) {
 			return nil, errors.New("GetBody returned a nil body")
 		}
 		r := req.WithContext(c.ctx)
-		r.Body = body
+		c.body = &watchedBody{ReadCloser: body}
+		r.Body = c.body
 		return r, nil
 	}
+}
+
+// watchedBody is a request body of the caller's that remembers the first
+// error its Read returned, so that a transport error which is that error
+// (net/http returns a request body's read error as the round trip's) is
+// told from the server's: it is the caller's, not the model's. Only the
+// bodies the transport makes an attempt from are watched (a body too large
+// to buffer, GetBody's for a retry): a first attempt that sends the
+// caller's own body as it is, the common case, is not, to keep its cost.
+type watchedBody struct {
+	io.ReadCloser
+	mu  sync.Mutex // Read runs on the base transport's goroutines
+	err error
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed reports whether err is an error b's Read returned.
+func (b *watchedBody) failed(err error) bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err != nil && errors.Is(err, b.err)
 }
 
 // attemptResult is what one attempt produced.
@@ -138,6 +177,11 @@ func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (
 func (c *call) judge(a *attemptResult) {
 	if a.err != nil {
 		a.cl, a.out = classifyErr(c.ctx, a.err)
+		if c.body.failed(a.err) && c.ctx.Err() == nil {
+			// The caller's body failed: nothing about the model.
+			a.cl = Classification{Class: ClassInvalidRequest, Message: a.cl.Message}
+			a.out = outcomeExcluded
+		}
 		return
 	}
 	a.cl = c.t.inspect(a.resp, &a.peek)

@@ -2,11 +2,14 @@ package llmtransport
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -153,4 +156,52 @@ func TestHostileStreamWhileIdleClosed(t *testing.T) {
 			tr.CloseIdleConnections()
 		})
 	}
+}
+
+// TestHostileRequestBodyFailureIsNotTheModels: the caller's request body
+// fails while an attempt sends it (a proxy's client went away, a file
+// read failed). net/http returns that read error as the round trip's:
+// it is the caller's, so it is not retried and does not count against
+// the model's circuit, even when it is a connection reset of the caller's
+// own.
+func TestHostileRequestBodyFailureIsNotTheModels(t *testing.T) {
+	clientGone := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET} // the caller's upstream, not ours
+	t.Run("GetBody's body on a retry", func(t *testing.T) {
+		checkLeaks(t)
+		srv, _, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(503)
+		})
+		req := newChatRequest(t, t.Context(), srv.URL)
+		req.GetBody = func() (io.ReadCloser, error) {
+			return io.NopCloser(io.MultiReader(strings.NewReader(`{"mo`), iotestErrReader(clientGone))), nil
+		}
+		tr := New(base, fastRetries()...)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("got %v, want the 503 of attempt 0", err)
+		}
+		resp.Body.Close()
+		if failures, excluded := circuitCounts(tr); failures != 1 || excluded != 1 {
+			t.Fatalf("circuit counted %d failures, %d excluded; want 1 (the 503) and 1 (the body)", failures, excluded)
+		}
+	})
+	t.Run("a body too large to buffer", func(t *testing.T) {
+		checkLeaks(t)
+		var hits atomic.Int64
+		srv, _, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			io.Copy(io.Discard, r.Body)
+		})
+		body := &trackBody{Reader: io.MultiReader(strings.NewReader(chatBody), iotestErrReader(clientGone))}
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, body)
+		tr := New(base, append(fastRetries(), WithMaxBufferedBody(16))...)
+		_, err := tr.RoundTrip(req)
+		if !errors.Is(err, syscall.ECONNRESET) || !body.isClosed() {
+			t.Fatalf("got %v, body closed %v; want the body's error, closed", err, body.isClosed())
+		}
+		if failures, excluded := circuitCounts(tr); failures != 0 || excluded != 1 {
+			t.Fatalf("circuit counted %d failures, %d excluded; want 0 and 1", failures, excluded)
+		}
+	})
 }

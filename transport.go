@@ -128,11 +128,12 @@ type call struct {
 	key   circuitKey
 	trace callTrace
 
-	buffered   []byte // the body, when the transport buffered it
-	prefix     []byte // the start of a body too large to buffer, sent once before the rest
-	replayable bool   // later attempts can get a fresh body
-	sent       bool   // req.Body has been handed to the base transport
-	retries    int    // retry budget tokens taken
+	buffered   []byte       // the body, when the transport buffered it
+	prefix     []byte       // the start of a body too large to buffer, sent once before the rest
+	replayable bool         // later attempts can get a fresh body
+	body       *watchedBody // the current attempt's body, when watched (see request)
+	sent       bool         // req.Body has been handed to the base transport
+	retries    int          // retry budget tokens taken
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
