@@ -160,8 +160,7 @@ func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (
 	if a.err != nil {
 		return stop != nil && !stop()
 	}
-	stream := a.resp.StatusCode < 300 && isEventStream(a.resp)
-	if stop != nil && !stream {
+	if stop != nil && (a.resp.StatusCode >= 300 || !isEventStream(a.resp)) {
 		fired, stop = !stop(), nil
 	}
 	if needsPeek(a.resp) {

@@ -255,8 +255,12 @@ func keep(resp *http.Response, p *peek) {
 	resp.Body.Close()
 	switch {
 	case p.whole:
-	case p.buf == nil:
-		resp.Body = &replayBody{err: errBodyCut}
+	case p.buf == nil: // not peeked (a 2xx the first-byte timer cut)
+		err := p.err
+		if err == nil {
+			err = errBodyCut
+		}
+		resp.Body = &replayBody{err: err}
 	case p.err == nil:
 		p.err = errBodyCut
 	}
