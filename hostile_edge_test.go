@@ -105,9 +105,10 @@ func TestHostileExpectContinue(t *testing.T) {
 	ct.waitClosed(t)
 }
 
-// TestHostileStreamWhileIdleClosed: a stream half read when the transport's
-// CloseIdleConnections runs, over HTTP/1.1 and HTTP/2: a connection in use
-// is not idle, so the stream goes on to its end, intact.
+// TestHostileStreamWhileIdleClosed: a stream half read, then read on while
+// the transport's CloseIdleConnections runs again and again, over HTTP/1.1
+// and HTTP/2: a connection in use is not idle, so the stream goes on to its
+// end, intact.
 func TestHostileStreamWhileIdleClosed(t *testing.T) {
 	const events = 200
 	event := []byte("data: {\"choices\":[{\"delta\":{\"content\":\"tick\"}}]}\n\n")
@@ -146,11 +147,30 @@ func TestHostileStreamWhileIdleClosed(t *testing.T) {
 				close(release)
 				t.Fatal(err)
 			}
-			tr.CloseIdleConnections() // the handler is held after its first event
+			// The rest is read on another goroutine while idle connections
+			// are closed, again and again, until the stream ends.
+			type result struct {
+				rest []byte
+				err  error
+			}
+			read := make(chan result, 1)
+			go func() {
+				rest, err := io.ReadAll(resp.Body)
+				read <- result{rest, err}
+			}()
 			close(release)
-			rest, err := io.ReadAll(resp.Body)
-			if err != nil || !bytes.Equal(rest, bytes.Repeat(event, events-1)) {
-				t.Fatalf("read %d more bytes (%v), want %d", len(rest), err, (events-1)*len(event))
+			var r result
+		closing:
+			for {
+				select {
+				case r = <-read:
+					break closing
+				default:
+					tr.CloseIdleConnections()
+				}
+			}
+			if r.err != nil || !bytes.Equal(r.rest, bytes.Repeat(event, events-1)) {
+				t.Fatalf("read %d more bytes (%v), want %d", len(r.rest), r.err, (events-1)*len(event))
 			}
 			resp.Body.Close()
 			tr.CloseIdleConnections()
