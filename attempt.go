@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,7 @@ var errFirstByteTimeout = errors.New("llmtransport: no first byte within the fir
 // request: attempts after the first are shallow copies with a fresh body.
 func (c *call) request(n int) (*http.Request, error) {
 	req := c.req
+	c.body = nil
 	switch {
 	case c.buffered != nil:
 		r := req.WithContext(c.ctx)
@@ -29,10 +31,11 @@ func (c *call) request(n int) (*http.Request, error) {
 		c.sent = true
 		if c.prefix != nil {
 			r := req.WithContext(c.ctx)
-			r.Body = struct {
+			c.body = &watchedBody{ReadCloser: struct {
 				io.Reader
 				io.Closer
-			}{io.MultiReader(bytes.NewReader(c.prefix), req.Body), req.Body}
+			}{io.MultiReader(bytes.NewReader(c.prefix), req.Body), req.Body}}
+			r.Body = c.body
 			return r, nil
 		}
 		if c.ctx == req.Context() {
@@ -50,9 +53,45 @@ func (c *call) request(n int) (*http.Request, error) {
 			return nil, errors.New("GetBody returned a nil body")
 		}
 		r := req.WithContext(c.ctx)
-		r.Body = body
+		c.body = &watchedBody{ReadCloser: body}
+		r.Body = c.body
 		return r, nil
 	}
+}
+
+// watchedBody is a request body of the caller's that remembers the first
+// error its Read returned, so that a transport error which is that error
+// (net/http returns a request body's read error as the round trip's) is
+// told from the server's: it is the caller's, not the model's. Only the
+// bodies the transport makes an attempt from are watched (a body too large
+// to buffer, GetBody's for a retry): a first attempt that sends the
+// caller's own body as it is, the common case, is not, to keep its cost.
+type watchedBody struct {
+	io.ReadCloser
+	mu  sync.Mutex // Read runs on the base transport's goroutines
+	err error
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed reports whether err is an error b's Read returned.
+func (b *watchedBody) failed(err error) bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err != nil && errors.Is(err, b.err)
 }
 
 // attemptResult is what one attempt produced.
@@ -80,9 +119,9 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	}
 	req = span.inject(req)
 
-	c.exchange(a, req)
-	if stop != nil {
-		if !stop() && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
+	fired := c.exchange(a, req, stop)
+	if cancel != nil {
+		if fired && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
 			// The timer fired after the headers came: the body is cancelled.
 			a.peek.err = context.Cause(ctx)
 		}
@@ -108,17 +147,38 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 
 // exchange sends req through the base transport and, when the response's
 // class depends on its body, peeks at it.
-func (c *call) exchange(a *attemptResult, req *http.Request) {
+//
+// stop, when not nil, stops the attempt's first-byte timer, and exchange
+// reports whether the timer had fired by then. The timer bounds the
+// response headers and, for a successful response, what the peek reads of
+// it (a stream's first event, a JSON body's head): nothing else. It is
+// stopped as soon as the headers of an error response are in, so that an error body that comes after its headers is read whole
+// and classified by its code, not cut by the timer. That peek (at most 64
+// KiB) is bounded by the request's context, like any read of the body.
+func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (fired bool) {
 	a.resp, a.err = safeRoundTrip(c.base, req)
-	if a.err == nil {
-		a.peek.take(req, a.resp)
+	if a.err != nil {
+		return stop != nil && !stop()
 	}
+	if stop != nil && a.resp.StatusCode >= 300 {
+		fired, stop = !stop(), nil
+	}
+	a.peek.take(req, a.resp)
+	if stop != nil {
+		fired = !stop()
+	}
+	return fired
 }
 
 // judge classifies what exchange got, and what it means to the circuit.
 func (c *call) judge(a *attemptResult) {
 	if a.err != nil {
 		a.cl, a.out = classifyErr(c.ctx, a.err)
+		if c.body.failed(a.err) && c.ctx.Err() == nil {
+			// The caller's body failed: nothing about the model.
+			a.cl = Classification{Class: ClassInvalidRequest, Message: a.cl.Message}
+			a.out = outcomeExcluded
+		}
 		// What the error says goes to spans, hooks and the caller: the
 		// request's credentials are masked (a *url.Error from an
 		// http.Client's Do as Middleware's next holds the whole URL).

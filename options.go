@@ -70,7 +70,8 @@ func WithMaxRetries(n int) Option {
 
 // WithMaxRetryWait sets the longest server-requested wait that is honoured.
 // A response asking for a longer wait is not retried: it goes back to the
-// caller at once. The default is [DefaultMaxRetryWait] (120 s). Values ≤ 0
+// caller at once. No wait before a retry is longer: the jitter added to a
+// hint, and the backoff without one, stop at it. The default is [DefaultMaxRetryWait] (120 s). Values ≤ 0
 // are ignored.
 func WithMaxRetryWait(d time.Duration) Option {
 	return func(c *config) {
@@ -131,7 +132,10 @@ func WithMaxBufferedBody(n int64) Option {
 // WithFirstByteTimeout bounds each attempt's wait for its response headers
 // (and, for a 200 event stream, its first event). An attempt that times out
 // is classified as timeout and retried like one. The default is 0: no limit
-// besides the request's context.
+// besides the request's context. It bounds nothing else: the body of an
+// error response, read (at most 64 KiB) to classify it, may come after its
+// headers and is then bounded by the request's context only, and so are
+// the bodies the caller reads.
 func WithFirstByteTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d >= 0 {

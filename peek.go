@@ -397,17 +397,6 @@ func (p *peek) restore(resp *http.Response) {
 	resp.Body = rb
 }
 
-// discard closes resp's body and releases the peek. A body the peek read
-// whole has already freed its connection for another request. The rest of
-// a body not read to its end is not read: the server may keep it open for
-// as long as it likes (an event stream whose first event was an error, an
-// error body that stalls after what was peeked), and reading it would hold
-// up the retry; closing it costs the connection instead.
-func (p *peek) discard(resp *http.Response) {
-	resp.Body.Close()
-	p.release()
-}
-
 // replayBody reads prefix, then rest (or err).
 type replayBody struct {
 	prefix []byte

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -38,27 +40,46 @@ type RetryEvent struct {
 	Reason string
 }
 
-// backoff returns the wait before retry n (from 0): the server's hint when
-// it gave one, lengthened by up to 20 % so that callers it throttled do not
-// return in step, and otherwise full jitter over base·2ⁿ capped at max.
-func backoff(n int, hint, base, max time.Duration) time.Duration {
+// backoff returns the wait before retry n (from 0), never more than limit
+// (the longest wait the transport honours, [WithMaxRetryWait]): the
+// server's hint when it gave one, lengthened by up to 20 % so that callers
+// it throttled do not return in step but never past limit, and otherwise
+// full jitter over base·2ⁿ capped at max (and limit). A hint above limit is
+// the caller's to refuse (decide does), not backoff's to shorten.
+func backoff(n int, hint, base, max, limit time.Duration) time.Duration {
 	if hint > 0 {
-		return hint + rand.N(hint/5+1)
+		return hint + jitter(min(hint/5, limit-hint))
 	}
-	d := max
+	d := min(max, limit)
 	if n < 32 {
-		if e := base << n; e > 0 && e < max {
+		if e := base << n; e > 0 && e < d {
 			d = e
 		}
+	}
+	return jitter(d)
+}
+
+// jitter returns a random duration in [0, d], or 0 when d ≤ 0.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	if d == math.MaxInt64 {
+		return rand.N(d) // [0, d): d+1 would overflow
 	}
 	return rand.N(d + 1)
 }
 
 // classifyErr classifies a transport error: what the attempt means to the
 // retry layer (c.retry) and to the circuit. A cancellation by the caller is
-// neither retried nor counted.
+// neither retried nor counted. Errors are read by what they mean, whatever
+// the protocol: a reset or a dropped connection before the response is
+// retried over HTTP/2 as over HTTP/1.1, and a request the server says it
+// did not process (REFUSED_STREAM, a GOAWAY before the stream, an idle
+// connection it closed) is retried and says nothing about the model
+// (see wireFaultOf).
 func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
-	c.Message = err.Error()
+	c.Message = cleanMessage(strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	if ctx.Err() != nil {
 		c.Class = ClassTimeout
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -75,12 +96,25 @@ func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
 		urlErr    *url.Error
 		netErr    net.Error
 	)
-	switch {
+	switch fault := wireFaultOf(err); {
 	case errors.As(err, &certErr), errors.As(err, &authErr), errors.As(err, &hostErr),
-		errors.As(err, &invErr), errors.As(err, &recordErr):
-		// The server is not who it says: repeating will not help.
+		errors.As(err, &invErr), errors.As(err, &recordErr), fault == faultFinal:
+		// The server is not who it says, or will not talk to us over
+		// this protocol: repeating will not help.
 		c.Class = ClassUnknown
+		c.BreakerFailure = true
 		return c, outcomeFailure
+	case fault == faultUnprocessed:
+		// The server did not process the request and said so: repeat it,
+		// and count nothing against the model.
+		c.Class = ClassUpstreamTransient
+		c.retry, c.Retryable = true, true
+		return c, outcomeExcluded
+	case fault != faultNone:
+		// Before any byte of a response (else the error would be the
+		// body's): the LLM call is repeated like a reset over HTTP/1.1.
+		c.Class = ClassUpstreamTransient
+		c.retry = true
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
@@ -113,7 +147,7 @@ func isDNSNotFound(err error) bool {
 func (c *call) run(first *attemptResult) (*http.Response, Classification, int, error) {
 	t := c.t
 	var (
-		prev   *http.Response // the previous response, read whole, kept to hand back
+		prev   *http.Response // the last response, kept (see keep) to hand back
 		prevP  peek
 		prevCl Classification
 	)
@@ -165,7 +199,9 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 			}
 		}
 		c.out, c.hint = a.out, a.cl.RetryAfter
-		dropPrev()
+		if a.err == nil {
+			dropPrev() // a newer response replaces it
+		}
 		if a.err == nil && a.out == outcomeSuccess && a.peek.buf == nil {
 			// The common case, in short: nothing to retry, nothing
 			// to put back.
@@ -179,22 +215,57 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 		wait, ok := c.decide(n, &a)
 		if !ok {
 			if a.err != nil {
+				if prev != nil && c.ctx.Err() == nil {
+					// A response came back before this transport error:
+					// the caller gets that, the server's last word, and
+					// an SDK above does not retry it again.
+					return c.handBack(prev, &prevP, &prevCl), prevCl, n + 1, nil
+				}
+				dropPrev()
 				return nil, a.cl, n + 1, a.err
 			}
 			return c.handBack(a.resp, &a.peek, &a.cl), a.cl, n + 1, nil
 		}
 		if a.resp != nil {
-			if a.peek.whole {
-				a.resp.Body.Close()
-				prev, prevP, prevCl = a.resp, a.peek, a.cl
-			} else {
-				a.peek.discard(a.resp)
-			}
+			keep(a.resp, &a.peek)
+			prev, prevP, prevCl = a.resp, a.peek, a.cl
 		}
 		if err := sleep(c.ctx, wait); err != nil {
 			dropPrev()
 			return nil, a.cl, n + 1, err
 		}
+	}
+}
+
+// errBodyCut ends the body of a response that was kept to be handed back
+// after a retry, when the peek had not read it whole (more than 64 KiB, or
+// an event stream past its first event): only the peeked bytes were kept.
+var errBodyCut = errors.New("llmtransport: response body cut where the transport stopped reading it: the request was retried and only the bytes read were kept")
+
+// keep readies resp, a response whose request is about to be retried, to
+// be handed back should no later attempt bring a response (only transport
+// errors, or a refusal by the circuit). Its body is closed now, which frees
+// its connection for the retry, and its peeked bytes are what the caller
+// will read: the whole body when the peek read it to its end (as it does
+// any error body up to 64 KiB), else those bytes followed by the peek's
+// read error or errBodyCut. The rest of a body not read to its end is not
+// read: the server may keep it open for as long as it likes (an event
+// stream whose first event was an error, an error body that stalls after
+// what was peeked), and reading it would hold up the retry. Keeping it open
+// instead would hold a connection through the wait and the retries, which a
+// transport with MaxConnsPerHost may need for the retry itself.
+func keep(resp *http.Response, p *peek) {
+	resp.Body.Close()
+	switch {
+	case p.whole:
+	case p.buf == nil: // not peeked (a 2xx the first-byte timer cut)
+		err := p.err
+		if err == nil {
+			err = errBodyCut
+		}
+		resp.Body = &replayBody{err: err}
+	case p.err == nil:
+		p.err = errBodyCut
 	}
 }
 
@@ -214,7 +285,7 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if hint > t.cfg.maxRetryWait {
 		return 0, false
 	}
-	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax)
+	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax, t.cfg.maxRetryWait)
 	if hint > 0 {
 		ev.WaitSource = a.cl.RetryAfterSource
 	}

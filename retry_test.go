@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -61,25 +62,69 @@ func TestRetryBackoffIsBoundedAndJittered(t *testing.T) {
 	for n := range 8 {
 		limit := min(base<<n, max)
 		for range 200 {
-			if d := backoff(n, 0, base, max); d < 0 || d > limit {
+			if d := backoff(n, 0, base, max, DefaultMaxRetryWait); d < 0 || d > limit {
 				t.Fatalf("backoff(%d) = %v, want within [0, %v]", n, d, limit)
 			}
 		}
 	}
 	// A hint is a minimum, lengthened by at most 20 %.
 	for range 200 {
-		if d := backoff(0, time.Second, base, max); d < time.Second || d > 1200*time.Millisecond {
+		if d := backoff(0, time.Second, base, max, DefaultMaxRetryWait); d < time.Second || d > 1200*time.Millisecond {
 			t.Fatalf("backoff with 1s hint = %v, want within [1s, 1.2s]", d)
 		}
 	}
 	// Full jitter spreads retries: 100 draws are not all equal.
 	seen := map[time.Duration]bool{}
 	for range 100 {
-		seen[backoff(3, 0, base, max)] = true
+		seen[backoff(3, 0, base, max, DefaultMaxRetryWait)] = true
 	}
 	if len(seen) < 50 {
 		t.Fatalf("got %d distinct waits in 100 draws, want jitter", len(seen))
 	}
+}
+
+// TestRetryWaitNeverPastTheCap: the jitter added to a hint, and the
+// backoff without one, never take a wait past WithMaxRetryWait; the backoff
+// never past WithBackoff's max either. A hint at the cap is waited exactly.
+func TestRetryWaitNeverPastTheCap(t *testing.T) {
+	const limit = 200 * time.Millisecond
+	for range 1000 {
+		for _, hint := range []time.Duration{limit, limit - 1, 190 * time.Millisecond, 170 * time.Millisecond, 1} {
+			if d := backoff(0, hint, time.Second, time.Second, limit); d < hint || d > min(hint*6/5, limit) {
+				t.Fatalf("backoff with hint %v under cap %v = %v, want within [%v, %v]", hint, limit, d, hint, min(hint*6/5, limit))
+			}
+		}
+		for n := range 40 {
+			if d := backoff(n, 0, 50*time.Millisecond, time.Second, limit); d < 0 || d > limit {
+				t.Fatalf("backoff(%d) without hint under cap %v = %v", n, limit, d)
+			}
+			if d := backoff(n, 0, time.Millisecond, 30*time.Millisecond, limit); d < 0 || d > 30*time.Millisecond {
+				t.Fatalf("backoff(%d) with max 30ms = %v", n, d)
+			}
+			if d := backoff(n, 0, 1, math.MaxInt64, math.MaxInt64); d < 0 {
+				t.Fatalf("backoff(%d) with the largest max = %v", n, d)
+			}
+		}
+	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+			return response(429, `{"error":{"message":"slow down","code":"rate_limit_exceeded"}}`, "retry-after-ms", "200"), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker(), WithRetryBudget(0, 0), WithMaxRetryWait(limit))
+		for range 20 {
+			before := f.attempts()
+			resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for i := before + 1; i < f.attempts(); i++ {
+				if g := f.gap(i); g != limit {
+					t.Fatalf("retry came after %v, want exactly the %v hint (= the cap)", g, limit)
+				}
+			}
+		}
+	})
 }
 
 func TestRetryQuotaExhaustedIsNotRetried(t *testing.T) {

@@ -369,6 +369,33 @@ func TestSDKTransportErrorsNeedMaxRetries0(t *testing.T) {
 	}
 }
 
+// TestSDKLastResponseBeforeResets checks that a 503 followed by retries
+// whose connections are reset reaches the SDK as the 503, marked
+// X-Should-Retry: false, so that the SDK's own retries (openai-go's default
+// 2) do not run all of ours again for each reset.
+func TestSDKLastResponseBeforeResets(t *testing.T) {
+	for _, ep := range entryPoints {
+		t.Run(ep.name, func(t *testing.T) {
+			gw := llmtransporttest.NewServer(llmtransporttest.WithModel("m", func(n int) llmtransporttest.Fault {
+				if n == 0 {
+					return llmtransporttest.NewAPIError(503, "get_channel_failed", "no available channel")
+				}
+				return llmtransporttest.ResetBeforeHeaders()
+			}))
+			defer gw.Close()
+			c := ep.newClient(gw, append(fast[:len(fast):len(fast)], llmtransport.WithoutCircuitBreaker())) // the SDK's default retries
+			_, err := c.complete(t.Context(), "m")
+			if got, want := gw.Requests("m"), 1+ourRetries; got != want {
+				t.Errorf("got %d upstream requests, want %d (the SDK retried a transport error)", got, want)
+			}
+			ae, ok := c.apiError(err)
+			if !ok || ae.status != 503 || ae.code != "get_channel_failed" {
+				t.Fatalf("got %T %v, want the 503 as the SDK's API error", err, err)
+			}
+		})
+	}
+}
+
 // TestSDKStreamBrokenMidway checks that a stream failing after its first
 // chunks is not retried (the caller already has part of the answer) and
 // that the SDK reports the error after the chunks that came.

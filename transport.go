@@ -39,7 +39,8 @@ import (
 // at most [WithMaxRetries] times and within the retry budget. The wait
 // before a retry is the server's hint (Retry-After, retry-after-ms, reset
 // headers, hints in the body) lengthened by up to 20 %, or else full-jitter
-// exponential backoff. A hint above [WithMaxRetryWait], or a wait that would
+// exponential backoff; neither ever waits longer than [WithMaxRetryWait].
+// A hint above [WithMaxRetryWait], or a wait that would
 // end after the request's deadline, is not waited for: the response goes
 // back at once. After the last attempt the caller gets the real last
 // response, body intact, with the header X-Should-Retry: false so that an
@@ -137,11 +138,12 @@ type call struct {
 	hint  time.Duration // the server's wait hint on the last attempt made
 	sec   secrets       // the request's credentials, to mask what leaves the transport
 
-	buffered   []byte // the body, when the transport buffered it
-	prefix     []byte // the start of a body too large to buffer, sent once before the rest
-	replayable bool   // later attempts can get a fresh body
-	sent       bool   // req.Body has been handed to the base transport
-	retries    int    // retry budget tokens taken
+	buffered   []byte       // the body, when the transport buffered it
+	prefix     []byte       // the start of a body too large to buffer, sent once before the rest
+	replayable bool         // later attempts can get a fresh body
+	body       *watchedBody // the current attempt's body, when watched (see request)
+	sent       bool         // req.Body has been handed to the base transport
+	retries    int          // retry budget tokens taken
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
