@@ -43,11 +43,6 @@ func (p *peek) release() {
 	}
 }
 
-// isEventStream reports whether resp is a server-sent event stream.
-func isEventStream(resp *http.Response) bool {
-	return hasPrefixFold(contentType(resp), "text/event-stream")
-}
-
 // contentType returns resp's Content-Type header, or "".
 func contentType(resp *http.Response) string {
 	if v := resp.Header["Content-Type"]; len(v) > 0 { // canonical already: no Get
