@@ -135,6 +135,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	if a.err != nil && cancel != nil && errors.Is(context.Cause(ctx), errFirstByteTimeout) && c.ctx.Err() == nil {
 		a.cl = Classification{Class: ClassTimeout, Message: errFirstByteTimeout.Error(), retry: true, Retryable: true, BreakerFailure: true}
 		a.out = outcomeFailure
+		a.err = c.sec.maskErr(a.err) // as judge does
 	} else {
 		c.judge(a)
 	}
@@ -150,9 +151,9 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 //
 // stop, when not nil, stops the attempt's first-byte timer, and exchange
 // reports whether the timer had fired by then. The timer bounds the
-// response headers and, for a successful response, what the peek reads of
-// it (a stream's first event, a JSON body's head): nothing else. It is
-// stopped as soon as the headers of an error response are in, so that an error body that comes after its headers is read whole
+// response headers and, for a successful event stream, its first event:
+// nothing else. It is stopped as soon as the headers of any other response
+// are in (an error, a JSON completion whose head is looked at), so that an error body that comes after its headers is read whole
 // and classified by its code, not cut by the timer. That peek (at most 64
 // KiB) is bounded by the request's context, like any read of the body.
 func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (fired bool) {
@@ -160,7 +161,7 @@ func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (
 	if a.err != nil {
 		return stop != nil && !stop()
 	}
-	if stop != nil && a.resp.StatusCode >= 300 {
+	if stop != nil && (a.resp.StatusCode >= 300 || !isEventStream(a.resp)) {
 		fired, stop = !stop(), nil
 	}
 	a.peek.take(req, a.resp)
@@ -192,6 +193,7 @@ func (c *call) judge(a *attemptResult) {
 		// stop before the first token): that says nothing about the model.
 		a.cl, a.out = classifyErr(c.ctx, a.peek.err)
 		a.cl.Status = a.resp.StatusCode
+		a.cl.Message = c.sec.mask(a.cl.Message)
 		return
 	}
 	if a.cl.Class != ClassSuccess {

@@ -549,6 +549,16 @@ func (r *circuits) admit(ctx context.Context, key circuitKey, cc *callCircuit) (
 		}
 	}
 	done, err := c.cb.Allow()
+	if err == nil {
+		defer func() {
+			if v := recover(); v != nil {
+				// An observer panicked: the probe never goes out, and
+				// its place is given back.
+				done(errOutcomeExcluded)
+				panic(v)
+			}
+		}()
+	}
 	c.report(ctx) // a change to half-open, before its probe goes out
 	switch err {
 	case nil:
@@ -625,6 +635,16 @@ func (r *circuits) settle(ctx context.Context, cc *callCircuit, out outcome, hin
 		c.lengthenByHint(hint)
 	}
 	c.report(ctx)
+}
+
+// abandon settles the call cc if it is still in flight, as one whose
+// outcome says nothing: a call that a panic (of a hook, a classifier, an
+// observer or the base transport) ended before it settled must not stay in
+// flight for ever, which would dilute its circuit's failure ratio.
+func (r *circuits) abandon(cc *callCircuit) {
+	if cc.inflight {
+		r.settle(context.Background(), cc, outcomeExcluded, 0)
+	}
 }
 
 // lookup returns the circuit of key (nil when the registry is full), marked

@@ -347,3 +347,60 @@ func TestBreakerCallerCancelsDuringPeek(t *testing.T) {
 		}
 	})
 }
+
+// TestBreakerSurvivesPanics: a classifier (or hook, or observer) that
+// panics never leaves a call in flight for ever, nor a half-open circuit
+// waiting for a probe that will not report.
+func TestBreakerSurvivesPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newModelBackend()
+		b.set("model-a", 503)
+		var panicking atomic.Bool
+		classify := func(resp *http.Response, body []byte) Classification {
+			if panicking.Load() {
+				panic("classifier bug")
+			}
+			return Classify(resp, body)
+		}
+		tr := New(b, WithMaxRetries(0), WithClassifier(classify))
+		call := func() (err error, panicked bool) {
+			defer func() {
+				if recover() != nil {
+					panicked = true
+				}
+			}()
+			_, err = send(t, tr, t.Context(), gw, "model-a")
+			return err, false
+		}
+		panicking.Store(true)
+		for range 5 {
+			if _, p := call(); !p {
+				t.Fatal("the classifier's panic did not reach the caller")
+			}
+		}
+		if c, _ := circuitOf(tr, "model-a"); c.InFlight != 0 {
+			t.Fatalf("after 5 panicking calls: %+v, want none in flight", c)
+		}
+		panicking.Store(false)
+		for range DefaultBreakerMinFailures {
+			call()
+		}
+		if c, _ := circuitOf(tr, "model-a"); c.State != CircuitOpen {
+			t.Fatalf("after %d failed calls: %+v, want open", DefaultBreakerMinFailures, c)
+		}
+		time.Sleep(DefaultBreakerOpenTimeout + time.Millisecond)
+		panicking.Store(true)
+		if _, p := call(); !p { // the probe panics
+			t.Fatal("the probe's panic did not reach the caller")
+		}
+		panicking.Store(false)
+		b.set("model-a", 200)
+		time.Sleep(DefaultBreakerOpenTimeout + time.Millisecond)
+		if err, _ := call(); err != nil {
+			t.Fatalf("after the panicked probe's open period: %v, want a probe that goes out", err)
+		}
+		if c, _ := circuitOf(tr, "model-a"); c.State != CircuitClosed {
+			t.Errorf("after a successful probe: %+v, want closed", c)
+		}
+	})
+}

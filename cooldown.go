@@ -123,9 +123,19 @@ func (c *cooldowns) sweep(now int64) {
 	defer c.sweepMu.Unlock()
 	c.swept.Store(now)
 	c.m.Range(func(k, v any) bool {
-		if u := v.(*atomic.Int64); u.Load() <= now && c.m.CompareAndDelete(k, v) {
-			c.n.Add(-1)
+		u := v.(*atomic.Int64)
+		if u.Load() > now || !c.m.CompareAndDelete(k, v) {
+			return true
 		}
+		if until := u.Load(); until > now {
+			// A set extended it between the check and the delete:
+			// put it back (or extend what another set put there).
+			if w, loaded := c.m.LoadOrStore(k, v); loaded {
+				extend(w.(*atomic.Int64), until)
+			}
+			return true
+		}
+		c.n.Add(-1)
 		return true
 	})
 	c.sweepAt.Store(max(2*c.n.Load(), minSweep))

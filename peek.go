@@ -43,6 +43,11 @@ func (p *peek) release() {
 	}
 }
 
+// isEventStream reports whether resp is a server-sent event stream.
+func isEventStream(resp *http.Response) bool {
+	return hasPrefixFold(contentType(resp), "text/event-stream")
+}
+
 // contentType returns resp's Content-Type header, or "".
 func contentType(resp *http.Response) string {
 	if v := resp.Header["Content-Type"]; len(v) > 0 { // canonical already: no Get
@@ -103,7 +108,11 @@ func (p *peek) take(req *http.Request, resp *http.Response) {
 	}
 	p.read(resp.Body, mode)
 	if p.clean {
+		// The bytes, and the error that broke the body if one did, go
+		// back to the caller as they came: not peeked, not judged, as
+		// when the transport does not look at a success at all.
 		p.restore(resp)
+		p.err = nil
 	}
 }
 

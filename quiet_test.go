@@ -83,6 +83,11 @@ func TestQuietFirstAgreesWithTheLoop(t *testing.T) {
 		{"stream with lone CRs", func(int) (*http.Response, error) {
 			return sse(": ping\rdata: {\"choices\":[]}\r\rdata: [DONE]\r\r"), nil
 		}, 200, 1, "", 0},
+		{"200 JSON broken in its head", func(int) (*http.Response, error) {
+			r := response(200, "")
+			r.Body = io.NopCloser(io.MultiReader(strings.NewReader(`{"i`), iotestErrReader(io.ErrUnexpectedEOF)))
+			return r, nil
+		}, 200, 1, "", 0},
 		{"reset, then success", func(i int) (*http.Response, error) {
 			if i == 0 {
 				return nil, syscall.ECONNRESET

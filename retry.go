@@ -178,10 +178,7 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 			}
 			probe, gerr := t.circuits.admit(c.ctx, c.key, &c.circ)
 			if gerr == nil {
-				c.attempt(&a, req, n)
-				if probe != nil {
-					t.circuits.probed(c.ctx, &c.circ, probe, a.out, a.cl.RetryAfter)
-				}
+				c.probe(&a, req, n, probe)
 			} else {
 				// The circuit refused the attempt: the base never got its body,
 				// which at attempt 0 is the caller's own, so close it here.
@@ -267,6 +264,26 @@ func keep(resp *http.Response, p *peek) {
 	case p.err == nil:
 		p.err = errBodyCut
 	}
+}
+
+// probe makes attempt n, a probe of a half-open circuit when probe is not
+// nil, whose outcome it reports. An attempt that panics (a classifier, a
+// hook) is reported as a failed probe, so that the circuit's probe place
+// is never lost.
+func (c *call) probe(a *attemptResult, req *http.Request, n int, probe func(error)) {
+	if probe == nil {
+		c.attempt(a, req, n)
+		return
+	}
+	reported := false
+	defer func() {
+		if !reported {
+			probe(errOutcomeFailure)
+		}
+	}()
+	c.attempt(a, req, n)
+	reported = true
+	c.t.circuits.probed(c.ctx, &c.circ, probe, a.out, a.cl.RetryAfter)
 }
 
 // decide reports whether to retry after attempt n, and how long to wait

@@ -168,6 +168,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		return nil, c.sec.maskErr(err)
 	}
 	c.key = circuitKey{host: req.URL.Host, model: model}
+	defer t.circuits.abandon(&c.circ) // a panic must not leave the call in flight
 	resp, first, made := c.quietFirst()
 	if made && first == nil {
 		t.budgets.of(c.key.host).settle(true, 0)
