@@ -7,8 +7,30 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// firstByteTimer starts the first-byte timer of an attempt: after d it
+// cancels the attempt with errFirstByteTimeout, unless the returned stop
+// was called first. stop reports whether it stopped the timer in time; the
+// timer and stop agree on who won, so that a response whose headers came
+// as the timer fired is either cancelled (stop reports false) or not at all.
+func firstByteTimer(d time.Duration, cancel context.CancelCauseFunc) (stop func() bool) {
+	var state atomic.Int32 // 0 running, 1 fired, 2 stopped
+	timer := time.AfterFunc(d, func() {
+		if state.CompareAndSwap(0, 1) {
+			cancel(errFirstByteTimeout)
+		}
+	})
+	return func() bool {
+		if state.CompareAndSwap(0, 2) {
+			timer.Stop()
+			return true
+		}
+		return state.Load() == 2
+	}
+}
 
 // errFirstByteTimeout is the cause of an attempt cancelled by
 // [WithFirstByteTimeout].
@@ -111,8 +133,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	var cancel context.CancelCauseFunc
 	if d := c.t.cfg.firstByte; d > 0 {
 		ctx, cancel = context.WithCancelCause(ctx)
-		timer := time.AfterFunc(d, func() { cancel(errFirstByteTimeout) })
-		stop = timer.Stop
+		stop = firstByteTimer(d, cancel)
 	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
@@ -124,6 +145,14 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 		if fired && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
 			// The timer fired after the headers came: the body is cancelled.
 			a.peek.err = context.Cause(ctx)
+		}
+		if fired && a.err == nil && a.peek.err != nil && a.resp.StatusCode >= 300 {
+			// The timer fired as the headers of an error came, and cut
+			// its body: what the error was is unknown, and the attempt
+			// is the timeout the timer says.
+			a.resp.Body.Close()
+			a.peek.release()
+			a.resp, a.err = nil, context.Cause(ctx)
 		}
 		if a.err != nil || a.peek.whole {
 			cancel(nil)
