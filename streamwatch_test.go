@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
+
+	"github.com/llmtransport/llmtransport/internal/workload"
+	"github.com/llmtransport/llmtransport/llmtransporttest"
 )
 
 // Streams of the shapes the watcher must judge, as servers send them.
@@ -357,4 +360,65 @@ func FuzzStreamScan(f *testing.F) {
 			t.Fatalf("kept %d bytes of line, %d of data", len(s.carry), len(s.data))
 		}
 	})
+}
+
+// TestStreamWatchFakeGateway: the fake gateway's mid-stream faults, in
+// new-api's shape (error, usage chunk, [DONE]) and Anthropic's (event:
+// error, overloaded_error), reach the caller whole and are failed calls:
+// three of them open the circuit.
+func TestStreamWatchFakeGateway(t *testing.T) {
+	for _, f := range []llmtransporttest.Fault{llmtransporttest.MidStreamErrorThenDone(2), llmtransporttest.MidStreamOverloaded(2)} {
+		t.Run(f.Name(), func(t *testing.T) {
+			gw := llmtransporttest.NewServer(llmtransporttest.WithReply("one two three"), llmtransporttest.WithScript("m", f, f, f))
+			defer gw.Close()
+			tr := New(nil)
+			defer tr.CloseIdleConnections()
+			for i := range DefaultBreakerMinFailures {
+				req, err := http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || !bytes.Contains(b, []byte(`"error":{`)) {
+					t.Fatalf("call %d: %v, body %q", i, err, b)
+				}
+			}
+			if c := onlyCircuit(t, tr); c.State != CircuitOpen {
+				t.Fatalf("circuit %+v, want open", c)
+			}
+			if got := gw.Requests("m"); got != DefaultBreakerMinFailures {
+				t.Errorf("%d requests upstream, want %d (a stream is never retried)", got, DefaultBreakerMinFailures)
+			}
+		})
+	}
+}
+
+// BenchmarkStreamScan is the watcher's own cost on BenchmarkStream's
+// stream (workload.SSEEvents chunks, the last with its finish reason, then
+// [DONE]) read 4 KiB at a time, as a caller's bufio.Reader reads it.
+func BenchmarkStreamScan(b *testing.B) {
+	var stream []byte
+	for range workload.SSEEvents - 1 {
+		stream = append(stream, workload.SSEChunk...)
+	}
+	stream = append(append(stream, workload.SSEFinish...), "data: [DONE]\n\n"...)
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var s streamScan
+		for p := stream; len(p) > 0; {
+			n := min(4096, len(p))
+			s.feed(p[:n])
+			p = p[n:]
+		}
+		s.end()
+		if s.verdict != verdictNone {
+			b.Fatal(s.verdict)
+		}
+	}
 }
