@@ -136,8 +136,10 @@ func BenchmarkTracing(b *testing.B) {
 		variant{"llmtransport-off", lt.wrap}, variant{"llmtransport-on", ltTraced.wrap})
 }
 
-// BenchmarkStream reads a 200 event stream of workload.SSEEvents chunks to its end.
-// The transport peeks at the first event only.
+// BenchmarkStream reads an event stream of workload.SSEEvents (200) chunks,
+// the last with its finish reason, to its end.
+// The transport peeks at the first event and watches the others go by
+// (streamwatch.go).
 func BenchmarkStream(b *testing.B) {
 	benchRoundTrips(b, "/stream", workload.Chat1K, false, bare, lt)
 }

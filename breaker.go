@@ -530,6 +530,8 @@ type callCircuit struct {
 	c        *circuit // nil: no circuit (the breaker is off, or the registry is full)
 	gen      uint32   // the generation the call was put in flight in
 	inflight bool     // counted in c.inflight
+	counted  bool     // settle counted the call a success, in bucket number bucket (see circuits.late)
+	bucket   int64
 }
 
 // admit asks the circuit of key whether the next attempt of the call cc
@@ -621,18 +623,11 @@ func (r *circuits) settle(ctx context.Context, cc *callCircuit, out outcome, hin
 		c.report(ctx)
 		return
 	}
-	c.count(out, c.r.now())
+	now := c.r.now()
+	c.count(out, now)
+	cc.counted, cc.bucket = out == outcomeSuccess, now/c.r.bucket
 	if out == outcomeFailure {
-		if done, err := c.cb.Allow(); err == nil {
-			if c.gen.Load() != cc.gen {
-				// Changed state since: this outcome is not the new
-				// state's (a probe's place is given back).
-				done(errOutcomeExcluded)
-			} else {
-				done(errOutcomeFailure)
-			}
-		}
-		c.lengthenByHint(hint)
+		c.reportFailure(cc.gen, hint)
 	}
 	c.report(ctx)
 }
@@ -645,6 +640,21 @@ func (r *circuits) abandon(cc *callCircuit) {
 	if cc.inflight {
 		r.settle(context.Background(), cc, outcomeExcluded, 0)
 	}
+}
+
+// reportFailure reports to gobreaker the failure of a call put in flight in
+// generation gen and counted in the window, with the server's wait hint.
+func (c *circuit) reportFailure(gen uint32, hint time.Duration) {
+	if done, err := c.cb.Allow(); err == nil {
+		if c.gen.Load() != gen {
+			// Changed state since: this outcome is not the new
+			// state's (a probe's place is given back).
+			done(errOutcomeExcluded)
+		} else {
+			done(errOutcomeFailure)
+		}
+	}
+	c.lengthenByHint(hint)
 }
 
 // lookup returns the circuit of key (nil when the registry is full), marked

@@ -34,6 +34,12 @@ const (
 	// MetricCircuitRejected counts requests refused by an open circuit, by
 	// host and model.
 	MetricCircuitRejected = "llm.client.circuit.rejected"
+	// MetricStreamErrors counts event streams that failed after their
+	// first event reached the caller (an error event, a finish reason
+	// content_filter or error, no finish reason at the end), by host,
+	// model and class. The call's attempts are counted in MetricAttempts
+	// as they were classified when the stream started.
+	MetricStreamErrors = "llm.client.stream.errors"
 )
 
 const (
@@ -51,11 +57,12 @@ type metrics struct {
 	budgetExhausted metric.Int64Counter
 	circuitState    metric.Int64Gauge
 	rejected        metric.Int64Counter
+	streamErrors    metric.Int64Counter
 }
 
 func newMetrics(m metric.Meter) metrics {
 	var ms metrics
-	var errs [6]error
+	var errs [7]error
 	ms.attempts, errs[0] = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts sent, by class of their outcome."))
 	ms.retries, errs[1] = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
@@ -69,6 +76,8 @@ func newMetrics(m metric.Meter) metrics {
 		metric.WithDescription("Circuit state per host and model: 0 closed, 1 half-open, 2 open."))
 	ms.rejected, errs[5] = m.Int64Counter(MetricCircuitRejected, metric.WithUnit("{request}"),
 		metric.WithDescription("Requests refused by an open circuit."))
+	ms.streamErrors, errs[6] = m.Int64Counter(MetricStreamErrors, metric.WithUnit("{stream}"),
+		metric.WithDescription("Event streams that failed after their first event, by class."))
 	if err := errors.Join(errs[:]...); err != nil {
 		otel.Handle(err)
 	}
@@ -127,4 +136,11 @@ func (m *metrics) reject(ctx context.Context, host, model string) {
 		return
 	}
 	m.rejected.Add(ctx, 1, metric.WithAttributes(target(host, model)...))
+}
+
+func (m *metrics) streamError(ctx context.Context, host, model string, c Class) {
+	if m.streamErrors == nil || !m.streamErrors.Enabled(ctx) {
+		return
+	}
+	m.streamErrors.Add(ctx, 1, metric.WithAttributes(append(target(host, model), keyClass.String(c.String()))...))
 }

@@ -383,6 +383,13 @@ func (p *peek) restore(resp *http.Response) {
 		return
 	}
 	rb := &replayBody{}
+	p.fill(rb, resp)
+	resp.Body = rb
+}
+
+// fill makes rb replay the peeked bytes, then the rest of resp's body, as
+// restore does; it leaves resp.Body to the caller to set.
+func (p *peek) fill(rb *replayBody, resp *http.Response) {
 	if p.n <= len(rb.small) {
 		rb.prefix = rb.small[:copy(rb.small[:], p.bytes())] // one allocation for a JSON head
 	} else {
@@ -398,7 +405,6 @@ func (p *peek) restore(resp *http.Response) {
 		rb.rest = resp.Body
 	}
 	p.release()
-	resp.Body = rb
 }
 
 // replayBody reads prefix, then rest (or err).

@@ -336,11 +336,16 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 }
 
 // handBack prepares resp, the last response, to go back to the caller: its
-// peeked bytes are put back in front of its body and, when the transport
+// peeked bytes are put back in front of its body (a 2xx event stream's
+// body is watched as it passes, see streamBody) and, when the transport
 // retries, it carries X-Should-Retry: false so that an SDK above does not
 // retry it again.
 func (c *call) handBack(resp *http.Response, p *peek, cl *Classification) *http.Response {
-	p.restore(resp)
+	if isWatchable(resp, p, cl) {
+		c.watchStream(resp, p) // streamwatch.go
+	} else {
+		p.restore(resp)
+	}
 	if cl.Class != ClassSuccess && c.t.cfg.maxRetries > 0 {
 		resp.Header.Set("X-Should-Retry", "false")
 	}

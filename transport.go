@@ -142,6 +142,7 @@ type call struct {
 	prefix     []byte       // the start of a body too large to buffer, sent once before the rest
 	replayable bool         // later attempts can get a fresh body
 	body       *watchedBody // the current attempt's body, when watched (see request)
+	stream     *streamBody  // the event stream handed back, watched as it passes
 	sent       bool         // req.Body has been handed to the base transport
 	retries    int          // retry budget tokens taken
 }
@@ -183,6 +184,9 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		c.out = outcomeExcluded
 	}
 	t.circuits.settle(c.ctx, &c.circ, c.out, c.hint)
+	if c.stream != nil {
+		c.stream.circ = c.circ // for a late outcome (streamwatch.go)
+	}
 	t.budgets.of(c.key.host).settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
 	if !c.sent && req.Body != nil {

@@ -3,6 +3,7 @@ package llmtransporttest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -270,6 +271,51 @@ func MidStreamError(n int) Fault {
 		}
 		writeEvents(w, x, chunks[:max(n, 0)])
 		writeEvent(w, mustJSON(openAIEnvelope("upstream stream interrupted: unexpected EOF", "upstream_error", "stream_interrupted")))
+	}}
+}
+
+// MidStreamErrorThenDone is [MidStreamError] as new-api sends it: after the
+// error event it forwarded from the upstream, the gateway appends its own
+// usage chunk and data: [DONE], so that the stream ends as a healthy one
+// does. A request that did not ask for a stream gets [TruncatedBody].
+func MidStreamErrorThenDone(n int) Fault {
+	return Fault{name: "mid_stream_error_then_done", serve: func(w http.ResponseWriter, x *exchange) {
+		if !x.stream {
+			TruncatedBody().serve(w, x)
+			return
+		}
+		setSSEHeaders(w)
+		w.WriteHeader(http.StatusOK)
+		chunks := x.s.chunks(x)
+		n := min(max(n, 0), len(chunks)-1)
+		writeEvents(w, x, chunks[:n])
+		writeEvent(w, mustJSON(openAIEnvelope("upstream error: unexpected EOF", "upstream_error", "do_request_failed")))
+		writeEvent(w, mustJSON(map[string]any{
+			"id": "chatcmpl-" + x.requestID, "object": "chat.completion.chunk", "model": x.model,
+			"choices": []any{}, "usage": map[string]any{"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n},
+		}))
+		writeEvent(w, []byte("[DONE]"))
+	}}
+}
+
+// MidStreamOverloaded answers a streaming request with a 200 event stream
+// whose first n chunk events are normal, followed by an error event in
+// Anthropic's shape, event: error with
+// data: {"type":"error","error":{"type":"overloaded_error",…}}, and the end
+// of the stream, as Anthropic's API does when it runs out of capacity
+// mid-answer. A request that did not ask for a stream gets [TruncatedBody].
+func MidStreamOverloaded(n int) Fault {
+	return Fault{name: "mid_stream_overloaded", serve: func(w http.ResponseWriter, x *exchange) {
+		if !x.stream {
+			TruncatedBody().serve(w, x)
+			return
+		}
+		setSSEHeaders(w)
+		w.WriteHeader(http.StatusOK)
+		chunks := x.s.chunks(x)
+		writeEvents(w, x, chunks[:min(max(n, 0), len(chunks)-1)])
+		io.WriteString(w, "event: error\n")
+		writeEvent(w, []byte(`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`))
 	}}
 }
 

@@ -60,11 +60,15 @@ var ChatResponse = []byte(`{"id":"chatcmpl-9xYz","object":"chat.completion","cre
 	strings.Repeat("The quarterly report shows steady revenue. ", 18) +
 	`"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":240,"completion_tokens":160,"total_tokens":400},"system_fingerprint":"fp_0123456789"}`)
 
-// SSEEvents is the number of chunks of the streamed response.
-const SSEEvents = 32
+// SSEEvents is the number of chunks of the streamed response, the last
+// of which carries the finish reason.
+const SSEEvents = 200
 
 // SSEChunk is one chunk of the streamed response.
 var SSEChunk = []byte(`data: {"id":"chatcmpl-9xYz","object":"chat.completion.chunk","created":1735689600,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n")
+
+// SSEFinish is the last chunk of the streamed response: its finish reason.
+var SSEFinish = []byte(`data: {"id":"chatcmpl-9xYz","object":"chat.completion.chunk","created":1735689600,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n")
 
 // Upstream returns the handlers of a fake OpenAI-compatible upstream:
 //
@@ -84,10 +88,11 @@ func Upstream(dead *atomic.Int64) *http.ServeMux {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-cache")
 		f := w.(http.Flusher)
-		for range SSEEvents {
+		for range SSEEvents - 1 {
 			w.Write(SSEChunk)
 			f.Flush()
 		}
+		w.Write(SSEFinish)
 		io.WriteString(w, "data: [DONE]\n\n")
 	})
 	mux.HandleFunc("/dead", func(w http.ResponseWriter, r *http.Request) {

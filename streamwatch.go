@@ -1,0 +1,526 @@
+package llmtransport
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+)
+
+// Streams observed as they pass.
+//
+// Once the first event of a 2xx event stream has reached the caller, the
+// transport cannot retry the call; but the stream may still fail. new-api
+// forwards an upstream's mid-stream error event verbatim and then appends
+// its own usage chunk and [DONE]; Anthropic sends event: error with an
+// overloaded_error; a stream may simply stop before its finish reason. To
+// every layer that judged the call by its start, such a call looks like a
+// success.
+//
+// So the body handed back for a 2xx event stream is a streamBody: as the
+// caller reads, each byte it is given goes through streamScan, which works
+// at line and event boundaries and keeps nothing of the stream but the
+// current line when it straddles two reads (at most maxWatchLine bytes)
+// and, for an event that looks like an error, its data (at most
+// maxWatchData bytes). When the scan reaches a verdict, the event is
+// classified like a tiny event stream (with the transport's classifier),
+// and the call's outcome is corrected after the fact: the call's and the
+// attempt's spans get the class and status Error, MetricStreamErrors
+// counts it, and the circuit records it as a late outcome (see
+// circuits.late). The bytes reach the caller exactly as they came.
+
+// maxWatchLine is how much of one line the scan judges; the rest of a
+// longer line is skipped, and a stream with such a line is not judged for
+// a missing finish reason (the reason might have been in what was skipped).
+const maxWatchLine = 4 << 10
+
+// maxWatchData is how much of an error event's data is kept to classify it.
+const maxWatchData = 4 << 10
+
+// streamFormat is what the scan learned of a stream's format from its first
+// data line.
+type streamFormat uint8
+
+const (
+	formatUnknown   streamFormat = iota // no data line yet
+	formatOther                         // a format whose end is not judged
+	formatChat                          // OpenAI chat completion chunks: a finish_reason is expected
+	formatAnthropic                     // Anthropic Messages: a stop_reason is expected
+)
+
+// streamVerdict is what the scan found wrong with a stream.
+type streamVerdict uint8
+
+const (
+	verdictNone        streamVerdict = iota // nothing (yet)
+	verdictFiltered                         // a finish reason content_filter, a stop reason refusal
+	verdictFinishError                      // a finish reason error
+	verdictError                            // an error event
+	verdictNoFinish                         // the stream ended without a finish reason
+)
+
+// eventKind is the event: field of the event being read, as far as the scan
+// cares.
+type eventKind uint8
+
+const (
+	eventPlain          eventKind = iota // none, or one the scan ignores
+	eventError                           // event: error (Anthropic, OpenAI Responses)
+	eventResponseFailed                  // event: response.failed (OpenAI Responses)
+	eventMessageStart                    // event: message_start (Anthropic)
+	eventMessageDelta                    // event: message_delta (Anthropic: carries the stop reason)
+)
+
+// streamScan is the incremental scanner of an event stream. Feed it the
+// stream's bytes in any pieces, then call end at the stream's end: its
+// verdict does not depend on how the stream was cut (FuzzStreamScan).
+//
+// Lines end at LF (a CR before it is dropped); a stream whose lines end
+// with a lone CR reads as one long line, which is not judged. An event is
+// suspect when its event: field is error or response.failed, or when a
+// data line's first key says error ({"error":…}, {"type":"error"…},
+// {"type":"response.failed"…}), or when it carries a finish reason
+// content_filter or error (or an Anthropic stop reason refusal); a suspect
+// event's data is kept and its verdict given at its end. A stream whose
+// first data line is an OpenAI chat completion chunk or an Anthropic
+// message_start must carry a finish (stop) reason before [DONE] or its end.
+type streamScan struct {
+	carry   []byte // the start of a line that straddles reads, at most maxWatchLine bytes
+	over    bool   // the line in carry is longer than maxWatchLine
+	started bool   // the first line was seen (its BOM dropped)
+	long    bool   // a line was longer than maxWatchLine
+
+	format   streamFormat
+	finished bool // a finish (stop) reason was seen
+	done     bool // [DONE] was seen, or a verdict given: the rest is not judged
+
+	ev      eventKind     // the current event's event: field
+	suspect streamVerdict // what the current event looks like, verdictNone when ordinary
+	data    []byte        // the current suspect event's data, at most maxWatchData bytes
+	ndata   int           // data lines of the current event
+
+	verdict streamVerdict
+	event   eventKind // the event: field of the event that gave the verdict
+}
+
+// feed scans b, the next bytes of the stream.
+func (s *streamScan) feed(b []byte) {
+	for len(b) > 0 && !s.done {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			s.hold(b)
+			return
+		}
+		seg := b[:i]
+		b = b[i+1:]
+		if len(s.carry) > 0 || s.over {
+			s.hold(seg)
+			s.line(s.carry, s.over)
+			s.carry, s.over = s.carry[:0], false
+			continue
+		}
+		s.line(seg[:min(len(seg), maxWatchLine)], len(seg) > maxWatchLine)
+	}
+}
+
+// hold keeps b, part of a line not ended yet, up to maxWatchLine bytes of
+// the line.
+func (s *streamScan) hold(b []byte) {
+	if room := maxWatchLine - len(s.carry); len(b) > room {
+		b, s.over = b[:room], true
+	}
+	if len(b) == 0 {
+		return
+	}
+	if s.carry == nil {
+		s.carry = make([]byte, 0, max(len(b), 512))
+	}
+	s.carry = append(s.carry, b...)
+}
+
+// end scans the end of the stream: a last line without its end, the last
+// event without its blank line, and whether a finish reason was due.
+func (s *streamScan) end() {
+	if s.done {
+		return
+	}
+	if len(s.carry) > 0 || s.over {
+		s.line(s.carry, s.over)
+		s.carry, s.over = s.carry[:0], false
+	}
+	if !s.done {
+		s.dispatch()
+	}
+	s.finish()
+}
+
+// finish ends the judging at the end of the stream or at [DONE]: a format
+// that owes a finish reason and gave none gets verdictNoFinish.
+func (s *streamScan) finish() {
+	if s.done {
+		return
+	}
+	s.done = true
+	if (s.format == formatChat || s.format == formatAnthropic) && !s.finished && !s.long {
+		s.verdict, s.event = verdictNoFinish, eventPlain
+	}
+}
+
+// line scans one line, without its end; over says it was cut at
+// maxWatchLine.
+func (s *streamScan) line(l []byte, over bool) {
+	if over {
+		s.long = true
+	} else if n := len(l); n > 0 && l[n-1] == '\r' {
+		l = l[:n-1]
+	}
+	if !s.started {
+		s.started = true
+		l = bytes.TrimPrefix(l, []byte(bom))
+	}
+	switch {
+	case len(l) == 0:
+		s.dispatch()
+		return
+	case l[0] == ':':
+		return // a comment
+	}
+	name, value := sseField(l)
+	switch string(name) {
+	case "data":
+		s.dataLine(value)
+	case "event":
+		s.eventLine(value)
+	}
+}
+
+// eventLine records the event: field of the current event.
+func (s *streamScan) eventLine(v []byte) {
+	switch string(v) {
+	case "error":
+		s.ev = eventError
+		s.suspect = verdictError
+	case "response.failed":
+		s.ev = eventResponseFailed
+		s.suspect = verdictError
+	case "message_start":
+		s.ev = eventMessageStart
+	case "message_delta":
+		s.ev = eventMessageDelta
+	default:
+		s.ev = eventPlain
+	}
+}
+
+// The keys whose values the scan reads.
+var (
+	finishKey = []byte(`"finish_reason"`)
+	stopKey   = []byte(`"stop_reason"`)
+)
+
+// dataLine scans one data line's value v.
+func (s *streamScan) dataLine(v []byte) {
+	s.ndata++
+	typ := headType(v)
+	if s.format == formatUnknown {
+		switch {
+		case s.ev == eventMessageStart || string(typ) == "message_start":
+			s.format = formatAnthropic
+		case bytes.Contains(v, []byte(`"chat.completion.chunk"`)):
+			s.format = formatChat
+		default:
+			s.format = formatOther
+		}
+	}
+	if len(v) >= len("[DONE]") && v[0] == '[' && string(bytes.TrimSpace(v)) == "[DONE]" {
+		s.finish()
+		return
+	}
+	if string(typ) == "error" || string(typ) == "response.failed" || firstKey(v[:min(len(v), headLen)]) == headError {
+		s.suspect = verdictError
+	}
+	switch {
+	case s.format == formatChat:
+		s.reasons(v, finishKey)
+	case s.format == formatAnthropic && (s.ev == eventMessageDelta || string(typ) == "message_delta"):
+		s.reasons(v, stopKey)
+	}
+	if s.suspect != verdictNone {
+		s.keep(v)
+	}
+}
+
+// reasons reads every value of key in v: a finish (or stop) reason.
+func (s *streamScan) reasons(v, key []byte) {
+	for {
+		i := bytes.Index(v, key)
+		if i < 0 {
+			return
+		}
+		v = v[i+len(key):]
+		r, ok := stringValue(v)
+		if !ok {
+			continue
+		}
+		switch string(r) {
+		case "":
+		case "content_filter", "refusal":
+			s.suspect = max(s.suspect, verdictFiltered)
+		case "error":
+			s.suspect = max(s.suspect, verdictFinishError)
+		default:
+			s.finished = true
+		}
+	}
+}
+
+// keep appends v, a data line of a suspect event, to its data, as an event
+// stream client joins data lines, up to maxWatchData bytes.
+func (s *streamScan) keep(v []byte) {
+	if len(s.data) > 0 && len(s.data) < maxWatchData {
+		s.data = append(s.data, '\n')
+	}
+	room := maxWatchData - len(s.data)
+	s.data = append(s.data, v[:min(len(v), room)]...)
+}
+
+// dispatch ends the current event: a suspect one gives the verdict.
+func (s *streamScan) dispatch() {
+	if s.suspect != verdictNone {
+		s.verdict, s.event = s.suspect, s.ev
+		s.done = true
+		return
+	}
+	s.ev, s.ndata, s.data = eventPlain, 0, s.data[:0]
+}
+
+// headType returns the value of the first key of the JSON object v when
+// that key is "type" and its value a string in the first headLen bytes, else
+// nil.
+func headType(v []byte) []byte {
+	v = v[:min(len(v), headLen)]
+	i := skipJSONSpace(v, 0)
+	if i == len(v) || v[i] != '{' {
+		return nil
+	}
+	i = skipJSONSpace(v, i+1)
+	if !bytes.HasPrefix(v[i:], []byte(`"type"`)) {
+		return nil
+	}
+	r, _ := stringValue(v[i+len(`"type"`):])
+	return r
+}
+
+// stringValue reads, from v which follows a key, `: "value"` and returns
+// the value (without unescaping); ok is false when the value is not a
+// string (null, a number…) or is cut off.
+func stringValue(v []byte) (r []byte, ok bool) {
+	i := skipJSONSpace(v, 0)
+	if i == len(v) || v[i] != ':' {
+		return nil, false
+	}
+	i = skipJSONSpace(v, i+1)
+	if i == len(v) || v[i] != '"' {
+		return nil, false
+	}
+	j := bytes.IndexByte(v[i+1:], '"')
+	if j < 0 {
+		return nil, false
+	}
+	return v[i+1 : i+1+j], true
+}
+
+// body returns the event that gave the verdict as a small event stream, to
+// classify it.
+func (s *streamScan) body() []byte {
+	b := make([]byte, 0, len(s.data)+32)
+	switch s.event {
+	case eventError:
+		b = append(b, "event: error\n"...)
+	case eventResponseFailed:
+		b = append(b, "event: response.failed\n"...)
+	}
+	b = append(b, "data: "...)
+	b = append(b, s.data...)
+	return append(b, "\n\n"...)
+}
+
+// streamBody is the body of a 2xx event stream handed back to the caller:
+// the peeked first event, then the rest of the stream (see replayBody),
+// watched by a streamScan as the caller reads it. When the call is traced,
+// it also ends the attempt's span (and the call's) at the stream's end or
+// Close, in place of the spanBody it took over, so that a verdict reached
+// in the last read is on the spans before they end.
+type streamBody struct {
+	replayBody
+	scan     streamScan
+	watching bool
+	span     *spanBody // the attempt's, taken over; nil when not traced
+
+	t      *Transport
+	ctx    context.Context
+	key    circuitKey
+	sec    secrets
+	status int
+	circ   callCircuit // the call's standing with its circuit, once settled
+}
+
+// watchStream hands resp, a 2xx event stream classified a success, back
+// to the caller with its peeked bytes p in front of the rest, in a
+// streamBody that watches what the caller reads. It is put in c.stream, for
+// the call's circuit standing to be filled in once the call is settled.
+func (c *call) watchStream(resp *http.Response, p *peek) {
+	sb := &streamBody{watching: true, t: c.t, ctx: c.ctx, key: c.key, sec: c.sec, status: resp.StatusCode}
+	if s, ok := resp.Body.(*spanBody); ok {
+		sb.span = s
+		resp.Body = s.rc
+	}
+	p.fill(&sb.replayBody, resp)
+	resp.Body = sb
+	c.stream = sb
+}
+
+// isWatchable reports whether resp, handed back with classification cl and
+// peek p, is a stream to watch: a 2xx event stream that is a success so
+// far, whose first event was peeked.
+func isWatchable(resp *http.Response, p *peek, cl *Classification) bool {
+	return cl.Class == ClassSuccess && p.buf != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 && isEventStream(resp)
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.replayBody.Read(p)
+	if b.watching {
+		if n > 0 && n <= len(p) {
+			b.scan.feed(p[:n])
+		}
+		if err == io.EOF {
+			b.scan.end()
+		}
+		if b.scan.verdict != verdictNone {
+			b.watching = false
+			b.report()
+		} else if err != nil || b.scan.done {
+			b.watching = false // a broken read, or the caller's cancellation: no verdict
+		}
+	}
+	if err != nil && b.span != nil {
+		readErr := err
+		if err == io.EOF {
+			readErr = nil
+		}
+		b.span.finish(readErr)
+	}
+	return n, err
+}
+
+func (b *streamBody) Close() error {
+	err := b.replayBody.Close()
+	if b.span != nil {
+		b.span.finish(nil)
+	}
+	return err
+}
+
+// report classifies the scan's verdict and records it: on the spans, in
+// the metrics and as the call's late outcome in its circuit.
+func (b *streamBody) report() {
+	cl := b.classify()
+	if cl.Class == ClassSuccess {
+		return // the classifier says the event is no error
+	}
+	cl.Message = b.sec.mask(cl.Message)
+	cl.Code = b.sec.maskValues(cl.Code)
+	cl.RequestID = b.sec.maskValues(cl.RequestID)
+	out := outcomeExcluded
+	if cl.BreakerFailure {
+		out = outcomeFailure
+	}
+	b.t.circuits.late(b.ctx, &b.circ, out, cl.RetryAfter)
+	b.t.tracer.m.streamError(b.ctx, b.key.host, b.key.model, cl.Class)
+	if b.span != nil {
+		b.span.flag(&cl)
+	}
+}
+
+// errNoFinish is the message of a stream that ended without a finish reason.
+const errNoFinish = "llmtransport: the event stream ended without a finish reason"
+
+// classify returns the classification of the scan's verdict: the event
+// that gave it, classified by the transport's classifier as a small event
+// stream of a 2xx response (a stop reason refusal, which Classify does not
+// read, is content_filtered); or, for a stream that ended without a finish
+// reason, upstream_transient (the upstream broke off the answer).
+func (b *streamBody) classify() Classification {
+	if b.scan.verdict == verdictNoFinish {
+		return Classification{Class: ClassUpstreamTransient, Status: b.status, Message: errNoFinish, BreakerFailure: true}
+	}
+	resp := &http.Response{StatusCode: b.status, Header: http.Header{"Content-Type": {"text/event-stream"}}}
+	cl := b.t.classify(resp, b.scan.body())
+	if cl.Class == ClassSuccess && b.scan.verdict == verdictFiltered {
+		cl = Classification{Class: ClassContentFiltered, Status: b.status}
+	}
+	return cl
+}
+
+// flag records on the attempt's span, and on the call's if the call has
+// ended with this body's response, that the stream failed with cl: the
+// class, error.type and status Error. It does nothing once the spans ended.
+func (b *spanBody) flag(cl *Classification) {
+	if b.done.Load() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 3)
+	attrs = append(attrs, keyClass.String(cl.Class.String()), keyErrorType.String(cl.Class.String()))
+	if cl.Code != "" {
+		attrs = append(attrs, keyCode.String(cl.Code))
+	}
+	msg := describe(cl)
+	b.span.SetAttributes(attrs...)
+	b.span.SetStatus(codes.Error, msg)
+	if b.endCall.Load() {
+		b.call.SetAttributes(attrs...)
+		b.call.SetStatus(codes.Error, msg)
+	}
+}
+
+// late records the outcome of the call cc found after it was settled: a
+// stream that failed after its first event, which settle counted as a
+// success. The circuit counts calls, and that call failed (or, for a
+// client-side class, says nothing): the success it counted is taken back
+// from the bucket it went into (when that bucket is still in the window)
+// and the outcome counted now, a failure reported to gobreaker like
+// settle's. As in settle, an outcome that arrives after the circuit changed
+// state is dropped; so is that of a call that was a half-open probe (its
+// success already closed the circuit).
+func (r *circuits) late(ctx context.Context, cc *callCircuit, out outcome, hint time.Duration) {
+	c := cc.c
+	if c == nil || !cc.counted || out == outcomeSuccess {
+		return
+	}
+	cc.counted = false
+	if c.gen.Load() != cc.gen {
+		c.report(ctx)
+		return
+	}
+	c.uncount(cc.bucket)
+	c.count(out, c.r.now())
+	if out == outcomeFailure {
+		c.reportFailure(cc.gen, hint)
+	}
+	c.report(ctx)
+}
+
+// uncount takes back a success counted in bucket number n, if that bucket
+// still counts it.
+func (c *circuit) uncount(n int64) {
+	s := &c.win[n%windowBuckets]
+	c.rollMu.Lock() // slot clears buckets under it: succ cannot drop under us
+	defer c.rollMu.Unlock()
+	if s.stamp.Load() == n && s.succ.Load() > 0 {
+		s.succ.Add(^uint32(0))
+	}
+}

@@ -1,0 +1,424 @@
+package llmtransport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/codes"
+
+	"github.com/llmtransport/llmtransport/internal/workload"
+	"github.com/llmtransport/llmtransport/llmtransporttest"
+)
+
+// Streams of the shapes the watcher must judge, as servers send them.
+const (
+	chatChunk   = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n"
+	chatStop    = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n"
+	chatFilter  = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}` + "\n\n"
+	chatUsage   = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}` + "\n\n"
+	chatDone    = "data: [DONE]\n\n"
+	newAPIError = `data: {"error":{"message":"upstream error: unexpected EOF","type":"upstream_error","code":"do_request_failed"}}` + "\n\n"
+
+	anthStart = "event: message_start\n" + `data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}` + "\n\n"
+	anthDelta = "event: content_block_delta\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"word "}}` + "\n\n"
+	anthError = "event: error\n" + `data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}` + "\n\n"
+	anthStop  = "event: message_delta\n" + `data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":3}}` + "\n\n" +
+		"event: message_stop\n" + `data: {"type":"message_stop"}` + "\n\n"
+)
+
+// streamServer serves the events one write and flush each, as a gateway
+// streams them. When hold is not nil, it waits for hold to be closed (or
+// the request to end) before the last event.
+func streamServer(t *testing.T, hold chan struct{}, events ...string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i, ev := range events {
+			if hold != nil && i == len(events)-1 {
+				select {
+				case <-hold:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			io.WriteString(w, ev)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// streamCall sends a chat request through rt to srv and reads the stream
+// to its end; it returns the bytes read.
+func streamCall(t *testing.T, rt http.RoundTripper, srv *httptest.Server) []byte {
+	t.Helper()
+	resp, err := rt.RoundTrip(chatRequest(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// onlyCircuit returns the status of the only circuit of tr.
+func onlyCircuit(t *testing.T, tr *Transport) CircuitStatus {
+	t.Helper()
+	cs := tr.Circuits()
+	if len(cs) != 1 {
+		t.Fatalf("circuits: %+v, want one", cs)
+	}
+	return cs[0]
+}
+
+func TestStreamWatchMidStreamError(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		events    []string
+		class     Class
+		failure   bool // a failure of the model's circuit
+		excluded  bool // neither success nor failure
+		byteCheck bool
+	}{
+		{"new-api error then usage and DONE", []string{chatChunk, chatChunk, newAPIError, chatUsage, chatDone}, ClassUpstreamTransient, true, false, true},
+		{"anthropic overloaded", []string{anthStart, anthDelta, anthDelta, anthError}, ClassOverloaded, true, false, true},
+		{"openai finish_reason error", []string{chatChunk, strings.Replace(chatStop, `"stop"`, `"error"`, 1), chatDone}, ClassUpstreamTransient, true, false, false},
+		{"content_filter finish", []string{chatChunk, chatChunk, chatFilter, chatDone}, ClassContentFiltered, false, true, true},
+		{"anthropic refusal", []string{anthStart, anthDelta, strings.Replace(anthStop, "end_turn", "refusal", 1)}, ClassContentFiltered, false, true, false},
+		{"no finish reason at EOF", []string{chatChunk, chatChunk, chatChunk}, ClassUpstreamTransient, true, false, false},
+		{"no finish reason before DONE", []string{chatChunk, chatChunk, chatDone}, ClassUpstreamTransient, true, false, false},
+		{"anthropic cut off", []string{anthStart, anthDelta, anthDelta}, ClassUpstreamTransient, true, false, false},
+		{"responses api failed", []string{"event: response.created\ndata: {\"type\":\"response.created\"}\n\n", "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"}, ClassUpstreamTransient, true, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tel := newTelemetry(t)
+			srv := streamServer(t, nil, tt.events...)
+			tr := New(nil, tel.options()...)
+			defer tr.CloseIdleConnections()
+			got := streamCall(t, tr, srv)
+			if want := strings.Join(tt.events, ""); tt.byteCheck && string(got) != want {
+				t.Fatalf("body:\n%q\nwant\n%q", got, want)
+			}
+			calls := tel.spans("chat gpt-4o")
+			if len(calls) != 1 {
+				t.Fatalf("%d call spans", len(calls))
+			}
+			cs := calls[0]
+			if cs.Status().Code != codes.Error {
+				t.Errorf("call span status %v, want Error\n%s", cs.Status(), dump(cs))
+			}
+			if a := attrs(cs.Attributes()); a[string(keyClass)].AsString() != tt.class.String() || a[string(keyErrorType)].AsString() != tt.class.String() {
+				t.Errorf("call span class %v, error.type %v, want %v", a[string(keyClass)], a[string(keyErrorType)], tt.class)
+			}
+			if as := tel.spans("POST"); len(as) != 1 || as[0].Status().Code != codes.Error {
+				t.Errorf("attempt spans %d, want 1 with status Error", len(as))
+			}
+			if n, _ := sum(tel.collect(t), MetricStreamErrors, map[string]string{"llm.error.class": tt.class.String(), "gen_ai.request.model": "gpt-4o"}); n != 1 {
+				t.Errorf("%s{class=%s} = %v, want 1", MetricStreamErrors, tt.class, n)
+			}
+			c := onlyCircuit(t, tr)
+			want := CircuitStatus{Successes: 0, Failures: b2u(tt.failure), Excluded: b2u(tt.excluded)}
+			if c.Successes != want.Successes || c.Failures != want.Failures || c.Excluded != want.Excluded || c.InFlight != 0 {
+				t.Errorf("circuit %+v, want successes %d failures %d excluded %d", c, want.Successes, want.Failures, want.Excluded)
+			}
+		})
+	}
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestStreamWatchOpensCircuit: three streams that fail mid-stream, one at a
+// time with default options and tracing off, are three failed calls: the
+// circuit opens and the fourth call is refused.
+func TestStreamWatchOpensCircuit(t *testing.T) {
+	for _, shape := range [][]string{
+		{chatChunk, chatChunk, newAPIError, chatUsage, chatDone},
+		{anthStart, anthDelta, anthError},
+	} {
+		srv := streamServer(t, nil, shape...)
+		tr := New(nil)
+		for range DefaultBreakerMinFailures {
+			if got, want := string(streamCall(t, tr, srv)), strings.Join(shape, ""); got != want {
+				t.Fatalf("body %q, want %q", got, want)
+			}
+		}
+		if c := onlyCircuit(t, tr); c.State != CircuitOpen {
+			t.Fatalf("circuit %+v, want open", c)
+		}
+		_, err := tr.RoundTrip(chatRequest(t, context.Background(), srv.URL))
+		if !errors.Is(err, ErrCircuitOpen) {
+			t.Fatalf("fourth call: %v, want ErrCircuitOpen", err)
+		}
+		tr.CloseIdleConnections()
+	}
+}
+
+// TestStreamWatchHealthy: healthy streams are delivered byte for byte and
+// flagged nowhere.
+func TestStreamWatchHealthy(t *testing.T) {
+	for _, events := range [][]string{
+		{chatChunk, chatChunk, chatStop, chatUsage, chatDone},
+		{chatChunk, chatStop}, // no [DONE]: the finish reason is what counts
+		{anthStart, anthDelta, anthStop},
+		{"data: {\"candidates\":[{\"content\":{}}]}\n\n", "data: {\"candidates\":[]}\n\n"}, // an unknown format: its end is not judged
+		{": keep-alive\r\n\r\n", strings.ReplaceAll(chatChunk, "\n", "\r\n"), strings.ReplaceAll(chatStop, "\n", "\r\n")},
+	} {
+		tel := newTelemetry(t)
+		srv := streamServer(t, nil, events...)
+		tr := New(nil, tel.options()...)
+		if got, want := string(streamCall(t, tr, srv)), strings.Join(events, ""); got != want {
+			t.Fatalf("body:\n%q\nwant\n%q", got, want)
+		}
+		for _, s := range tel.sr.Ended() {
+			if s.Status().Code == codes.Error {
+				t.Errorf("%q: span %s", events, dump(s))
+			}
+		}
+		if n, _ := sum(tel.collect(t), MetricStreamErrors, nil); n != 0 {
+			t.Errorf("%q: %s = %v", events, MetricStreamErrors, n)
+		}
+		if c := onlyCircuit(t, tr); c.Successes != 1 || c.Failures != 0 || c.Excluded != 0 {
+			t.Errorf("%q: circuit %+v, want one success", events, c)
+		}
+		tr.CloseIdleConnections()
+	}
+}
+
+// TestStreamWatchCallerStops: a caller that closes the stream early, or
+// cancels it, before the stream's end or its error, costs the model
+// nothing: the call stays a success.
+func TestStreamWatchCallerStops(t *testing.T) {
+	for _, how := range []string{"close", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			hold := make(chan struct{})
+			defer close(hold)
+			srv := streamServer(t, hold, chatChunk, chatChunk, newAPIError)
+			tel := newTelemetry(t)
+			tr := New(nil, tel.options()...)
+			defer tr.CloseIdleConnections()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			resp, err := tr.RoundTrip(chatRequest(t, ctx, srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, len(chatChunk))
+			if _, err := io.ReadFull(resp.Body, buf); err != nil { // the first event
+				t.Fatal(err)
+			}
+			if how == "close" {
+				resp.Body.Close()
+			} else {
+				cancel()
+				if _, err := io.ReadAll(resp.Body); err == nil {
+					t.Fatal("read after cancel: no error")
+				}
+				resp.Body.Close()
+			}
+			if c := onlyCircuit(t, tr); c.Successes != 1 || c.Failures != 0 {
+				t.Errorf("circuit %+v, want one success", c)
+			}
+			if n, _ := sum(tel.collect(t), MetricStreamErrors, nil); n != 0 {
+				t.Errorf("%s = %v", MetricStreamErrors, n)
+			}
+			for _, s := range tel.spans("chat gpt-4o") {
+				if s.Status().Code == codes.Error {
+					t.Errorf("call span %s", dump(s))
+				}
+			}
+		})
+	}
+}
+
+// TestStreamWatchLateOutcomeAfterStateChange: a late outcome for a call put
+// in flight before the circuit changed state is dropped, as settle drops
+// outcomes.
+func TestStreamWatchLateOutcomeAfterStateChange(t *testing.T) {
+	r := newCircuits(defaultBreakerConfig())
+	key := circuitKey{host: "h", model: "m"}
+	var cc callCircuit
+	if !r.admitClosed(key, &cc) {
+		t.Fatal("not admitted")
+	}
+	r.settle(context.Background(), &cc, outcomeSuccess, 0)
+	late := cc
+	cc.c.gen.Add(1) // as a state change does
+	r.late(context.Background(), &late, outcomeFailure, 0)
+	if s, f, _ := cc.c.window(r.now()); s != 1 || f != 0 {
+		t.Fatalf("window %d successes %d failures, want the success alone", s, f)
+	}
+	// Twice is once.
+	cc.c.gen.Add(^uint32(0))
+	late = cc
+	r.late(context.Background(), &late, outcomeFailure, 0)
+	r.late(context.Background(), &late, outcomeFailure, 0)
+	if s, f, _ := cc.c.window(r.now()); s != 0 || f != 1 {
+		t.Fatalf("window %d successes %d failures, want one failure", s, f)
+	}
+}
+
+// scanWhole returns the scan of stream b fed at once.
+func scanWhole(b []byte) streamScan {
+	var s streamScan
+	s.feed(b)
+	s.end()
+	return s
+}
+
+func TestStreamScanVerdicts(t *testing.T) {
+	for _, tt := range []struct {
+		stream string
+		want   streamVerdict
+	}{
+		{chatChunk + chatStop + chatDone, verdictNone},
+		{chatChunk + newAPIError + chatUsage + chatDone, verdictError},
+		{chatChunk + chatFilter, verdictFiltered},
+		{chatChunk + strings.Replace(chatStop, `"stop"`, `"error"`, 1), verdictFinishError},
+		{chatChunk + chatChunk, verdictNoFinish},
+		{chatChunk + chatChunk + chatDone + chatStop, verdictNoFinish},
+		{anthStart + anthDelta + anthStop, verdictNone},
+		{anthStart + anthDelta + anthError, verdictError},
+		{anthStart + anthDelta, verdictNoFinish},
+		{"data: {\"type\":\"response.created\"}\n\n", verdictNone},
+		{"data: {\"type\":\"response.created\"}\n\ndata: {\"type\":\"error\",\"code\":\"x\"}\n\n", verdictError},
+		{chatChunk + "data: " + strings.Repeat("x", maxWatchLine) + "\n\n", verdictNone}, // a line too long to judge: the end is not judged
+		{chatChunk + `data: {"error":{"message":"cut`, verdictError},                     // an error event cut off at the end
+	} {
+		s := scanWhole([]byte(tt.stream))
+		if s.verdict != tt.want {
+			t.Errorf("%q: verdict %d, want %d", tt.stream, s.verdict, tt.want)
+		}
+		for size := 1; size < 8; size++ {
+			if c := scanChunks([]byte(tt.stream), size); c.verdict != s.verdict || !bytes.Equal(c.data, s.data) {
+				t.Errorf("%q in pieces of %d: verdict %d, want %d", tt.stream, size, c.verdict, s.verdict)
+			}
+		}
+	}
+}
+
+// scanChunks returns the scan of stream b fed in pieces of size bytes.
+func scanChunks(b []byte, size int) streamScan {
+	var s streamScan
+	for len(b) > 0 {
+		n := min(size, len(b))
+		s.feed(b[:n])
+		b = b[n:]
+	}
+	s.end()
+	return s
+}
+
+// FuzzStreamScan: however a stream is cut into reads, the incremental scan
+// gives the verdict, and keeps the data, of the stream scanned at once.
+func FuzzStreamScan(f *testing.F) {
+	for _, s := range []string{
+		chatChunk + chatStop + chatDone,
+		chatChunk + newAPIError + chatUsage + chatDone,
+		chatChunk + chatFilter,
+		anthStart + anthDelta + anthError,
+		anthStart + anthDelta + anthStop,
+		"\ufeff" + chatChunk + "\r\n",
+		": ping\r\n\r\n" + strings.ReplaceAll(chatChunk, "\n", "\r\n"),
+		"event: error\ndata: a\ndata: b\n\n",
+	} {
+		f.Add([]byte(s), []byte{3, 1, 200, 7})
+	}
+	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
+		whole := scanWhole(stream)
+		var s streamScan
+		b := stream
+		for i := 0; len(b) > 0; i++ {
+			n := len(b)
+			if len(cuts) > 0 {
+				n = min(int(cuts[i%len(cuts)]), len(b))
+			}
+			s.feed(b[:n])
+			b = b[n:]
+		}
+		s.end()
+		if s.verdict != whole.verdict || s.event != whole.event || !bytes.Equal(s.data, whole.data) {
+			t.Fatalf("cut %v: verdict %d event %d data %q; whole: %d %d %q", cuts, s.verdict, s.event, s.data, whole.verdict, whole.event, whole.data)
+		}
+		if len(s.carry) > maxWatchLine || len(s.data) > maxWatchData {
+			t.Fatalf("kept %d bytes of line, %d of data", len(s.carry), len(s.data))
+		}
+	})
+}
+
+// TestStreamWatchFakeGateway: the fake gateway's mid-stream faults, in
+// new-api's shape (error, usage chunk, [DONE]) and Anthropic's (event:
+// error, overloaded_error), reach the caller whole and are failed calls:
+// three of them open the circuit.
+func TestStreamWatchFakeGateway(t *testing.T) {
+	for _, f := range []llmtransporttest.Fault{llmtransporttest.MidStreamErrorThenDone(2), llmtransporttest.MidStreamOverloaded(2)} {
+		t.Run(f.Name(), func(t *testing.T) {
+			gw := llmtransporttest.NewServer(llmtransporttest.WithReply("one two three"), llmtransporttest.WithScript("m", f, f, f))
+			defer gw.Close()
+			tr := New(nil)
+			defer tr.CloseIdleConnections()
+			for i := range DefaultBreakerMinFailures {
+				req, err := http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || !bytes.Contains(b, []byte(`"error":{`)) {
+					t.Fatalf("call %d: %v, body %q", i, err, b)
+				}
+			}
+			if c := onlyCircuit(t, tr); c.State != CircuitOpen {
+				t.Fatalf("circuit %+v, want open", c)
+			}
+			if got := gw.Requests("m"); got != DefaultBreakerMinFailures {
+				t.Errorf("%d requests upstream, want %d (a stream is never retried)", got, DefaultBreakerMinFailures)
+			}
+		})
+	}
+}
+
+// BenchmarkStreamScan is the watcher's own cost on BenchmarkStream's
+// stream (workload.SSEEvents chunks, the last with its finish reason, then
+// [DONE]) read 4 KiB at a time, as a caller's bufio.Reader reads it.
+func BenchmarkStreamScan(b *testing.B) {
+	var stream []byte
+	for range workload.SSEEvents - 1 {
+		stream = append(stream, workload.SSEChunk...)
+	}
+	stream = append(append(stream, workload.SSEFinish...), "data: [DONE]\n\n"...)
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var s streamScan
+		for p := stream; len(p) > 0; {
+			n := min(4096, len(p))
+			s.feed(p[:n])
+			p = p[n:]
+		}
+		s.end()
+		if s.verdict != verdictNone {
+			b.Fatal(s.verdict)
+		}
+	}
+}
