@@ -109,11 +109,16 @@ type Classification struct {
 	RetryAfterSource string
 	// Status is the HTTP status code of the response (0 for transport errors).
 	Status int
-	// Code is the most specific business error code ("insufficient_quota",
-	// "channel:no_available_key", "RESOURCE_EXHAUSTED"…); "" when the body
-	// has none or only repeats the HTTP status.
+	// Code is the most specific business error code or reason in the body
+	// ("insufficient_quota", "channel:no_available_key", "API_KEY_INVALID",
+	// "RESOURCE_EXHAUSTED", "content_filter"…); see [Classify] for which
+	// wins when there are several. It is never a generic type
+	// ("invalid_request_error", "upstream_error", "new_api_error"), an HTTP
+	// status written as a code, or a printed null ("<nil>", "null",
+	// "None"): "" when the body has no code.
 	Code string
-	// Type is the error type ("invalid_request_error", "overloaded_error"…).
+	// Type is the error type as written ("invalid_request_error",
+	// "overloaded_error", "new_api_error"…), "" when there is none.
 	Type string
 	// Message is the human-readable error message, if any.
 	Message string
@@ -177,9 +182,13 @@ func Classify(resp *http.Response, body []byte) Classification {
 		if e == &bi.top {
 			desc = bi.description
 		}
-		c.Code = businessCode(e, desc, cl.eff)
-		if c.Code == "" && bi.hasNested {
-			c.Code = businessCode(&bi.nested, "", cl.eff)
+		c.Code = businessCode(e, desc)
+		if bi.hasNested && wrapperCode(c.Code) {
+			// A provider's code quoted by a gateway beats the gateway's
+			// generic wrapper.
+			if n := businessCode(&bi.nested, ""); n != "" {
+				c.Code = n
+			}
 		}
 		c.Type = e.typ
 		if c.Type == "" {

@@ -29,7 +29,8 @@ type errFields struct {
 	codeNum      bool   // code was a JSON number
 	status       string // Google status ("RESOURCE_EXHAUSTED")
 	detailsCode  string // Anthropic details.error_code
-	reason       string // Google ErrorInfo.reason or errors[].reason
+	reason       string // Google details[].reason (ErrorInfo)
+	errorsReason string // legacy Google errors[].reason ("rateLimitExceeded")
 	retryDelay   string // Google RetryInfo.retryDelay
 	quotaFailure bool   // a Google QuotaFailure detail was present
 	perDay       bool   // a QuotaFailure quotaId names a per-day quota
@@ -45,7 +46,7 @@ type errFields struct {
 // has reports whether e holds anything that describes an error.
 func (e *errFields) has() bool {
 	return e.present && (e.message != "" || e.typ != "" || e.code != "" || e.status != "" ||
-		e.detailsCode != "" || e.reason != "" || e.errorType != "")
+		e.detailsCode != "" || e.reason != "" || e.errorsReason != "" || e.errorType != "")
 }
 
 // bodyInfo is what classification learned from a body.
@@ -314,16 +315,18 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 			}
 		case p[0].is("type"):
 			if str {
-				setText(&e.typ, raw)
+				setCode(&e.typ, raw)
 			}
 		case p[0].is("code"):
-			if str || k == jsonNumber {
+			if str && e.code == "" {
+				setCode(&e.code, raw)
+			} else if k == jsonNumber && e.code == "" {
 				setText(&e.code, raw)
-				e.codeNum = k == jsonNumber
+				e.codeNum = true
 			}
 		case p[0].is("status"):
 			if str {
-				setText(&e.status, raw)
+				setCode(&e.status, raw)
 			}
 		case p[0].is("request_id"):
 			if str {
@@ -333,15 +336,15 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 	case 2:
 		switch {
 		case p[0].is("details") && p[1].is("error_code") && str:
-			setText(&e.detailsCode, raw)
+			setCode(&e.detailsCode, raw)
 		case p[0].is("innererror") && p[1].is("code") && str:
-			setText(&e.innerCode, raw)
+			setCode(&e.innerCode, raw)
 		case p[0].is("metadata"):
 			switch {
 			case p[1].is("raw") && str:
 				setText(&e.raw, raw)
 			case p[1].is("error_type") && str:
-				setText(&e.errorType, raw)
+				setCode(&e.errorType, raw)
 			case p[1].is("limit_source") && str:
 				setText(&e.limitSource, raw)
 			case p[1].is("flagged_input"):
@@ -357,12 +360,12 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 					e.quotaFailure = true
 				}
 			case p[2].is("reason") && str:
-				setText(&e.reason, raw)
+				setCode(&e.reason, raw)
 			case p[2].is("retryDelay") && str:
 				setText(&e.retryDelay, raw)
 			}
 		case p[0].is("errors") && p[1].key == nil && p[2].is("reason") && str:
-			setText(&e.reason, raw)
+			setCode(&e.errorsReason, raw)
 		case p[0].is("metadata") && p[1].is("headers") && p[2].key != nil &&
 			strings.EqualFold(string(p[2].key), "X-RateLimit-Reset") && (str || k == jsonNumber):
 			setText(&e.resetHeader, raw)
@@ -383,6 +386,30 @@ func setText(dst *string, raw []byte) {
 	if *dst == "" && len(raw) > 0 {
 		*dst = jsonText(raw)
 	}
+}
+
+// setCode is setText for a code, type or reason: a value that stands for
+// none ("", "null", "<nil>", "None") is not stored, so that a later one, or
+// none, takes its place.
+func setCode(dst *string, raw []byte) {
+	if !absentCode(raw) {
+		setText(dst, raw)
+	}
+}
+
+// absentCode reports whether raw, a code as written, stands for no code:
+// empty or blank, or a null as a language printed it ("null", Go's "<nil>",
+// Python's "None"; new-api writes a null code as "<nil>").
+func absentCode(raw []byte) bool {
+	s := bytes.TrimSpace(raw)
+	switch len(s) {
+	case 0:
+		return true
+	case 3, 4, 5:
+		return bytes.EqualFold(s, []byte("nil")) || bytes.EqualFold(s, []byte("null")) ||
+			bytes.EqualFold(s, []byte("none")) || bytes.EqualFold(s, []byte("<nil>"))
+	}
+	return false
 }
 
 // container returns the error object that describes the body: "error",

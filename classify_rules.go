@@ -169,12 +169,11 @@ func (c *classifier) init(h http.Header, status int) {
 	e := bi.container()
 	for _, f := range [...]*errFields{e, &bi.nested} {
 		c.addCode(f.detailsCode)
-		if f.code != "" && f.code != "null" {
-			c.addCode(f.code)
-		}
+		c.addCode(f.code)
 		c.addCode(f.typ)
 		c.addCode(f.status)
 		c.addCode(f.reason)
+		c.addCode(f.errorsReason)
 		c.addCode(f.errorType)
 	}
 	c.addCode(e.innerCode)
@@ -419,30 +418,42 @@ func httpStatusCode(code string) int {
 	return n
 }
 
-// placeholderType reports whether typ is a gateway's catch-all type that
-// says nothing about the error: new-api's "new_api_error", one-api's
+// genericType reports whether typ is a catch-all type that names no
+// specific error, and so is no business code (it stays in
+// [Classification.Type]): new-api's "new_api_error", one-api's
 // "one_api_error" and their rebrands, Anthropic's "error" envelope marker,
-// and the "upstream_error" new-api puts on relayed errors that had no type
-// (recognisable by their numeric code).
-func placeholderType(typ string, e *errFields) bool {
+// the "upstream_error" gateways put on relayed errors, OpenAI's
+// "invalid_request_error" (any 4xx), and the Responses "response.failed"
+// event type.
+func genericType(typ string) bool {
 	switch {
-	case typ == "error":
+	case typ == "error", typ == "upstream_error", typ == "invalid_request_error", typ == "response.failed":
 		return true
 	case strings.HasSuffix(typ, "_api_error") && typ != "api_error":
-		return true
-	case typ == "upstream_error" && e.codeNum:
 		return true
 	}
 	return false
 }
 
-// businessCode picks the most specific machine code of e: Anthropic's
-// details.error_code, error.code unless it only repeats the status, the
-// type unless it is a placeholder, the Google status, OpenRouter's
-// metadata.error_type, ErrorInfo.reason; "" when there is none. A flat
-// Midjourney body (description set, numeric code) has its code in
-// description.
-func businessCode(e *errFields, description string, status int) string {
+// wrapperCode reports whether code is a gateway's generic wrapper code
+// that a code found one level down (OpenRouter metadata.raw, JSON quoted in
+// the message) is more specific than: a bare HTTP status, new-api's
+// "bad_response_status_code", or a generic type written as a code.
+func wrapperCode(code string) bool {
+	return code == "" || httpStatusCode(code) != 0 || strings.EqualFold(code, "bad_response_status_code") ||
+		strings.EqualFold(code, "provider_error") || genericType(code)
+}
+
+// businessCode picks the most specific machine code of e, most specific
+// first: Anthropic's details.error_code; error.code unless it is only an
+// HTTP status; the type unless it is generic (genericType); Google's
+// ErrorInfo details[].reason ("API_KEY_INVALID"), then its status
+// ("INVALID_ARGUMENT"); OpenRouter's metadata.error_type; the legacy
+// errors[].reason; "" when there is none. A flat Midjourney body
+// (description set, numeric code) has its code in description. Values
+// that stand for none ("<nil>", "null", "None") never got this far (see
+// setCode).
+func businessCode(e *errFields, description string) string {
 	if e.detailsCode != "" {
 		return e.detailsCode
 	}
@@ -452,13 +463,13 @@ func businessCode(e *errFields, description string, status int) string {
 			return d
 		}
 	}
-	if code := strings.TrimSpace(e.code); code != "" && code != "null" && httpStatusCode(code) != status {
+	if code := strings.TrimSpace(e.code); code != "" && httpStatusCode(code) == 0 {
 		return code
 	}
-	if e.typ != "" && !placeholderType(e.typ, e) && e.typ != "response.failed" {
+	if e.typ != "" && !genericType(e.typ) {
 		return e.typ
 	}
-	for _, s := range [...]string{e.status, e.errorType, e.reason} {
+	for _, s := range [...]string{e.reason, e.status, e.errorType, e.errorsReason} {
 		if s != "" {
 			return s
 		}
