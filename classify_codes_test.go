@@ -2,6 +2,7 @@ package llmtransport
 
 import (
 	"testing"
+	"time"
 )
 
 // TestClassifyAbsentCodes checks that the ways gateways print a null code
@@ -81,5 +82,61 @@ func TestClassifyMostSpecificReason(t *testing.T) {
 		{name: "numeric code of another status is no code", resp: resp(500),
 			body:  `{"error":{"code":"404","message":"boom"}}`,
 			class: ClassUpstreamTransient, code: "-"},
+	})
+}
+
+// TestClassifyCodesBeforeStatuses checks that a rate-limit, quota,
+// overload, context, filter or timeout code (or type) decides the class
+// whatever status an admin's status_code_mapping or new-api's own choices
+// put on the response.
+func TestClassifyCodesBeforeStatuses(t *testing.T) {
+	oaErr := func(msg, typ, code string) string {
+		return `{"error":{"message":"` + msg + `","type":"` + typ + `","param":"","code":"` + code + `"}}`
+	}
+	runRuleCases(t, []ruleCase{
+		{name: "rate_limit_exceeded sent as 500", resp: resp(500, "Content-Type", jsonCT),
+			body:  oaErr("Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 7s.", "requests", "rate_limit_exceeded"),
+			class: ClassRateLimited, code: "rate_limit_exceeded", retry: yes, breaker: no, wait: 7 * time.Second},
+		{name: "rate_limit_error type sent as 400", resp: resp(400),
+			body:  `{"error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"},"type":"error"}`,
+			class: ClassRateLimited, code: "rate_limit_error", retry: yes, breaker: no},
+		{name: "too many tokens with a rate-limit code sent as 500", resp: resp(500),
+			body:  oaErr("Too many tokens, please wait before trying again.", "upstream_error", "rate_limit_exceeded"),
+			class: ClassRateLimited},
+		{name: "gemini numeric 429 relayed and remapped to 500", resp: resp(500),
+			body:  `{"error":{"message":"Resource has been exhausted (e.g. check quota).","type":"upstream_error","param":"","code":429}}`,
+			class: ClassRateLimited, code: "-", typ: "upstream_error", retry: yes, breaker: no},
+		{name: "gemini RESOURCE_EXHAUSTED per-minute as 503", resp: resp(503),
+			body:  `{"error":{"code":503,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED"}}`,
+			class: ClassRateLimited, code: "RESOURCE_EXHAUSTED"},
+		{name: "openrouter 402 remapped to 500", resp: resp(500),
+			body:  `{"error":{"message":"Payment required","code":402}}`,
+			class: ClassQuotaExhausted, retry: no},
+		{name: "anthropic 529 rewritten flat and remapped to 500", resp: resp(500),
+			body:  `{"message":"Overloaded","type":"overloaded_error","code":null}`,
+			class: ClassOverloaded, code: "overloaded_error", retry: yes, breaker: yes},
+		{name: "numeric 529 remapped to 500", resp: resp(500),
+			body:  `{"error":{"message":"busy","code":529}}`,
+			class: ClassOverloaded},
+		{name: "timeout_error sent as 500", resp: resp(500),
+			body:  `{"type":"error","error":{"type":"timeout_error","message":"Request timed out"}}`,
+			class: ClassTimeout, code: "timeout_error"},
+		{name: "request too large beats its rate-limit code", resp: resp(500),
+			body:  oaErr("Request too large for gpt-4o on tokens per min (TPM): Limit 30000, Requested 31538.", "tokens", "rate_limit_exceeded"),
+			class: ClassInvalidRequest, retry: no},
+		{name: "quota text beats a rate-limit type", resp: resp(500),
+			body:  `{"error":{"type":"rate_limit_error","message":"usage limit exceeded, 5-hour usage limit reached"}}`,
+			class: ClassQuotaExhausted},
+		{name: "insufficient_quota sent as 500", resp: resp(500), body: oaErr("quota", "insufficient_quota", "insufficient_quota"),
+			class: ClassQuotaExhausted, retry: no},
+		{name: "context code sent as 500", resp: resp(500), body: oaErr("too long", "invalid_request_error", "context_length_exceeded"),
+			class: ClassContextLength, retry: no, breaker: no},
+		{name: "content_filter relayed with upstream_error type", resp: resp(500),
+			body:  oaErr("The response was filtered due to the prompt triggering Azure OpenAI's content management policy.", "upstream_error", "content_filter"),
+			class: ClassContentFiltered, code: "content_filter", typ: "upstream_error"},
+		{name: "validation error sent as 500", resp: resp(500), body: oaErr("field messages is required", "new_api_error", "invalid_request"),
+			class: ClassInvalidRequest, retry: no, breaker: no},
+		{name: "oversize body sent as 400", resp: resp(400), body: oaErr("request body too large", "new_api_error", "read_request_body_failed"),
+			class: ClassInvalidRequest, code: "read_request_body_failed"},
 	})
 }

@@ -35,6 +35,15 @@ var (
 	authCodes     = []string{"invalid_api_key", "authentication_error", "API_KEY_INVALID", "auth_error", "UNAUTHENTICATED"}
 	modelCodes    = []string{"model_not_found", "model_price_error", "model_officially_unsupported", "NotFoundError", "DeploymentNotFound"}
 	overloadCodes = []string{"overloaded_error", "server_is_overloaded", "MODEL_CAPACITY_EXHAUSTED", "provider_unavailable", "engine_overloaded"}
+	// rateLimitCodes decide rate_limited whatever the status (an admin's
+	// status_code_mapping can send a 429 as a 500), once quota signals and
+	// "Request too large" have had their say. "requests" and "tokens" are
+	// the types of OpenAI's 429s.
+	rateLimitCodes = []string{
+		"rate_limit_exceeded", "rate_limit_error", "rate_limited", "too_many_requests", "throttling_error",
+		"ThrottlingException", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "requests", "tokens",
+	}
+	timeoutCodes = []string{"DEADLINE_EXCEEDED", "timeout_error"}
 )
 
 // gatewayCodes are new-api / one-api codes (gateway-errors.md §2.2, §2.3)
@@ -177,6 +186,9 @@ func (c *classifier) init(h http.Header, status int) {
 		c.addCode(f.errorType)
 	}
 	c.addCode(e.innerCode)
+	if status >= 400 {
+		c.eff = bodyStatus(e, &bi.nested, status)
+	}
 	if bi.description != "" {
 		c.addCode(strings.TrimSpace(bi.description))
 	}
@@ -306,7 +318,22 @@ func (c *classifier) byCode() (verdict, bool) {
 	return verdict{}, false
 }
 
-// byText applies the rules that rest on the message text.
+// bodyStatus is the status that decides the status rules: the HTTP status,
+// unless the error's numeric code (or the one quoted one level down) is a
+// quota, rate-limit or overload status that the HTTP status was remapped
+// from (new-api's status_code_mapping turns a 429 into a 500, body intact).
+func bodyStatus(e, nested *errFields, status int) int {
+	for _, f := range [...]*errFields{e, nested} {
+		switch n := httpStatusCode(strings.TrimSpace(f.code)); n {
+		case 402, 429, 529:
+			return n
+		}
+	}
+	return status
+}
+
+// byText applies the rules that rest on the message text, and the
+// rate-limit codes, which only quota text and "Request too large" beat.
 func (c *classifier) byText() (verdict, bool) {
 	switch {
 	case c.text == "":
@@ -317,10 +344,12 @@ func (c *classifier) byText() (verdict, bool) {
 		return verdict{class: ClassQuotaExhausted}, true
 	}
 	switch {
-	case c.text == "":
-		return verdict{}, false
 	case strings.Contains(c.text, "request too large"):
 		return verdict{class: ClassInvalidRequest}, true
+	case c.hasCode(rateLimitCodes):
+		return verdict{class: ClassRateLimited}, true
+	case c.text == "":
+		return verdict{}, false
 	case c.eff != 429 && c.hasText(contextPhrases):
 		return verdict{class: ClassContextLength}, true
 	case c.hasText(contentPhrases):
@@ -371,7 +400,7 @@ func hasInsufficient(text string) bool {
 // byStatus is the last step: the class from the (effective) status.
 func (c *classifier) byStatus() verdict {
 	switch {
-	case c.hasCode([]string{"DEADLINE_EXCEEDED"}):
+	case c.hasCode(timeoutCodes):
 		return verdict{class: ClassTimeout}
 	case c.eff == 529:
 		return verdict{class: ClassOverloaded}
