@@ -100,6 +100,11 @@ type Classification struct {
 	// the model's circuit.
 	BreakerFailure bool
 	// RetryAfter is the wait the server asked for, 0 when it asked for none.
+	// It is reported on every class, retried or not (a per-day quota's
+	// retryDelay, a Retry-After on a 401, a hint above the cap): callers may
+	// use it, and the transport decides whether to wait. A hint never makes
+	// a class retryable, and a hint above the transport's cap
+	// ([WithMaxRetryWait]) stops the retry of a retryable one.
 	RetryAfter time.Duration
 	// RetryAfterSource names where RetryAfter came from: a header name in
 	// lower case ("retry-after-ms", "retry-after", "x-ratelimit-reset-tokens",
@@ -202,7 +207,7 @@ func Classify(resp *http.Response, body []byte) Classification {
 			c.Message = bi.nested.message
 		}
 		c.Message = cleanMessage(stripRequestIDSuffix(c.Message))
-		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, cl.text, v.misleadingWait)
+		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, cl.text)
 	}
 	c.RequestID = requestID(h, bi, cl.msgs[:cl.nm]...)
 	c.finish(h, v)

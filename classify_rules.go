@@ -11,9 +11,6 @@ type verdict struct {
 	class   Class
 	retry   int8 // +1 retry, -1 do not, 0 as the class says
 	breaker int8 // +1 counts against the circuit, -1 does not, 0 as the class says
-	// misleadingWait: the body's retryDelay and message hint do not apply
-	// (a Gemini per-day quota that names a per-minute delay).
-	misleadingWait bool
 }
 
 // Codes and types (error.code, error.type, Google status, ErrorInfo.reason,
@@ -284,7 +281,9 @@ func (c *classifier) byCode() (verdict, bool) {
 	case c.eff == 402:
 		return verdict{class: ClassQuotaExhausted}, true
 	case c.googleQuota() && c.googleTerminal():
-		return verdict{class: ClassQuotaExhausted, breaker: +1, misleadingWait: true}, true
+		// Its retryDelay (a per-minute delay) is still reported: the class
+		// is never retried, so it only informs the caller.
+		return verdict{class: ClassQuotaExhausted, breaker: +1}, true
 	case strings.Contains(strings.ToLower(e.limitSource), "daily"):
 		return verdict{class: ClassQuotaExhausted}, true
 	case c.hasCode(contextCodes):
