@@ -70,6 +70,10 @@ var gatewayCodes = map[string]verdict{
 	"read_response_body_failed": {class: ClassUpstreamTransient},
 	"task_not_exist":            {class: ClassNotFound},
 	"task_not_found":            {class: ClassNotFound},
+	// new-api's own load guard (503, "system cpu overloaded"): about the
+	// gateway host, not the model, so retried with backoff and not
+	// counted against the model's circuit (§2.5).
+	"system_cpu_overloaded": {class: ClassOverloaded, breaker: -1},
 }
 
 // Message fragments (matched in lower case) for the text rules.
