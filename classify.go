@@ -161,14 +161,17 @@ const maxPeek = 64 << 10
 // errors inside 2xx responses count; quota signals beat the status;
 // business codes beat message text; message text beats the status.
 func Classify(resp *http.Response, body []byte) Classification {
-	if len(body) > maxPeek {
-		body = body[:maxPeek]
-	}
 	var c Classification
 	if resp == nil {
 		c.Class = ClassUnknown
 		c.BreakerFailure = true
 		return c
+	}
+	// A body that is all of the response (its Content-Length) tells a
+	// stream that ended from a prefix of one.
+	whole := len(body) <= maxPeek && resp.ContentLength >= 0 && int64(len(body)) == resp.ContentLength
+	if len(body) > maxPeek {
+		body = body[:maxPeek]
 	}
 	c.Status = resp.StatusCode
 	h := resp.Header
@@ -178,10 +181,16 @@ func Classify(resp *http.Response, body []byte) Classification {
 	}
 	var cl classifier
 	bi := &cl.bi
+	bi.whole = whole
 	bi.parse(h.Get("Content-Type"), body)
 	v := cl.decide(resp)
 	c.Class = v.class
-	if c.Class != ClassSuccess {
+	switch {
+	case c.Class == ClassSuccess:
+	case v.own:
+		c.Code, c.Message = v.code, v.msg
+		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, "")
+	default:
 		e := bi.container()
 		desc := ""
 		if e == &bi.top {

@@ -71,6 +71,16 @@ type bodyInfo struct {
 
 	nested    errFields // the error found in JSON embedded in a string, one level down
 	hasNested bool
+
+	// whole: the body is all of the response's body (its Content-Length),
+	// not a prefix. Set before parse.
+	whole bool
+	// What the walk of a whole event stream found (parseSSE), or, for a
+	// JSON body, its own finish reasons.
+	streamEnded    bool   // the stream said it ended ([DONE], message_stop, response.completed…) or whole is set
+	streamFinished bool   // some event carried a finish or stop reason
+	streamContent  bool   // some event carried data other than [DONE]
+	filterReason   string // the first finish, stop or block reason that means a content filter
 }
 
 // bom is the UTF-8 byte order mark.
@@ -95,6 +105,7 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 	case body[0] == '{' || body[0] == '[':
 		bi.kind = bodyJSON
 		bi.parseJSON(body, true)
+		bi.noteFacts(scanEventFacts(nil, body))
 	case body[0] == ':' || hasPrefixFold(string(body[:min(len(body), 6)]), "data:") ||
 		hasPrefixFold(string(body[:min(len(body), 6)]), "event:") ||
 		(sseType && body[0] != '<'):
@@ -106,84 +117,6 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 		bi.kind = bodyText
 		bi.text = strings.TrimSpace(jsonText(body))
 	}
-}
-
-// parseSSE walks an event stream up to its first event that carries data,
-// with the lines and fields of the event stream format (sseLine, sseField),
-// as the transport's peek does (eventScan). A line that starts with '{' or '[' outside any field (a JSON error a
-// gateway appended after ": PING" keep-alives) is read as JSON to the end.
-func (bi *bodyInfo) parseSSE(body []byte) {
-	var (
-		data     []byte
-		dataN    int
-		joined   []byte
-		event    []byte
-		comments bool
-	)
-	dispatch := func() bool {
-		if dataN > 1 {
-			data = joined
-		}
-		d := bytes.TrimSpace(data)
-		ev := event
-		data, dataN, joined, event = nil, 0, joined[:0], nil
-		if len(d) == 0 {
-			return false
-		}
-		bi.event = string(ev)
-		switch {
-		case string(d) == "[DONE]":
-			bi.kind = bodySSEDone
-		case d[0] == '{' || d[0] == '[':
-			bi.kind = bodySSEJSON
-			bi.parseJSON(d, true)
-		default:
-			bi.kind = bodySSEText
-			bi.text = jsonText(d)
-		}
-		return true
-	}
-	for pos := 0; pos < len(body); {
-		start := pos
-		var line []byte
-		line, pos = sseLine(body, pos)
-		switch {
-		case len(line) == 0:
-			if dispatch() {
-				return
-			}
-		case line[0] == ':':
-			comments = true
-		case line[0] == '{' || line[0] == '[':
-			if dataN == 0 {
-				// Raw JSON after keep-alives: the rest of the body.
-				bi.kind = bodyJSON
-				bi.parseJSON(body[start:], true)
-				return
-			}
-		default:
-			name, value := sseField(line)
-			switch string(name) {
-			case "data":
-				dataN++
-				switch dataN {
-				case 1:
-					data = value
-				case 2:
-					joined = append(append(append(joined, data...), '\n'), value...)
-				default:
-					joined = append(append(joined, '\n'), value...)
-				}
-			case "event":
-				event = value
-			}
-		}
-	}
-	if dispatch() {
-		return
-	}
-	bi.kind = bodySSENoEvent
-	bi.keepAlive = comments
 }
 
 // parseJSON extracts the error fields of every known shape from a JSON
@@ -439,6 +372,11 @@ func (bi *bodyInfo) inBandError() bool {
 	return bi.err.has() || bi.choice.has() || bi.finishReason == "error" ||
 		bi.respStatus == "failed" || bi.top.typ == "response.failed" ||
 		bi.top.typ == "error" || bi.object == "error" || bi.event == "error"
+}
+
+// sse reports whether the body was an event stream with events.
+func (bi *bodyInfo) sse() bool {
+	return bi.kind == bodySSEJSON || bi.kind == bodySSEText || bi.kind == bodySSEDone
 }
 
 // fallbackMessage is the message of bodies without an error object.

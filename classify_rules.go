@@ -11,6 +11,12 @@ type verdict struct {
 	class   Class
 	retry   int8 // +1 retry, -1 do not, 0 as the class says
 	breaker int8 // +1 counts against the circuit, -1 does not, 0 as the class says
+	// own: the verdict rests on no error object but on the stream or a
+	// finish reason, and names its own code and message (the body's
+	// fields, such as an event's "type", are no error's).
+	own  bool
+	code string
+	msg  string
 }
 
 // Codes and types (error.code, error.type, Google status, ErrorInfo.reason,
@@ -225,8 +231,17 @@ func (c *classifier) decide(resp *http.Response) verdict {
 			return verdict{class: ClassUpstreamTransient}
 		case bi.inBandError():
 			c.eff = c.inBandStatus()
+		case bi.filterReason != "":
+			return verdict{class: ClassContentFiltered, own: true, code: bi.filterReason}
 		case strings.EqualFold(bi.finishReason, "content_filter") || bi.blockReason != "":
 			return verdict{class: ClassContentFiltered}
+		case bi.sse() && bi.streamEnded && !bi.streamFinished && !bi.streamContent && bi.keepAlive:
+			// Keep-alives, then the end marker: the server never started.
+			return verdict{class: ClassTimeout, own: true, msg: "stream ended without any event"}
+		case bi.sse() && bi.streamEnded && !bi.streamFinished:
+			// new-api ends a stream cut by a reset or a stall, or an empty
+			// one, with [DONE] like any other.
+			return verdict{class: ClassUpstreamTransient, own: true, msg: "stream ended without a finish reason"}
 		case bi.kind == bodyHTML || hasPrefixFold(resp.Header.Get("Content-Type"), "text/html"):
 			return verdict{class: ClassUnknown}
 		default:
