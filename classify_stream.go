@@ -145,17 +145,19 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 			}
 			bi.streamContent = true
 			bi.noteFacts(facts) // the first event's own finish reason always counts
+			if facts.end {
+				later.ended = true
+				break
+			}
 			continue
 		}
 		later.note(facts)
 		if pending == nil {
-			if eb := errorEvent(ev, facts); eb != nil {
-				pending = eb
-				if facts.terminal {
-					later.ended = true
-					break
-				}
-			}
+			pending = errorEvent(ev, facts)
+		}
+		if facts.terminal {
+			later.ended = true
+			break
 		}
 		if facts.end {
 			break
