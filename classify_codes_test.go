@@ -140,3 +140,23 @@ func TestClassifyCodesBeforeStatuses(t *testing.T) {
 			class: ClassInvalidRequest, code: "read_request_body_failed"},
 	})
 }
+
+// TestClassifyDocExamples checks the examples of the Classify doc comment
+// and of the README's classification section.
+func TestClassifyDocExamples(t *testing.T) {
+	runRuleCases(t, []ruleCase{
+		{name: "500 rate_limit_exceeded", resp: resp(500), body: `{"error":{"code":"rate_limit_exceeded","message":"… try again in 7s"}}`,
+			class: ClassRateLimited, retry: yes, wait: 7 * time.Second},
+		{name: "500 overloaded_error flat", resp: resp(500), body: `{"message":"Overloaded","type":"overloaded_error","code":null}`, class: ClassOverloaded},
+		{name: "500 numeric 429", resp: resp(500), body: `{"error":{"code":429,"type":"upstream_error","message":"…"}}`, class: ClassRateLimited},
+		{name: "400 read_request_body_failed", resp: resp(400), body: `{"error":{"code":"read_request_body_failed","type":"new_api_error"}}`, class: ClassInvalidRequest},
+		{name: "google reason", resp: resp(400), body: `{"error":{"status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}`,
+			class: ClassAuth, code: "API_KEY_INVALID"},
+		{name: "raw over wrapper", resp: resp(429), body: `{"error":{"code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`,
+			class: ClassQuotaExhausted, code: "insufficient_quota"},
+		{name: "generic type", resp: resp(400), body: `{"type":"error","error":{"type":"invalid_request_error"}}`,
+			class: ClassInvalidRequest, code: "-", typ: "invalid_request_error"},
+		{name: "specific type", resp: resp(529), body: `{"type":"error","error":{"type":"overloaded_error"}}`, class: ClassOverloaded, code: "overloaded_error"},
+		{name: "filtered 200", resp: resp(200), body: `{"choices":[{"finish_reason":"content_filter"}]}`, class: ClassContentFiltered, code: "content_filter"},
+	})
+}
