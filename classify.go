@@ -233,7 +233,7 @@ func Classify(resp *http.Response, body []byte) Classification {
 	}
 	var cl classifier
 	bi := &cl.bi
-	bi.whole = whole
+	bi.whole, bi.success = whole, resp.StatusCode >= 200 && resp.StatusCode < 300
 	bi.parse(h.Get("Content-Type"), body)
 	v := cl.decide(resp)
 	c.Class = v.class

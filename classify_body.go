@@ -73,8 +73,12 @@ type bodyInfo struct {
 	hasNested bool
 
 	// whole: the body is all of the response's body (its Content-Length),
-	// not a prefix. Set before parse.
-	whole bool
+	// not a prefix; success: the status is 2xx, so that finish reasons and
+	// the events after the first matter. Both set before parse.
+	whole, success bool
+	// facts is what the top-level document said about its stream, read in
+	// the same scan as its fields (views of the body, for parse only).
+	facts eventFacts
 	// What the walk of a whole event stream found (parseSSE), or, for a
 	// JSON body, its own finish reasons.
 	streamEnded    bool   // the stream said it ended ([DONE], message_stop, response.completed…) or whole is set
@@ -105,7 +109,9 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 	case body[0] == '{' || body[0] == '[':
 		bi.kind = bodyJSON
 		bi.parseJSON(body, true)
-		bi.noteFacts(scanEventFacts(nil, body))
+		if bi.success {
+			bi.noteFacts(bi.facts)
+		}
 	case body[0] == ':' || hasPrefixFold(string(body[:min(len(body), 6)]), "data:") ||
 		hasPrefixFold(string(body[:min(len(body), 6)]), "event:") ||
 		(sseType && body[0] != '<'):
@@ -123,7 +129,7 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 // document. With nest, JSON found inside the error's message or
 // metadata.raw is read too (one level only).
 func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
-	bi.scanJSON(b)
+	bi.scanJSON(b, &bi.facts)
 	if !nest {
 		return
 	}
@@ -134,7 +140,7 @@ func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
 			continue
 		}
 		var inner bodyInfo
-		inner.scanJSON([]byte(src[i:]))
+		inner.scanJSON([]byte(src[i:]), nil)
 		if ie := inner.container(); ie.has() {
 			bi.nested = *ie
 			bi.hasNested = true
@@ -146,9 +152,10 @@ func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
 	}
 }
 
-// scanJSON records the fields of a JSON document. A top-level array
+// scanJSON records the fields of a JSON document, and, when f is not nil,
+// what it says about its stream (eventFacts). A top-level array
 // (Gemini/Vertex) stands for its first element.
-func (bi *bodyInfo) scanJSON(b []byte) {
+func (bi *bodyInfo) scanJSON(b []byte, f *eventFacts) {
 	if len(b) > 0 && b[0] == '[' {
 		b = bytes.TrimLeft(b[1:], " \t\r\n")
 	}
@@ -159,6 +166,9 @@ func (bi *bodyInfo) scanJSON(b []byte) {
 			return
 		}
 		bi.field(s.path(), k, raw)
+		if f != nil {
+			f.note(s.path(), k, raw)
+		}
 	}
 }
 

@@ -135,15 +135,16 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 			later.ended = true
 			break
 		}
-		facts := scanEventFacts(ev.name, ev.data)
 		if first {
 			first = false
 			bi.event = string(ev.name)
 			bi.dispatch(ev.data)
-			if bi.inBandError() {
+			if bi.inBandError() || !bi.success {
 				return
 			}
 			bi.streamContent = true
+			facts := nameFacts(ev.name)
+			facts.merge(bi.facts)
 			bi.noteFacts(facts) // the first event's own finish reason always counts
 			if facts.end {
 				later.ended = true
@@ -151,6 +152,7 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 			}
 			continue
 		}
+		facts := scanEventFacts(ev.name, ev.data)
 		later.note(facts)
 		if pending == nil {
 			pending = errorEvent(ev, facts)
@@ -284,13 +286,8 @@ type eventFacts struct {
 // delta.stop_reason, Gemini candidates[].finishReason, Responses
 // response.status and incomplete_details.reason), Gemini's
 // promptFeedback.blockReason, and the events that end a stream.
-func scanEventFacts(name, data []byte) (f eventFacts) {
-	switch string(name) {
-	case "error", "response.failed":
-		f.isError, f.terminal = true, true
-	case "message_stop", "response.completed", "response.incomplete":
-		f.end = true
-	}
+func scanEventFacts(name, data []byte) eventFacts {
+	f := nameFacts(name)
 	if len(data) == 0 || data[0] != '{' {
 		return f
 	}
@@ -301,6 +298,30 @@ func scanEventFacts(name, data []byte) (f eventFacts) {
 			return f
 		}
 		f.note(s.path(), k, raw)
+	}
+}
+
+// nameFacts is what an event's name says.
+func nameFacts(name []byte) (f eventFacts) {
+	switch string(name) {
+	case "error", "response.failed":
+		f.isError, f.terminal = true, true
+	case "message_stop", "response.completed", "response.incomplete":
+		f.end = true
+	}
+	return f
+}
+
+// merge adds g to f.
+func (f *eventFacts) merge(g eventFacts) {
+	f.isError = f.isError || g.isError
+	f.terminal = f.terminal || g.terminal
+	f.end = f.end || g.end
+	if f.finish == nil {
+		f.finish = g.finish
+	}
+	if f.filter == nil {
+		f.filter = g.filter
 	}
 }
 
