@@ -254,7 +254,7 @@ func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 	default:
 		// A body the base did not decompress is decoded for the
 		// classifier (ours or the caller's); the response keeps its bytes.
-		b, buf := decodeBody(resp.Header, p.bytes())
+		b, buf := decodeBody(resp.Header, p.verdict())
 		cl = t.classify(resp, b)
 		if buf != nil {
 			peekPool.Put(buf)

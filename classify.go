@@ -100,6 +100,11 @@ type Classification struct {
 	// the model's circuit.
 	BreakerFailure bool
 	// RetryAfter is the wait the server asked for, 0 when it asked for none.
+	// It is reported on every class, retried or not (a per-day quota's
+	// retryDelay, a Retry-After on a 401, a hint above the cap): callers may
+	// use it, and the transport decides whether to wait. A hint never makes
+	// a class retryable, and a hint above the transport's cap
+	// ([WithMaxRetryWait]) stops the retry of a retryable one.
 	RetryAfter time.Duration
 	// RetryAfterSource names where RetryAfter came from: a header name in
 	// lower case ("retry-after-ms", "retry-after", "x-ratelimit-reset-tokens",
@@ -109,11 +114,16 @@ type Classification struct {
 	RetryAfterSource string
 	// Status is the HTTP status code of the response (0 for transport errors).
 	Status int
-	// Code is the most specific business error code ("insufficient_quota",
-	// "channel:no_available_key", "RESOURCE_EXHAUSTED"…); "" when the body
-	// has none or only repeats the HTTP status.
+	// Code is the most specific business error code or reason in the body
+	// ("insufficient_quota", "channel:no_available_key", "API_KEY_INVALID",
+	// "RESOURCE_EXHAUSTED", "content_filter"…); see [Classify] for which
+	// wins when there are several. It is never a generic type
+	// ("invalid_request_error", "upstream_error", "new_api_error"), an HTTP
+	// status written as a code, or a printed null ("<nil>", "null",
+	// "None"): "" when the body has no code.
 	Code string
-	// Type is the error type ("invalid_request_error", "overloaded_error"…).
+	// Type is the error type as written ("invalid_request_error",
+	// "overloaded_error", "new_api_error"…), "" when there is none.
 	Type string
 	// Message is the human-readable error message, if any.
 	Message string
@@ -150,15 +160,70 @@ const maxPeek = 64 << 10
 // streams, HTML, plain text, truncated JSON, JSON embedded in messages);
 // errors inside 2xx responses count; quota signals beat the status;
 // business codes beat message text; message text beats the status.
+//
+// Codes before statuses. An admin can remap any status (a 429 sent as a
+// 500), and new-api sends validation errors as 500 and an oversize body as
+// 400; so a quota, rate-limit, overload, context-length, content-filter,
+// timeout or gateway code (or type) in the body decides the class whatever
+// the status, and so does a numeric 402, 429 or 529 in the body's error
+// code. Quota signals come first, then "Request too large" (a request
+// error, though its code is rate_limit_exceeded), then the other codes,
+// then the message text, then the status. "<nil>", "null", "None" and ""
+// are no code. For example:
+//
+//	500 {"error":{"code":"rate_limit_exceeded","message":"… try again in 7s"}}  → rate_limited, retried after 7s
+//	500 {"message":"Overloaded","type":"overloaded_error","code":null}          → overloaded
+//	500 {"error":{"code":429,"type":"upstream_error","message":"…"}}            → rate_limited
+//	400 {"error":{"code":"read_request_body_failed","type":"new_api_error"}}    → invalid_request
+//
+// The most specific reason wins. Of several codes in a body, Code is, in
+// this order: Anthropic's details.error_code; error.code, unless it is an
+// HTTP status number; the type, unless it is a generic one
+// ("invalid_request_error", "upstream_error", "new_api_error"… stay in Type
+// only); Google's ErrorInfo reason, then its status; OpenRouter's
+// metadata.error_type. A provider's code quoted one level down (OpenRouter
+// metadata.raw, JSON in a message) beats a gateway's wrapper code (a status
+// number, "bad_response_status_code"). A 2xx withheld by a filter has its
+// finish reason as Code. No code in the body means an empty Code:
+//
+//	400 {"error":{"status":"INVALID_ARGUMENT","details":[{"reason":"API_KEY_INVALID"}]}}  → auth, Code "API_KEY_INVALID"
+//	429 {"error":{"code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}} → quota_exhausted, Code "insufficient_quota"
+//	400 {"type":"error","error":{"type":"invalid_request_error"}}             → invalid_request, Code "", Type "invalid_request_error"
+//	529 {"type":"error","error":{"type":"overloaded_error"}}                  → overloaded, Code "overloaded_error"
+//	200 {"choices":[{"finish_reason":"content_filter"}]}                      → content_filtered, Code "content_filter"
+//
+// Wait hints are reported on every class (RetryAfter), retried or not: a
+// per-day quota's retryDelay, a Retry-After on a quota or auth error, a hint
+// above the cap. A hint never makes a class retryable; Retryable is false
+// when the hint is above [DefaultMaxRetryWait], and a [Transport] applies
+// its own cap ([WithMaxRetryWait]) the same way.
+//
+// Streams. Every event of the event stream in body is read, with the
+// allocation-free scanner. The first event with data is always judged: an
+// error there is the verdict. The events after it count once the stream is
+// known to have ended within body — at data: [DONE], an Anthropic
+// message_stop, a Responses response.completed or response.incomplete, an
+// Anthropic or Responses error event (nothing follows one), or when body
+// holds all of resp.ContentLength. Then the first error event anywhere is
+// the verdict; a content_filter, refusal or SAFETY finish reason in any
+// event makes it content_filtered; and a stream without any finish reason
+// (new-api ends a stream cut by a reset or a stall with [DONE] like any
+// other) is upstream_transient, or timeout after nothing but keep-alives. A
+// prefix that stops before the end (the transport's peek of a stream's
+// start) is judged by its first event alone: what follows may be anything,
+// and its missing finish reason may simply not have come yet.
 func Classify(resp *http.Response, body []byte) Classification {
-	if len(body) > maxPeek {
-		body = body[:maxPeek]
-	}
 	var c Classification
 	if resp == nil {
 		c.Class = ClassUnknown
 		c.BreakerFailure = true
 		return c
+	}
+	// A body that is all of the response (its Content-Length) tells a
+	// stream that ended from a prefix of one.
+	whole := len(body) <= maxPeek && resp.ContentLength >= 0 && int64(len(body)) == resp.ContentLength
+	if len(body) > maxPeek {
+		body = body[:maxPeek]
 	}
 	c.Status = resp.StatusCode
 	h := resp.Header
@@ -168,18 +233,28 @@ func Classify(resp *http.Response, body []byte) Classification {
 	}
 	var cl classifier
 	bi := &cl.bi
+	bi.whole, bi.success = whole, resp.StatusCode >= 200 && resp.StatusCode < 300
 	bi.parse(h.Get("Content-Type"), body)
 	v := cl.decide(resp)
 	c.Class = v.class
-	if c.Class != ClassSuccess {
+	switch {
+	case c.Class == ClassSuccess:
+	case v.own:
+		c.Code, c.Message = v.code, v.msg
+		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, "")
+	default:
 		e := bi.container()
 		desc := ""
 		if e == &bi.top {
 			desc = bi.description
 		}
-		c.Code = businessCode(e, desc, cl.eff)
-		if c.Code == "" && bi.hasNested {
-			c.Code = businessCode(&bi.nested, "", cl.eff)
+		c.Code = businessCode(e, desc)
+		if bi.hasNested && wrapperCode(c.Code) {
+			// A provider's code quoted by a gateway beats the gateway's
+			// generic wrapper.
+			if n := businessCode(&bi.nested, ""); n != "" {
+				c.Code = n
+			}
 		}
 		c.Type = e.typ
 		if c.Type == "" {
@@ -193,7 +268,7 @@ func Classify(resp *http.Response, body []byte) Classification {
 			c.Message = bi.nested.message
 		}
 		c.Message = cleanMessage(stripRequestIDSuffix(c.Message))
-		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, cl.text, v.misleadingWait)
+		c.RetryAfter, c.RetryAfterSource = waitHint(h, bi, cl.text)
 	}
 	c.RequestID = requestID(h, bi, cl.msgs[:cl.nm]...)
 	c.finish(h, v)

@@ -29,7 +29,8 @@ type errFields struct {
 	codeNum      bool   // code was a JSON number
 	status       string // Google status ("RESOURCE_EXHAUSTED")
 	detailsCode  string // Anthropic details.error_code
-	reason       string // Google ErrorInfo.reason or errors[].reason
+	reason       string // Google details[].reason (ErrorInfo)
+	errorsReason string // legacy Google errors[].reason ("rateLimitExceeded")
 	retryDelay   string // Google RetryInfo.retryDelay
 	quotaFailure bool   // a Google QuotaFailure detail was present
 	perDay       bool   // a QuotaFailure quotaId names a per-day quota
@@ -45,7 +46,7 @@ type errFields struct {
 // has reports whether e holds anything that describes an error.
 func (e *errFields) has() bool {
 	return e.present && (e.message != "" || e.typ != "" || e.code != "" || e.status != "" ||
-		e.detailsCode != "" || e.reason != "" || e.errorType != "")
+		e.detailsCode != "" || e.reason != "" || e.errorsReason != "" || e.errorType != "")
 }
 
 // bodyInfo is what classification learned from a body.
@@ -70,6 +71,20 @@ type bodyInfo struct {
 
 	nested    errFields // the error found in JSON embedded in a string, one level down
 	hasNested bool
+
+	// whole: the body is all of the response's body (its Content-Length),
+	// not a prefix; success: the status is 2xx, so that finish reasons and
+	// the events after the first matter. Both set before parse.
+	whole, success bool
+	// facts is what the top-level document said about its stream, read in
+	// the same scan as its fields (views of the body, for parse only).
+	facts eventFacts
+	// What the walk of a whole event stream found (parseSSE), or, for a
+	// JSON body, its own finish reasons.
+	streamEnded    bool   // the stream said it ended ([DONE], message_stop, response.completed…) or whole is set
+	streamFinished bool   // some event carried a finish or stop reason
+	streamContent  bool   // some event carried data other than [DONE]
+	filterReason   string // the first finish, stop or block reason that means a content filter
 }
 
 // bom is the UTF-8 byte order mark.
@@ -94,6 +109,9 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 	case body[0] == '{' || body[0] == '[':
 		bi.kind = bodyJSON
 		bi.parseJSON(body, true)
+		if bi.success {
+			bi.noteFacts(bi.facts)
+		}
 	case body[0] == ':' || hasPrefixFold(string(body[:min(len(body), 6)]), "data:") ||
 		hasPrefixFold(string(body[:min(len(body), 6)]), "event:") ||
 		(sseType && body[0] != '<'):
@@ -107,89 +125,11 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 	}
 }
 
-// parseSSE walks an event stream up to its first event that carries data,
-// with the lines and fields of the event stream format (sseLine, sseField),
-// as the transport's peek does (eventScan). A line that starts with '{' or '[' outside any field (a JSON error a
-// gateway appended after ": PING" keep-alives) is read as JSON to the end.
-func (bi *bodyInfo) parseSSE(body []byte) {
-	var (
-		data     []byte
-		dataN    int
-		joined   []byte
-		event    []byte
-		comments bool
-	)
-	dispatch := func() bool {
-		if dataN > 1 {
-			data = joined
-		}
-		d := bytes.TrimSpace(data)
-		ev := event
-		data, dataN, joined, event = nil, 0, joined[:0], nil
-		if len(d) == 0 {
-			return false
-		}
-		bi.event = string(ev)
-		switch {
-		case string(d) == "[DONE]":
-			bi.kind = bodySSEDone
-		case d[0] == '{' || d[0] == '[':
-			bi.kind = bodySSEJSON
-			bi.parseJSON(d, true)
-		default:
-			bi.kind = bodySSEText
-			bi.text = jsonText(d)
-		}
-		return true
-	}
-	for pos := 0; pos < len(body); {
-		start := pos
-		var line []byte
-		line, pos = sseLine(body, pos)
-		switch {
-		case len(line) == 0:
-			if dispatch() {
-				return
-			}
-		case line[0] == ':':
-			comments = true
-		case line[0] == '{' || line[0] == '[':
-			if dataN == 0 {
-				// Raw JSON after keep-alives: the rest of the body.
-				bi.kind = bodyJSON
-				bi.parseJSON(body[start:], true)
-				return
-			}
-		default:
-			name, value := sseField(line)
-			switch string(name) {
-			case "data":
-				dataN++
-				switch dataN {
-				case 1:
-					data = value
-				case 2:
-					joined = append(append(append(joined, data...), '\n'), value...)
-				default:
-					joined = append(append(joined, '\n'), value...)
-				}
-			case "event":
-				event = value
-			}
-		}
-	}
-	if dispatch() {
-		return
-	}
-	bi.kind = bodySSENoEvent
-	bi.keepAlive = comments
-}
-
 // parseJSON extracts the error fields of every known shape from a JSON
 // document. With nest, JSON found inside the error's message or
 // metadata.raw is read too (one level only).
 func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
-	bi.scanJSON(b)
+	bi.scanJSON(b, &bi.facts)
 	if !nest {
 		return
 	}
@@ -200,7 +140,7 @@ func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
 			continue
 		}
 		var inner bodyInfo
-		inner.scanJSON([]byte(src[i:]))
+		inner.scanJSON([]byte(src[i:]), nil)
 		if ie := inner.container(); ie.has() {
 			bi.nested = *ie
 			bi.hasNested = true
@@ -212,9 +152,10 @@ func (bi *bodyInfo) parseJSON(b []byte, nest bool) {
 	}
 }
 
-// scanJSON records the fields of a JSON document. A top-level array
+// scanJSON records the fields of a JSON document, and, when f is not nil,
+// what it says about its stream (eventFacts). A top-level array
 // (Gemini/Vertex) stands for its first element.
-func (bi *bodyInfo) scanJSON(b []byte) {
+func (bi *bodyInfo) scanJSON(b []byte, f *eventFacts) {
 	if len(b) > 0 && b[0] == '[' {
 		b = bytes.TrimLeft(b[1:], " \t\r\n")
 	}
@@ -225,6 +166,9 @@ func (bi *bodyInfo) scanJSON(b []byte) {
 			return
 		}
 		bi.field(s.path(), k, raw)
+		if f != nil {
+			f.note(s.path(), k, raw)
+		}
 	}
 }
 
@@ -314,16 +258,18 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 			}
 		case p[0].is("type"):
 			if str {
-				setText(&e.typ, raw)
+				setCode(&e.typ, raw)
 			}
 		case p[0].is("code"):
-			if str || k == jsonNumber {
+			if str && e.code == "" {
+				setCode(&e.code, raw)
+			} else if k == jsonNumber && e.code == "" {
 				setText(&e.code, raw)
-				e.codeNum = k == jsonNumber
+				e.codeNum = true
 			}
 		case p[0].is("status"):
 			if str {
-				setText(&e.status, raw)
+				setCode(&e.status, raw)
 			}
 		case p[0].is("request_id"):
 			if str {
@@ -333,15 +279,15 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 	case 2:
 		switch {
 		case p[0].is("details") && p[1].is("error_code") && str:
-			setText(&e.detailsCode, raw)
+			setCode(&e.detailsCode, raw)
 		case p[0].is("innererror") && p[1].is("code") && str:
-			setText(&e.innerCode, raw)
+			setCode(&e.innerCode, raw)
 		case p[0].is("metadata"):
 			switch {
 			case p[1].is("raw") && str:
 				setText(&e.raw, raw)
 			case p[1].is("error_type") && str:
-				setText(&e.errorType, raw)
+				setCode(&e.errorType, raw)
 			case p[1].is("limit_source") && str:
 				setText(&e.limitSource, raw)
 			case p[1].is("flagged_input"):
@@ -357,12 +303,12 @@ func (e *errFields) field(p []jsonSeg, k jsonKind, raw []byte) {
 					e.quotaFailure = true
 				}
 			case p[2].is("reason") && str:
-				setText(&e.reason, raw)
+				setCode(&e.reason, raw)
 			case p[2].is("retryDelay") && str:
 				setText(&e.retryDelay, raw)
 			}
 		case p[0].is("errors") && p[1].key == nil && p[2].is("reason") && str:
-			setText(&e.reason, raw)
+			setCode(&e.errorsReason, raw)
 		case p[0].is("metadata") && p[1].is("headers") && p[2].key != nil &&
 			strings.EqualFold(string(p[2].key), "X-RateLimit-Reset") && (str || k == jsonNumber):
 			setText(&e.resetHeader, raw)
@@ -383,6 +329,30 @@ func setText(dst *string, raw []byte) {
 	if *dst == "" && len(raw) > 0 {
 		*dst = jsonText(raw)
 	}
+}
+
+// setCode is setText for a code, type or reason: a value that stands for
+// none ("", "null", "<nil>", "None") is not stored, so that a later one, or
+// none, takes its place.
+func setCode(dst *string, raw []byte) {
+	if !absentCode(raw) {
+		setText(dst, raw)
+	}
+}
+
+// absentCode reports whether raw, a code as written, stands for no code:
+// empty or blank, or a null as a language printed it ("null", Go's "<nil>",
+// Python's "None"; new-api writes a null code as "<nil>").
+func absentCode(raw []byte) bool {
+	s := bytes.TrimSpace(raw)
+	switch len(s) {
+	case 0:
+		return true
+	case 3, 4, 5:
+		return bytes.EqualFold(s, []byte("nil")) || bytes.EqualFold(s, []byte("null")) ||
+			bytes.EqualFold(s, []byte("none")) || bytes.EqualFold(s, []byte("<nil>"))
+	}
+	return false
 }
 
 // container returns the error object that describes the body: "error",
@@ -412,6 +382,11 @@ func (bi *bodyInfo) inBandError() bool {
 	return bi.err.has() || bi.choice.has() || bi.finishReason == "error" ||
 		bi.respStatus == "failed" || bi.top.typ == "response.failed" ||
 		bi.top.typ == "error" || bi.object == "error" || bi.event == "error"
+}
+
+// sse reports whether the body was an event stream with events.
+func (bi *bodyInfo) sse() bool {
+	return bi.kind == bodySSEJSON || bi.kind == bodySSEText || bi.kind == bodySSEDone
 }
 
 // fallbackMessage is the message of bodies without an error object.

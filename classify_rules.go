@@ -11,9 +11,12 @@ type verdict struct {
 	class   Class
 	retry   int8 // +1 retry, -1 do not, 0 as the class says
 	breaker int8 // +1 counts against the circuit, -1 does not, 0 as the class says
-	// misleadingWait: the body's retryDelay and message hint do not apply
-	// (a Gemini per-day quota that names a per-minute delay).
-	misleadingWait bool
+	// own: the verdict rests on no error object but on the stream or a
+	// finish reason, and names its own code and message (the body's
+	// fields, such as an event's "type", are no error's).
+	own  bool
+	code string
+	msg  string
 }
 
 // Codes and types (error.code, error.type, Google status, ErrorInfo.reason,
@@ -35,6 +38,15 @@ var (
 	authCodes     = []string{"invalid_api_key", "authentication_error", "API_KEY_INVALID", "auth_error", "UNAUTHENTICATED"}
 	modelCodes    = []string{"model_not_found", "model_price_error", "model_officially_unsupported", "NotFoundError", "DeploymentNotFound"}
 	overloadCodes = []string{"overloaded_error", "server_is_overloaded", "MODEL_CAPACITY_EXHAUSTED", "provider_unavailable", "engine_overloaded"}
+	// rateLimitCodes decide rate_limited whatever the status (an admin's
+	// status_code_mapping can send a 429 as a 500), once quota signals and
+	// "Request too large" have had their say. "requests" and "tokens" are
+	// the types of OpenAI's 429s.
+	rateLimitCodes = []string{
+		"rate_limit_exceeded", "rate_limit_error", "rate_limited", "too_many_requests", "throttling_error",
+		"ThrottlingException", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "requests", "tokens",
+	}
+	timeoutCodes = []string{"DEADLINE_EXCEEDED", "timeout_error"}
 )
 
 // gatewayCodes are new-api / one-api codes (gateway-errors.md §2.2, §2.3)
@@ -64,6 +76,10 @@ var gatewayCodes = map[string]verdict{
 	"read_response_body_failed": {class: ClassUpstreamTransient},
 	"task_not_exist":            {class: ClassNotFound},
 	"task_not_found":            {class: ClassNotFound},
+	// new-api's own load guard (503, "system cpu overloaded"): about the
+	// gateway host, not the model, so retried with backoff and not
+	// counted against the model's circuit (§2.5).
+	"system_cpu_overloaded": {class: ClassOverloaded, breaker: -1},
 }
 
 // Message fragments (matched in lower case) for the text rules.
@@ -169,15 +185,17 @@ func (c *classifier) init(h http.Header, status int) {
 	e := bi.container()
 	for _, f := range [...]*errFields{e, &bi.nested} {
 		c.addCode(f.detailsCode)
-		if f.code != "" && f.code != "null" {
-			c.addCode(f.code)
-		}
+		c.addCode(f.code)
 		c.addCode(f.typ)
 		c.addCode(f.status)
 		c.addCode(f.reason)
+		c.addCode(f.errorsReason)
 		c.addCode(f.errorType)
 	}
 	c.addCode(e.innerCode)
+	if status >= 400 {
+		c.eff = bodyStatus(e, &bi.nested, status)
+	}
 	if bi.description != "" {
 		c.addCode(strings.TrimSpace(bi.description))
 	}
@@ -213,8 +231,17 @@ func (c *classifier) decide(resp *http.Response) verdict {
 			return verdict{class: ClassUpstreamTransient}
 		case bi.inBandError():
 			c.eff = c.inBandStatus()
+		case bi.filterReason != "":
+			return verdict{class: ClassContentFiltered, own: true, code: bi.filterReason}
 		case strings.EqualFold(bi.finishReason, "content_filter") || bi.blockReason != "":
 			return verdict{class: ClassContentFiltered}
+		case bi.sse() && bi.streamEnded && !bi.streamFinished && !bi.streamContent && bi.keepAlive:
+			// Keep-alives, then the end marker: the server never started.
+			return verdict{class: ClassTimeout, own: true, msg: "stream ended without any event"}
+		case bi.sse() && bi.streamEnded && !bi.streamFinished:
+			// new-api ends a stream cut by a reset or a stall, or an empty
+			// one, with [DONE] like any other.
+			return verdict{class: ClassUpstreamTransient, own: true, msg: "stream ended without a finish reason"}
 		case bi.kind == bodyHTML || hasPrefixFold(resp.Header.Get("Content-Type"), "text/html"):
 			return verdict{class: ClassUnknown}
 		default:
@@ -273,7 +300,9 @@ func (c *classifier) byCode() (verdict, bool) {
 	case c.eff == 402:
 		return verdict{class: ClassQuotaExhausted}, true
 	case c.googleQuota() && c.googleTerminal():
-		return verdict{class: ClassQuotaExhausted, breaker: +1, misleadingWait: true}, true
+		// Its retryDelay (a per-minute delay) is still reported: the class
+		// is never retried, so it only informs the caller.
+		return verdict{class: ClassQuotaExhausted, breaker: +1}, true
 	case strings.Contains(strings.ToLower(e.limitSource), "daily"):
 		return verdict{class: ClassQuotaExhausted}, true
 	case c.hasCode(contextCodes):
@@ -307,7 +336,22 @@ func (c *classifier) byCode() (verdict, bool) {
 	return verdict{}, false
 }
 
-// byText applies the rules that rest on the message text.
+// bodyStatus is the status that decides the status rules: the HTTP status,
+// unless the error's numeric code (or the one quoted one level down) is a
+// quota, rate-limit or overload status that the HTTP status was remapped
+// from (new-api's status_code_mapping turns a 429 into a 500, body intact).
+func bodyStatus(e, nested *errFields, status int) int {
+	for _, f := range [...]*errFields{e, nested} {
+		switch n := httpStatusCode(strings.TrimSpace(f.code)); n {
+		case 402, 429, 529:
+			return n
+		}
+	}
+	return status
+}
+
+// byText applies the rules that rest on the message text, and the
+// rate-limit codes, which only quota text and "Request too large" beat.
 func (c *classifier) byText() (verdict, bool) {
 	switch {
 	case c.text == "":
@@ -318,10 +362,12 @@ func (c *classifier) byText() (verdict, bool) {
 		return verdict{class: ClassQuotaExhausted}, true
 	}
 	switch {
-	case c.text == "":
-		return verdict{}, false
 	case strings.Contains(c.text, "request too large"):
 		return verdict{class: ClassInvalidRequest}, true
+	case c.hasCode(rateLimitCodes):
+		return verdict{class: ClassRateLimited}, true
+	case c.text == "":
+		return verdict{}, false
 	case c.eff != 429 && c.hasText(contextPhrases):
 		return verdict{class: ClassContextLength}, true
 	case c.hasText(contentPhrases):
@@ -372,7 +418,7 @@ func hasInsufficient(text string) bool {
 // byStatus is the last step: the class from the (effective) status.
 func (c *classifier) byStatus() verdict {
 	switch {
-	case c.hasCode([]string{"DEADLINE_EXCEEDED"}):
+	case c.hasCode(timeoutCodes):
 		return verdict{class: ClassTimeout}
 	case c.eff == 529:
 		return verdict{class: ClassOverloaded}
@@ -419,30 +465,42 @@ func httpStatusCode(code string) int {
 	return n
 }
 
-// placeholderType reports whether typ is a gateway's catch-all type that
-// says nothing about the error: new-api's "new_api_error", one-api's
+// genericType reports whether typ is a catch-all type that names no
+// specific error, and so is no business code (it stays in
+// [Classification.Type]): new-api's "new_api_error", one-api's
 // "one_api_error" and their rebrands, Anthropic's "error" envelope marker,
-// and the "upstream_error" new-api puts on relayed errors that had no type
-// (recognisable by their numeric code).
-func placeholderType(typ string, e *errFields) bool {
+// the "upstream_error" gateways put on relayed errors, OpenAI's
+// "invalid_request_error" (any 4xx), and the Responses "response.failed"
+// event type.
+func genericType(typ string) bool {
 	switch {
-	case typ == "error":
+	case typ == "error", typ == "upstream_error", typ == "invalid_request_error", typ == "response.failed":
 		return true
 	case strings.HasSuffix(typ, "_api_error") && typ != "api_error":
-		return true
-	case typ == "upstream_error" && e.codeNum:
 		return true
 	}
 	return false
 }
 
-// businessCode picks the most specific machine code of e: Anthropic's
-// details.error_code, error.code unless it only repeats the status, the
-// type unless it is a placeholder, the Google status, OpenRouter's
-// metadata.error_type, ErrorInfo.reason; "" when there is none. A flat
-// Midjourney body (description set, numeric code) has its code in
-// description.
-func businessCode(e *errFields, description string, status int) string {
+// wrapperCode reports whether code is a gateway's generic wrapper code
+// that a code found one level down (OpenRouter metadata.raw, JSON quoted in
+// the message) is more specific than: a bare HTTP status, new-api's
+// "bad_response_status_code", or a generic type written as a code.
+func wrapperCode(code string) bool {
+	return code == "" || httpStatusCode(code) != 0 || strings.EqualFold(code, "bad_response_status_code") ||
+		strings.EqualFold(code, "provider_error") || genericType(code)
+}
+
+// businessCode picks the most specific machine code of e, most specific
+// first: Anthropic's details.error_code; error.code unless it is only an
+// HTTP status; the type unless it is generic (genericType); Google's
+// ErrorInfo details[].reason ("API_KEY_INVALID"), then its status
+// ("INVALID_ARGUMENT"); OpenRouter's metadata.error_type; the legacy
+// errors[].reason; "" when there is none. A flat Midjourney body
+// (description set, numeric code) has its code in description. Values
+// that stand for none ("<nil>", "null", "None") never got this far (see
+// setCode).
+func businessCode(e *errFields, description string) string {
 	if e.detailsCode != "" {
 		return e.detailsCode
 	}
@@ -452,13 +510,13 @@ func businessCode(e *errFields, description string, status int) string {
 			return d
 		}
 	}
-	if code := strings.TrimSpace(e.code); code != "" && code != "null" && httpStatusCode(code) != status {
+	if code := strings.TrimSpace(e.code); code != "" && httpStatusCode(code) == 0 {
 		return code
 	}
-	if e.typ != "" && !placeholderType(e.typ, e) && e.typ != "response.failed" {
+	if e.typ != "" && !genericType(e.typ) {
 		return e.typ
 	}
-	for _, s := range [...]string{e.status, e.errorType, e.reason} {
+	for _, s := range [...]string{e.reason, e.status, e.errorType, e.errorsReason} {
 		if s != "" {
 			return s
 		}

@@ -27,6 +27,7 @@ type ruleCase struct {
 	body    string
 	class   Class
 	code    string // "-" means must be empty
+	typ     string // Type; "-" means must be empty
 	retry   *bool  // Retryable
 	breaker *bool
 	wait    time.Duration
@@ -52,6 +53,17 @@ func runRuleCases(t *testing.T, cases []ruleCase) {
 			default:
 				if got.Code != tc.code {
 					t.Errorf("code = %q, want %q", got.Code, tc.code)
+				}
+			}
+			switch tc.typ {
+			case "":
+			case "-":
+				if got.Type != "" {
+					t.Errorf("type = %q, want none", got.Type)
+				}
+			default:
+				if got.Type != tc.typ {
+					t.Errorf("type = %q, want %q", got.Type, tc.typ)
 				}
 			}
 			if tc.retry != nil && got.Retryable != *tc.retry {
@@ -83,8 +95,8 @@ func TestClassifyBodyShapes(t *testing.T) {
 			body: `{"error":{"code":"429","message":"slow down"}}`, class: ClassRateLimited, code: "-"},
 		{name: "code digit string not the status", resp: resp(429),
 			body: `{"error":{"code":"1302","message":"slow down"}}`, class: ClassRateLimited, code: "1302"},
-		{name: "code empty falls back to type", resp: resp(400),
-			body: `{"error":{"code":"","message":"x","type":"invalid_request_error"}}`, class: ClassInvalidRequest, code: "invalid_request_error"},
+		{name: "code empty and a generic type is no code", resp: resp(400),
+			body: `{"error":{"code":"","message":"x","type":"invalid_request_error"}}`, class: ClassInvalidRequest, code: "-"},
 		{name: "code null falls back to type", resp: resp(500),
 			body: `{"error":{"code":null,"message":"x","type":"server_error"}}`, class: ClassUpstreamTransient, code: "server_error"},
 		{name: "flat code message data", resp: resp(429),
@@ -92,11 +104,11 @@ func TestClassifyBodyShapes(t *testing.T) {
 			class: ClassRateLimited, code: "too_many_requests", wait: 7 * time.Second, msg: "busy"},
 		{name: "anthropic envelope", resp: resp(400),
 			body:  `{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too big"},"request_id":"req_011abc"}`,
-			class: ClassInvalidRequest, code: "invalid_request_error", msg: "max_tokens"},
+			class: ClassInvalidRequest, code: "-", msg: "max_tokens"},
 		{name: "google status with details", resp: resp(400),
 			body: `{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT",` +
 				`"details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}`,
-			class: ClassAuth, code: "INVALID_ARGUMENT"},
+			class: ClassAuth, code: "API_KEY_INVALID"},
 		{name: "google top-level array", resp: resp(503),
 			body:  "[{\n \"error\": {\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}}]",
 			class: ClassOverloaded, code: "UNAVAILABLE"},
@@ -194,7 +206,8 @@ func TestClassifyInBand(t *testing.T) {
 		{name: "first chunk cut at peek limit", resp: resp(200, "Content-Type", sse),
 			body:  "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"delta\":{\"content\":\"hello wor",
 			class: ClassSuccess},
-		{name: "done only", resp: resp(200, "Content-Type", sse), body: "data: [DONE]\n\n", class: ClassSuccess},
+		{name: "done only is a stream that never started", resp: resp(200, "Content-Type", sse), body: "data: [DONE]\n\n",
+			class: ClassUpstreamTransient, code: "-", retry: yes},
 		{name: "multi-line data", resp: resp(200, "Content-Type", sse),
 			body: "data: {\"error\":\ndata: {\"message\":\"boom\",\"code\":\"server_error\"}}\n\n", class: ClassUpstreamTransient, code: "server_error"},
 		{name: "non-stream success", resp: resp(200, "Content-Type", jsonCT),

@@ -39,9 +39,22 @@ func (cc *corpusCase) response() *http.Response {
 	return &http.Response{StatusCode: cc.Status, Header: h}
 }
 
+// corpusFiles are the corpus files: the shared corpus, and the cases of
+// live gateways and whole streams added with the rules that need them.
+var corpusFiles = []string{"testdata/gateway-errors.jsonl", "testdata/gateway-errors-extra.jsonl"}
+
 func loadCorpus(tb testing.TB) []corpusCase {
 	tb.Helper()
-	f, err := os.Open("testdata/gateway-errors.jsonl")
+	var cases []corpusCase
+	for _, name := range corpusFiles {
+		cases = append(cases, loadCorpusFile(tb, name)...)
+	}
+	return cases
+}
+
+func loadCorpusFile(tb testing.TB, name string) []corpusCase {
+	tb.Helper()
+	f, err := os.Open(name)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,7 +69,7 @@ func loadCorpus(tb testing.TB) []corpusCase {
 		}
 		var cc corpusCase
 		if err := json.Unmarshal([]byte(line), &cc); err != nil {
-			tb.Fatalf("corpus line %d: %v", len(cases)+1, err)
+			tb.Fatalf("%s line %d: %v", name, len(cases)+1, err)
 		}
 		cases = append(cases, cc)
 	}
@@ -64,7 +77,7 @@ func loadCorpus(tb testing.TB) []corpusCase {
 		tb.Fatal(err)
 	}
 	if len(cases) == 0 {
-		tb.Fatal("empty corpus")
+		tb.Fatalf("empty corpus %s", name)
 	}
 	return cases
 }

@@ -26,6 +26,19 @@ type peek struct {
 	whole bool    // the body was read to its end: (*buf)[:n] is all of it
 	clean bool    // a 2xx head that is no error: to be put back at once
 	err   error   // read error other than io.EOF, if any
+	first int     // for a 2xx stream, the end of its first event with data in *buf; 0 if none
+}
+
+// verdict returns the bytes that decide the attempt: for a 2xx event
+// stream, its first event with data and what came before it, whatever else
+// the same read brought. What follows is judged as it reaches the caller
+// (see streamwatch.go), so that a retry never depends on how the server's
+// writes were cut into reads.
+func (p *peek) verdict() []byte {
+	if p.first > 0 {
+		return (*p.buf)[:p.first]
+	}
+	return p.bytes()
 }
 
 func (p *peek) bytes() []byte {
@@ -150,11 +163,15 @@ func (p *peek) read(body io.Reader, mode peekMode) {
 				p.err = nil
 			}
 			p.clean = mode == peekHead && firstKey(b[:p.n]) != headError
+			if mode == peekStream && sc.complete(b[:p.n]) {
+				p.first = sc.line
+			}
 			return
 		}
 		switch mode {
 		case peekStream:
 			if sc.complete(b[:p.n]) {
+				p.first = sc.line
 				return
 			}
 		case peekHead:

@@ -81,7 +81,7 @@ func circuitCounts(t *testing.T, tr *Transport) (successes, failures uint32) {
 // handed back unmarked and byte for byte. (It was taken for a stream that
 // ended without an event: retried, each time a billed generation.)
 func TestPeekSkipsEventsWithoutData(t *testing.T) {
-	const tail = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+	const tail = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
 	for _, head := range []string{
 		"retry: 3000\n\n",
 		"id: 1\n\n",
@@ -243,7 +243,7 @@ func TestPeekLoneCR(t *testing.T) {
 				io.WriteString(w, first)
 				return
 			}
-			io.WriteString(w, "data: {\"choices\":[]}\r\rdata: [DONE]\r\r")
+			io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\rdata: [DONE]\r\r")
 		})
 		resp, err := New(base, fastRetries()...).RoundTrip(newChatRequest(t, t.Context(), srv.URL))
 		if err != nil {
@@ -251,7 +251,7 @@ func TestPeekLoneCR(t *testing.T) {
 		}
 		got, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if n := requests.Load(); n != 2 || string(got) != "data: {\"choices\":[]}\r\rdata: [DONE]\r\r" {
+		if n := requests.Load(); n != 2 || string(got) != "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\rdata: [DONE]\r\r" {
 			t.Fatalf("server got %d requests, caller read %q; want 2 and the second stream", n, got)
 		}
 	})

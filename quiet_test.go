@@ -67,7 +67,7 @@ func TestQuietFirstAgreesWithTheLoop(t *testing.T) {
 			if i == 0 {
 				return sse("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"), nil
 			}
-			return sse("data: {\"choices\":[]}\n\ndata: [DONE]\n\n"), nil
+			return sse("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"), nil
 		}, 200, 2, "", 0},
 		{"error inside a 200", func(i int) (*http.Response, error) {
 			if i == 0 {
@@ -76,12 +76,12 @@ func TestQuietFirstAgreesWithTheLoop(t *testing.T) {
 			return response(200, `{"id":"chatcmpl-1","choices":[]}`), nil
 		}, 200, 2, "", 0},
 		{"stream without data first", func(int) (*http.Response, error) {
-			r := sse("retry: 3000\n\nid: 1\n\ndata: {\"choices\":[]}\n\ndata: [DONE]\n\n")
+			r := sse("retry: 3000\n\nid: 1\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
 			r.ContentLength = -1
 			return r, nil
 		}, 200, 1, "", 0},
 		{"stream with lone CRs", func(int) (*http.Response, error) {
-			return sse(": ping\rdata: {\"choices\":[]}\r\rdata: [DONE]\r\r"), nil
+			return sse(": ping\rdata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\r\rdata: [DONE]\r\r"), nil
 		}, 200, 1, "", 0},
 		{"200 JSON broken in its head", func(int) (*http.Response, error) {
 			r := response(200, "")

@@ -570,7 +570,7 @@ func TestRetryErrorFirstStream(t *testing.T) {
 			if i == 0 {
 				return response(200, "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n", "Content-Type", "text/event-stream"), nil
 			}
-			return response(200, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", "Content-Type", "text/event-stream"), nil
+			return response(200, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", "Content-Type", "text/event-stream"), nil
 		}}
 		tr := New(f, WithoutCircuitBreaker())
 		resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions"))
@@ -579,7 +579,7 @@ func TestRetryErrorFirstStream(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		want := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+		want := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
 		if f.attempts() != 2 || string(b) != want {
 			t.Fatalf("got %d attempts and %q, want 2 and %q", f.attempts(), b, want)
 		}

@@ -45,10 +45,10 @@ var azureResets = [...]resetHeader{
 // RetryInfo.retryDelay, anthropic-ratelimit-*-reset and
 // x-ratelimit-reset-* of an exhausted dimension, x-rate-limit-reset-tokens,
 // OpenRouter metadata.headers.X-RateLimit-Reset, data.retry_after, and
-// finally the message text. Junk values are skipped. With bodyMisleading,
-// the body's retryDelay and message text are ignored (a Gemini per-day
-// quota names a per-minute delay). text is the lower-cased message text.
-func waitHint(h http.Header, bi *bodyInfo, text string, bodyMisleading bool) (time.Duration, string) {
+// finally the message text. Junk values are skipped. text is the
+// lower-cased message text. The hint is found whatever the class: whether
+// to wait for it is the retry layer's decision.
+func waitHint(h http.Header, bi *bodyInfo, text string) (time.Duration, string) {
 	if d, ok := parseMillis(h.Get("Retry-After-Ms")); ok {
 		return d, "retry-after-ms"
 	}
@@ -57,11 +57,9 @@ func waitHint(h http.Header, bi *bodyInfo, text string, bodyMisleading bool) (ti
 		return d, "retry-after"
 	}
 	e := bi.container()
-	if !bodyMisleading {
-		for _, rd := range [...]string{e.retryDelay, bi.nested.retryDelay} {
-			if d, ok := parseDuration(rd); ok {
-				return d, "body:retryDelay"
-			}
+	for _, rd := range [...]string{e.retryDelay, bi.nested.retryDelay} {
+		if d, ok := parseDuration(rd); ok {
+			return d, "body:retryDelay"
 		}
 	}
 	if d, src := exhaustedReset(h, now); d > 0 {
@@ -80,10 +78,8 @@ func waitHint(h http.Header, bi *bodyInfo, text string, bodyMisleading bool) (ti
 	if d, ok := parseSeconds(bi.retryAfter); ok {
 		return d, "body:retry_after"
 	}
-	if !bodyMisleading {
-		if d, ok := messageWait(text, now); ok {
-			return d, "message"
-		}
+	if d, ok := messageWait(text, now); ok {
+		return d, "message"
 	}
 	return 0, ""
 }

@@ -150,15 +150,19 @@ func TestWaitHintHugeIsAboveCap(t *testing.T) {
 	}
 }
 
-// TestWaitHintGeminiPerDayIgnoresDelay checks that the per-minute
-// retryDelay of a per-day quota error is not reported.
-func TestWaitHintGeminiPerDayIgnoresDelay(t *testing.T) {
+// TestWaitHintGeminiPerDayReportsDelay checks that the retryDelay of a
+// per-day quota error is reported, for the caller, while the error is not
+// retried: hints are reported on every class.
+func TestWaitHintGeminiPerDayReportsDelay(t *testing.T) {
 	body := `{"error":{"code":429,"message":"You exceeded your current quota. Please retry in 26s.","status":"RESOURCE_EXHAUSTED","details":[` +
 		`{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},` +
 		`{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"26s"}]}}`
 	c := Classify(resp(429), []byte(body))
-	if c.Class != ClassQuotaExhausted || c.RetryAfter != 0 {
-		t.Errorf("class %v, wait %v; want quota_exhausted and no wait", c.Class, c.RetryAfter)
+	if c.Class != ClassQuotaExhausted || c.RetryAfter != 26*time.Second || c.RetryAfterSource != "body:retryDelay" {
+		t.Errorf("class %v, wait %v from %q; want quota_exhausted and 26s from body:retryDelay", c.Class, c.RetryAfter, c.RetryAfterSource)
+	}
+	if c.Retryable || c.retry {
+		t.Errorf("retryable %v, retry %v; want neither", c.Retryable, c.retry)
 	}
 }
 
