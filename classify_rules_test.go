@@ -459,3 +459,26 @@ func TestClassifyBounded(t *testing.T) {
 		t.Errorf("nil header: %+v", c)
 	}
 }
+
+// TestClassifyExplicitTypeBeatsMessage: an explicit client-error type is
+// never overridden by the words of its message. LiteLLM's 400 for a
+// referenced item that does not exist names the model and says "not
+// found": it is the request's fault, not a missing model (which would
+// count against the model's circuit).
+func TestClassifyExplicitTypeBeatsMessage(t *testing.T) {
+	runRuleCases(t, []ruleCase{
+		{name: "LiteLLM 400 not found", resp: resp(400, "Content-Type", jsonCT),
+			body:  `{"error":{"message":"litellm.BadRequestError: OpenAIException - Item with id 'msg_123' not found. Received Model Group=gpt-4o\nAvailable Model Group Fallbacks=None","type":"invalid_request_error","param":null,"code":"400"}}`,
+			class: ClassInvalidRequest, breaker: no},
+		{name: "BadRequestError type", resp: resp(400, "Content-Type", jsonCT),
+			body:  `{"error":{"message":"file not found for model gpt-4o","type":"BadRequestError"}}`,
+			class: ClassInvalidRequest, breaker: no},
+		// Without an explicit type, the words still tell a missing model.
+		{name: "400 model does not exist, no type", resp: resp(400, "Content-Type", jsonCT),
+			body:  `{"error":{"message":"The model gpt-9 does not exist"}}`,
+			class: ClassModelNotFound},
+		{name: "404 model not found, invalid_request_error", resp: resp(404, "Content-Type", jsonCT),
+			body:  `{"error":{"message":"The model gpt-9 does not exist","type":"invalid_request_error","code":"model_not_found"}}`,
+			class: ClassModelNotFound},
+	})
+}
