@@ -28,7 +28,14 @@ func firstByteTimer(d time.Duration, cancel context.CancelCauseFunc) (stop func(
 			timer.Stop()
 			return true
 		}
-		return state.Load() == 2
+		if state.Load() == 2 {
+			return true
+		}
+		// The timer won, and its cancel may not have run yet: cancel
+		// now, so that the attempt's context says why (the first cause
+		// is kept).
+		cancel(errFirstByteTimeout)
+		return false
 	}
 }
 

@@ -268,8 +268,8 @@ func keep(resp *http.Response, p *peek) {
 
 // probe makes attempt n, a probe of a half-open circuit when probe is not
 // nil, whose outcome it reports. An attempt that panics (a classifier, a
-// hook) is reported as a failed probe, so that the circuit's probe place
-// is never lost.
+// hook) is reported as one that says nothing, so that the circuit's probe
+// place is never lost.
 func (c *call) probe(a *attemptResult, req *http.Request, n int, probe func(error)) {
 	if probe == nil {
 		c.attempt(a, req, n)
@@ -278,7 +278,9 @@ func (c *call) probe(a *attemptResult, req *http.Request, n int, probe func(erro
 	reported := false
 	defer func() {
 		if !reported {
-			probe(errOutcomeFailure)
+			// A hook of the caller's panicked: that says nothing
+			// about the model, and the probe's place is given back.
+			probe(errOutcomeExcluded)
 		}
 	}()
 	c.attempt(a, req, n)
