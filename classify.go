@@ -208,7 +208,10 @@ const maxPeek = 64 << 10
 // the verdict; a content_filter, refusal or SAFETY finish reason in any
 // event makes it content_filtered; and a stream without any finish reason
 // (new-api ends a stream cut by a reset or a stall with [DONE] like any
-// other) is upstream_transient, or timeout after nothing but keep-alives. A
+// other) is upstream_transient, or timeout after nothing but keep-alives,
+// when it is of a format that ends with one (chat completion chunks,
+// Anthropic, Gemini, Responses; not, say, Assistants). An end marker counts
+// only from an event that is complete (closed, or its JSON whole). A
 // prefix that stops before the end (the transport's peek of a stream's
 // start) is judged by its first event alone: what follows may be anything,
 // and its missing finish reason may simply not have come yet.

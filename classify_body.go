@@ -84,6 +84,7 @@ type bodyInfo struct {
 	streamEnded    bool   // the stream said it ended ([DONE], message_stop, response.completed…) or whole is set
 	streamFinished bool   // some event carried a finish or stop reason
 	streamContent  bool   // some event carried data other than [DONE]
+	streamKnown    bool   // some event was of a format that ends with a finish reason (eventFacts.known)
 	filterReason   string // the first finish, stop or block reason that means a content filter
 }
 
@@ -163,6 +164,9 @@ func (bi *bodyInfo) scanJSON(b []byte, f *eventFacts) {
 	for {
 		k, raw, ok := s.next()
 		if !ok {
+			if f != nil {
+				f.complete = s.done()
+			}
 			return
 		}
 		bi.field(s.path(), k, raw)

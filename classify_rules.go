@@ -238,9 +238,12 @@ func (c *classifier) decide(resp *http.Response) verdict {
 		case bi.sse() && bi.streamEnded && !bi.streamFinished && !bi.streamContent && bi.keepAlive:
 			// Keep-alives, then the end marker: the server never started.
 			return verdict{class: ClassTimeout, own: true, msg: "stream ended without any event"}
-		case bi.sse() && bi.streamEnded && !bi.streamFinished:
+		case bi.sse() && bi.streamEnded && !bi.streamFinished && (bi.streamKnown || !bi.streamContent):
 			// new-api ends a stream cut by a reset or a stall, or an empty
-			// one, with [DONE] like any other.
+			// one, with [DONE] like any other. Only a format that ends with
+			// a finish reason (chat completion chunks, Anthropic, Gemini,
+			// Responses) owes one: an Assistants stream, say, has none. A
+			// stream with no event at all but [DONE] never started.
 			return verdict{class: ClassUpstreamTransient, own: true, msg: "stream ended without a finish reason"}
 		case bi.kind == bodyHTML || hasPrefixFold(resp.Header.Get("Content-Type"), "text/html"):
 			return verdict{class: ClassUnknown}

@@ -11,14 +11,18 @@ import (
 // (OpenAI data: {"error":…}, Anthropic event: error, Responses
 // response.failed or error), a chunk whose finish_reason is content_filter
 // or error, or a stream that ends ([DONE], which new-api appends whatever
-// happened) without any finish reason. parseSSE walks every event of the
+// happened) without any finish reason, when its format is one that ends
+// with a finish reason. parseSSE walks every event of the
 // bytes it is given (at most maxPeek), with the same line and field rules
 // as the transport's peek, and reads each event's data with the
 // allocation-free jsonScanner (scanEventFacts); only an error event is
 // parsed in full. A stream is known to have ended only when it says so or
 // when the body is whole (bodyInfo.whole): a prefix that stops early (the
 // transport's peek of the first event) is never "a stream without a finish
-// reason".
+// reason". An event that says the stream ended (message_stop,
+// response.completed) counts only when it is complete, closed by its blank
+// line or its JSON data whole: a prefix cut inside it has not yet read what
+// it says (a Responses stream's finish is in response.completed's data).
 
 // sseEvent is one event of a stream: its name, its data (lines joined),
 // and whether a blank line closed it (the last event of a prefix may be
@@ -145,6 +149,7 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 			bi.streamContent = true
 			facts := nameFacts(ev.name)
 			facts.merge(bi.facts)
+			facts.settle(ev)
 			bi.noteFacts(facts) // the first event's own finish reason always counts
 			if facts.end {
 				later.ended = true
@@ -153,6 +158,7 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 			continue
 		}
 		facts := scanEventFacts(ev.name, ev.data)
+		facts.settle(ev)
 		later.note(facts)
 		if pending == nil {
 			pending = errorEvent(ev, facts)
@@ -192,6 +198,7 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 		return
 	}
 	bi.streamFinished = bi.streamFinished || later.finished
+	bi.streamKnown = bi.streamKnown || later.known
 	if bi.filterReason == "" {
 		bi.filterReason = later.filter
 	}
@@ -201,12 +208,14 @@ func (bi *bodyInfo) parseSSE(body []byte) {
 type streamRecord struct {
 	ended    bool   // an end marker was seen
 	finished bool   // some event carried a finish reason
+	known    bool   // some event was of a format that ends with a finish reason
 	filter   string // the first filter reason
 }
 
 func (r *streamRecord) note(f eventFacts) {
 	r.ended = r.ended || f.end
 	r.finished = r.finished || len(f.finish) > 0
+	r.known = r.known || f.known
 	if len(f.filter) > 0 && r.filter == "" {
 		r.filter = jsonText(f.filter)
 	}
@@ -264,6 +273,9 @@ func (bi *bodyInfo) noteFacts(f eventFacts) {
 	if len(f.finish) > 0 {
 		bi.streamFinished = true
 	}
+	if f.known {
+		bi.streamKnown = true
+	}
 	if len(f.filter) > 0 && bi.filterReason == "" {
 		bi.filterReason = jsonText(f.filter)
 	}
@@ -277,6 +289,45 @@ type eventFacts struct {
 	end      bool   // it ends the stream (message_stop, response.completed…)
 	finish   []byte // a finish or stop reason
 	filter   []byte // a finish, stop or block reason that means a content filter
+	// known: the event is of a format whose streams end with a finish
+	// reason: an OpenAI chat completion chunk ("object":
+	// "chat.completion.chunk" or choices[].delta), an Anthropic event
+	// (message_start…), Gemini candidates, a Responses event (response.…).
+	// Only in such a stream is a missing finish reason a fault (not in an
+	// Assistants stream, say).
+	known bool
+	// complete: the data was one JSON value read to its end (not cut off).
+	complete bool
+}
+
+// settle drops the end marker of an event that is cut off: one that no
+// blank line closed and whose JSON data did not parse completely. Such an
+// event (the last of a prefix) has not said all it says: the finish of a
+// Responses stream is in response.completed's data.
+func (f *eventFacts) settle(ev sseEvent) {
+	if !ev.closed && !f.complete {
+		f.end = false
+	}
+}
+
+// anthropicEvents are the event names and types of Anthropic Messages
+// streams.
+var anthropicEvents = [...]string{
+	"message_start", "message_delta", "message_stop", "content_block_start", "content_block_delta", "content_block_stop",
+}
+
+// knownType reports whether an event's name or type is one of a format
+// that ends with a finish reason: Anthropic's events, Responses' events.
+func knownType(t []byte) bool {
+	if bytes.HasPrefix(t, []byte("response.")) {
+		return true
+	}
+	for _, a := range anthropicEvents {
+		if string(t) == a {
+			return true
+		}
+	}
+	return false
 }
 
 // scanEventFacts reads an event's name and JSON data (or a JSON body, with
@@ -295,20 +346,25 @@ func scanEventFacts(name, data []byte) eventFacts {
 	for {
 		k, raw, ok := s.next()
 		if !ok {
+			f.complete = s.done()
 			return f
 		}
 		f.note(s.path(), k, raw)
 	}
 }
 
-// nameFacts is what an event's name says.
+// nameFacts is what an event's name says. A Responses response.completed
+// or response.incomplete is a finish by itself.
 func nameFacts(name []byte) (f eventFacts) {
 	switch string(name) {
 	case "error", "response.failed":
 		f.isError, f.terminal = true, true
-	case "message_stop", "response.completed", "response.incomplete":
+	case "message_stop":
 		f.end = true
+	case "response.completed", "response.incomplete":
+		f.end, f.finish = true, name
 	}
+	f.known = knownType(name)
 	return f
 }
 
@@ -317,6 +373,8 @@ func (f *eventFacts) merge(g eventFacts) {
 	f.isError = f.isError || g.isError
 	f.terminal = f.terminal || g.terminal
 	f.end = f.end || g.end
+	f.known = f.known || g.known
+	f.complete = f.complete || g.complete
 	if f.finish == nil {
 		f.finish = g.finish
 	}
@@ -337,11 +395,21 @@ func (f *eventFacts) note(p []jsonSeg, k jsonKind, raw []byte) {
 			switch string(raw) {
 			case "error", "response.failed":
 				f.isError, f.terminal = true, true
-			case "message_stop", "response.completed", "response.incomplete":
+			case "message_stop":
 				f.end = true
+			case "response.completed", "response.incomplete":
+				f.end = true
+				if f.finish == nil {
+					f.finish = raw
+				}
 			}
+			f.known = f.known || knownType(raw)
 		case p[0].is("object") && str && string(raw) == "error":
 			f.isError = true
+		case p[0].is("object") && str && string(raw) == "chat.completion.chunk":
+			f.known = true
+		case p[0].is("candidates") && k == jsonArray: // Gemini
+			f.known = true
 		case p[0].is("stop_reason") && str: // an Anthropic message
 			f.reason(raw)
 		}
@@ -368,6 +436,8 @@ func (f *eventFacts) note(p []jsonSeg, k jsonKind, raw []byte) {
 			f.isError = f.isError || string(raw) == "error"
 		case p[0].is("choices") && p[1].key == nil && p[2].is("error"):
 			f.isError = f.isError || k == jsonObject || k == jsonString
+		case p[0].is("choices") && p[1].key == nil && p[2].is("delta"):
+			f.known = true
 		case p[0].is("candidates") && p[1].key == nil && p[2].is("finishReason") && str:
 			f.reason(raw)
 		case p[0].is("response") && p[1].is("incomplete_details") && p[2].is("reason") && str:

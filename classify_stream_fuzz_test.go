@@ -15,24 +15,30 @@ type streamOp struct {
 	finish   bool   // it carries a finish reason
 	filter   bool   // the finish reason is a content filter
 	comment  bool   // a comment, not an event
+	known    bool   // of a format that owes a finish reason (chat chunks, Anthropic, Responses)
+	done     bool   // [DONE]: no content
 }
 
 var streamOps = [...]streamOp{
-	{text: `data: {"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}`},
-	{text: `data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`, finish: true},
-	{text: `data: {"choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}`, finish: true, filter: true},
+	{text: `data: {"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}`, known: true},
+	{text: `data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`, finish: true, known: true},
+	{text: `data: {"choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}`, finish: true, filter: true, known: true},
 	{text: `data: {"error":{"message":"%s","type":"server_error","code":null}}`, err: true},
 	{text: "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"%s\"}}", err: true, terminal: true},
 	{text: ": keep-alive", comment: true},
-	{text: "data: [DONE]", end: true},
+	{text: "data: [DONE]", end: true, done: true},
 	{text: `data: {"choices":[],"usage":{"total_tokens":3}}`},
-	{text: `data: {"choices":[{"index":0,"delta":{},"finish_reason":"error"}]}`, err: true},
-	{text: "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"%s\"}}}", err: true, terminal: true},
+	{text: `data: {"choices":[{"index":0,"delta":{},"finish_reason":"error"}]}`, err: true, known: true},
+	{text: "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"%s\"}}}", err: true, terminal: true, known: true},
 	{text: "data: oops %s", err: true},
-	{text: "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}", finish: true},
-	{text: "event: message_stop\ndata: {\"type\":\"message_stop\"}", end: true},
-	{text: "data: {\"choices\":[{\"index\":0,\ndata: \"delta\":{\"content\":\"%s\"},\"finish_reason\":null}]}"},
+	{text: "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}", finish: true, known: true},
+	{text: "event: message_stop\ndata: {\"type\":\"message_stop\"}", end: true, known: true},
+	{text: "data: {\"choices\":[{\"index\":0,\ndata: \"delta\":{\"content\":\"%s\"},\"finish_reason\":null}]}", known: true},
 	{text: "event: ping\ndata: {\"type\": \"ping\"}"},
+	{text: "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"%s\"}", known: true},
+	{text: "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}",
+		end: true, finish: true, known: true},
+	{text: "event: thread.message.delta\ndata: {\"object\":\"thread.message.delta\",\"delta\":{\"content\":[{\"type\":\"text\",\"text\":{\"value\":\"%s\"}}]}}"},
 }
 
 // fuzzStream builds an event stream from ops (one op a byte), with the
@@ -52,6 +58,7 @@ func fuzzStream(ops []byte, eol, word string, whole bool) (string, streamWant) {
 		firstErr, firstFilter      bool
 		complete, pending          bool
 		finished, filtered, cutoff bool
+		known, content             bool
 	)
 	for _, o := range ops {
 		op := streamOps[int(o)%len(streamOps)]
@@ -61,8 +68,10 @@ func fuzzStream(ops []byte, eol, word string, whole bool) (string, streamWant) {
 			continue
 		}
 		w.events = true
+		known = known || op.known
 		if first {
 			first = false
+			content = !op.done
 			firstErr = op.err
 			firstFilter = op.filter
 			finished = op.finish
@@ -80,6 +89,7 @@ func fuzzStream(ops []byte, eol, word string, whole bool) (string, streamWant) {
 			pending = true
 		case op.end:
 			complete, cutoff = true, true
+			finished = finished || op.finish // response.completed is a finish
 		default:
 			finished = finished || op.finish
 			filtered = filtered || op.filter
@@ -101,8 +111,13 @@ func fuzzStream(ops []byte, eol, word string, whole bool) (string, streamWant) {
 		w.filter = true
 	case complete && filtered:
 		w.filter = true
-	case complete && !finished:
+	case complete && !finished && (known || !content):
+		// Only a format that owes a finish reason is faulted for missing
+		// one; a stream with nothing but [DONE] never started.
 		w.fail = true
+	case complete && !finished:
+		// No finish reason in a format that has none (Assistants).
+		w.success = true
 	case !complete:
 		w.success = true
 	}
@@ -115,13 +130,16 @@ func fuzzStream(ops []byte, eol, word string, whole bool) (string, streamWant) {
 // line end, whole or as a prefix, and checks that Classify does not panic,
 // stays sane and bounded, and agrees with a model of the rules: an error
 // event anywhere in a stream known to have ended is no success; a stream
-// known to have ended without a finish reason is no success; a content
-// filter finish reason makes it content_filtered; a prefix whose first
-// event is content is a success.
+// known to have ended without a finish reason, when an event was of a
+// format that owes one (chat chunks, Anthropic, Responses) or there was no
+// content at all, is no success, and otherwise (an Assistants stream) a
+// success; a content filter finish reason makes it content_filtered; a
+// prefix whose first event is content is a success.
 func FuzzClassifyStream(f *testing.F) {
 	for _, seed := range [][]byte{
 		{0, 1, 7, 6}, {0, 0, 3, 7, 6}, {0, 4}, {0, 2, 6}, {6}, {5, 5, 6}, {0, 0, 7, 6},
 		{0, 10, 6}, {0, 11, 12}, {0, 12}, {0, 9}, {13, 3}, {14, 0, 1, 6}, {0, 8, 6}, {0, 3},
+		{15, 15, 16}, {15, 16}, {16}, {15, 15}, {17, 17, 6}, {7, 6}, {17, 3, 6}, {14, 7, 6},
 	} {
 		f.Add(seed, uint8(0), "hello", false)
 		f.Add(seed, uint8(1), "a b", true)

@@ -34,6 +34,13 @@ const (
 
 	evRespCreated = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"error\":null}}\n\n"
 	evRespDelta   = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+	evRespDone    = "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{\"id\":\"resp_1\",\"object\":\"response\"," +
+		"\"status\":\"completed\",\"error\":null,\"incomplete_details\":null,\"output\":[{\"type\":\"message\",\"status\":\"completed\"," +
+		"\"content\":[{\"type\":\"output_text\",\"text\":\"Hi\"}]}]}}\n\n"
+
+	evAsstCreated = "event: thread.run.created\ndata: {\"id\":\"run_1\",\"object\":\"thread.run\",\"status\":\"queued\"}\n\n"
+	evAsstDelta   = "event: thread.message.delta\ndata: {\"id\":\"msg_1\",\"object\":\"thread.message.delta\",\"delta\":{\"content\":[{\"index\":0,\"type\":\"text\",\"text\":{\"value\":\"Hi\"}}]}}\n\n"
+	evAsstDone    = "event: thread.run.completed\ndata: {\"id\":\"run_1\",\"object\":\"thread.run\",\"status\":\"completed\"}\n\nevent: done\ndata: [DONE]\n\n"
 )
 
 // TestClassifyWholeStream checks that a stream known to have ended is
@@ -98,6 +105,18 @@ func TestClassifyWholeStream(t *testing.T) {
 			body: geminiChunk("Hi", "") + geminiChunk("", "SAFETY"), class: ClassContentFiltered, code: "SAFETY"},
 		{name: "gemini good whole stream", resp: wholeResp(geminiChunk("Hi", "") + geminiChunk("!", "STOP")),
 			body: geminiChunk("Hi", "") + geminiChunk("!", "STOP"), class: ClassSuccess},
+		{name: "gemini whole stream without a finish reason", resp: wholeResp(geminiChunk("Hi", "") + geminiChunk("!", "")),
+			body: geminiChunk("Hi", "") + geminiChunk("!", ""), class: ClassUpstreamTransient, msg: "without a finish reason"},
+		{name: "responses whole body cut before response.completed", resp: wholeResp(evRespCreated + evRespDelta),
+			body: evRespCreated + evRespDelta, class: ClassUpstreamTransient, msg: "without a finish reason"},
+		{name: "responses completed, response.status not read", resp: sse(),
+			body:  evRespCreated + evRespDelta + "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":9}\n\n",
+			class: ClassSuccess},
+		{name: "assistants stream ends with DONE", resp: sse(), body: evAsstCreated + evAsstDelta + evAsstDone, class: ClassSuccess},
+		{name: "assistants whole body", resp: wholeResp(evAsstCreated + evAsstDelta + evAsstDone),
+			body: evAsstCreated + evAsstDelta + evAsstDone, class: ClassSuccess},
+		{name: "unknown JSON format without finish reasons then DONE", resp: sse(),
+			body: "data: {\"text\":\"Hi\"}\n\ndata: {\"text\":\"!\"}\n\n" + evDone, class: ClassSuccess},
 	})
 }
 
@@ -130,7 +149,94 @@ func TestClassifyStreamPrefix(t *testing.T) {
 		{name: "anthropic error after content ends the stream", resp: sse(), body: evAnthStart + evAnthDelta + evAnthErr + evAnthDelta,
 			class: ClassOverloaded},
 		{name: "anthropic content only", resp: sse(), body: evAnthStart + evAnthDelta, class: ClassSuccess},
+		{name: "cut after event: response.completed", resp: sse(),
+			body: evRespCreated + evRespDelta + "event: response.completed\n", class: ClassSuccess},
+		{name: "cut inside response.completed's data", resp: sse(),
+			body: evRespCreated + evRespDelta + evRespDone[:len(evRespDone)/2], class: ClassSuccess},
+		{name: "cut inside response.completed before its status", resp: sse(),
+			body: evRespCreated + evRespDelta + "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\"", class: ClassSuccess},
+		{name: "cut after event: message_stop", resp: sse(), body: evAnthStart + evAnthDelta + "event: message_stop\n", class: ClassSuccess},
+		{name: "response.completed whole but not closed", resp: sse(),
+			body: evRespCreated + evRespDelta + strings.TrimSuffix(evRespDone, "\n\n"), class: ClassSuccess},
 	})
+}
+
+// healthyStreams are well-formed streams of each API and gateway, as they
+// come on the wire: none may be judged a failure, whole or cut anywhere.
+var healthyStreams = map[string]string{
+	"openai include_usage": "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":null}\n\n" +
+		"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1,\"total_tokens\":10}}\n\n" +
+		evDone,
+	"azure prompt_filter first": "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}}}]}\n\n" +
+		"data: {\"choices\":[{\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}},\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null,\"index\":0}],\"id\":\"c\",\"object\":\"chat.completion.chunk\"}\n\n" +
+		"data: {\"choices\":[{\"content_filter_results\":{},\"delta\":{},\"finish_reason\":\"stop\",\"index\":0}],\"id\":\"c\",\"object\":\"chat.completion.chunk\"}\n\n" +
+		evDone,
+	"responses": "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"in_progress\",\"error\":null,\"incomplete_details\":null,\"output\":[]}}\n\n" +
+		"event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"sequence_number\":1,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"in_progress\",\"error\":null,\"incomplete_details\":null,\"output\":[]}}\n\n" +
+		"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\",\"logprobs\":[]}\n\n" +
+		evRespDone,
+	"anthropic spaced": "event: message_start\ndata: {\"type\": \"message_start\", \"message\": {\"id\": \"msg_1\", \"type\": \"message\", \"role\": \"assistant\", \"content\": [], \"stop_reason\": null, \"usage\": {\"input_tokens\": 25, \"output_tokens\": 1}}}\n\n" +
+		"event: content_block_start\ndata: {\"type\": \"content_block_start\", \"index\": 0, \"content_block\": {\"type\": \"text\", \"text\": \"\"}}\n\n" +
+		"event: ping\ndata: {\"type\": \"ping\"}\n\n" +
+		"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_delta\", \"text\": \"Hello\"}}\n\n" +
+		"event: content_block_stop\ndata: {\"type\": \"content_block_stop\", \"index\": 0}\n\n" +
+		"event: message_delta\ndata: {\"type\": \"message_delta\", \"delta\": {\"stop_reason\": \"tool_use\", \"stop_sequence\":null}, \"usage\": {\"output_tokens\": 15}}\n\n" +
+		"event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n",
+	"gemini crlf":       geminiChunk("Hi", "") + geminiChunk(" there", "STOP"),
+	"assistants":        evAsstCreated + evAsstDelta + evAsstDone,
+	"openrouter":        ": OPENROUTER PROCESSING\n\n" + evChunk + evStop + evDone,
+	"unknown with DONE": "data: {\"text\":\"Hi\"}\n\n" + evDone,
+}
+
+// noFinishMsg is the message of a stream that ended without a finish
+// reason.
+const noFinishMsg = "stream ended without a finish reason"
+
+// TestClassifyHealthyStreams checks that well-formed streams of each API
+// (chat completions, Azure, Responses, Anthropic, Gemini, Assistants) are a
+// success whole, with or without a Content-Length, and that no prefix of
+// one, cut at any byte, is "a stream without a finish reason": a prefix
+// cut inside Responses' response.completed has not read its finish yet,
+// and an Assistants stream has no finish reason to miss.
+func TestClassifyHealthyStreams(t *testing.T) {
+	for name, body := range healthyStreams {
+		t.Run(name, func(t *testing.T) {
+			for _, r := range []*http.Response{resp(200, "Content-Type", sseCT), wholeResp(body)} {
+				if c := Classify(r, []byte(body)); c.Class != ClassSuccess {
+					t.Errorf("Content-Length %d: %v (%q, %q)", r.ContentLength, c.Class, c.Code, c.Message)
+				}
+			}
+			r := resp(200, "Content-Type", sseCT)
+			for i := 1; i < len(body); i++ {
+				// A prefix before the first event has no event yet: only
+				// the verdict on its end is checked.
+				if c := Classify(r, []byte(body[:i])); c.Message == noFinishMsg {
+					t.Fatalf("prefix %q: %v (%q)", body[:i], c.Class, c.Message)
+				}
+			}
+		})
+	}
+}
+
+// TestClassifyResponsesOver64K checks that a healthy Responses stream a
+// little over 64 KiB, whose response.completed straddles the 64 KiB cut, is
+// a success: the cut-off event's name alone does not end the stream.
+func TestClassifyResponsesOver64K(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(evRespCreated)
+	for b.Len() < maxPeek-300 {
+		b.WriteString(evRespDelta)
+	}
+	b.WriteString("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"instructions\":\"" +
+		strings.Repeat("i", 2000) + "\",\"status\":\"completed\",\"error\":null}}\n\n")
+	body := b.String()
+	for _, r := range []*http.Response{resp(200, "Content-Type", sseCT), wholeResp(body)} {
+		if c := Classify(r, []byte(body)); c.Class != ClassSuccess {
+			t.Errorf("healthy %d-byte Responses stream (Content-Length %d): %v (%q)", len(body), r.ContentLength, c.Class, c.Message)
+		}
+	}
 }
 
 // TestClassifyJSONFinishReasons checks the finish and stop reasons of

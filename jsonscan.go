@@ -174,6 +174,11 @@ func (s *jsonScanner) next() (kind jsonKind, raw []byte, ok bool) {
 	return 0, nil, false
 }
 
+// done reports, once next has returned ok == false, whether the input held
+// a whole top-level value: the scan ended after closing it, not at a cut or
+// at a byte it did not understand inside it.
+func (s *jsonScanner) done() bool { return s.depth == 0 && s.state == stAfter && s.push == 0 }
+
 func (s *jsonScanner) pop() {
 	s.depth--
 	s.state = stAfter
