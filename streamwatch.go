@@ -79,8 +79,10 @@ const (
 // stream's bytes in any pieces, then call end at the stream's end: its
 // verdict does not depend on how the stream was cut (FuzzStreamScan).
 //
-// Lines end at LF (a CR before it is dropped); a stream whose lines end
-// with a lone CR reads as one long line, which is not judged. An event is
+// Lines end at LF (a CR before it is dropped). A line with a CR left in
+// its first maxWatchLine bytes (a stream whose lines end with a lone CR is
+// one such line) is skipped, and the stream's end is then not judged. An
+// event is
 // suspect when its event: field is error or response.failed, or when a
 // data line's first key says error ({"error":…}, {"type":"error"…},
 // {"type":"response.failed"…}), or when it carries a finish reason
@@ -88,15 +90,21 @@ const (
 // event's data is kept and its verdict given at its end. A stream whose
 // first data line is an OpenAI chat completion chunk or an Anthropic
 // message_start must carry a finish (stop) reason before [DONE] or its end.
+//
+// A verdict stops the scan (done). When the event that gave it turns out to
+// be no error (the classifier says success: {"error":null,…}), resume
+// clears the verdict and the scan goes on: feed again the bytes feed
+// returned.
 type streamScan struct {
 	carry   []byte // the start of a line that straddles reads, at most maxWatchLine bytes
 	over    bool   // the line in carry is longer than maxWatchLine
 	started bool   // the first line was seen (its BOM dropped)
-	long    bool   // a line was longer than maxWatchLine
+	long    bool   // a line was longer than maxWatchLine, or held a lone CR: the end is not judged
 
 	format   streamFormat
 	finished bool // a finish (stop) reason was seen
 	done     bool // [DONE] was seen, or a verdict given: the rest is not judged
+	ending   bool // the stream's end or [DONE] was reached: finish once a verdict given there is cleared
 
 	ev      eventKind     // the current event's event: field
 	suspect streamVerdict // what the current event looks like, verdictNone when ordinary
@@ -107,13 +115,14 @@ type streamScan struct {
 	event   eventKind // the event: field of the event that gave the verdict
 }
 
-// feed scans b, the next bytes of the stream.
-func (s *streamScan) feed(b []byte) {
+// feed scans b, the next bytes of the stream. When a verdict stops the
+// scan, it returns the bytes of b not scanned yet, to feed after resume.
+func (s *streamScan) feed(b []byte) []byte {
 	for len(b) > 0 && !s.done {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
 			s.hold(b)
-			return
+			return nil
 		}
 		seg := b[:i]
 		b = b[i+1:]
@@ -125,6 +134,7 @@ func (s *streamScan) feed(b []byte) {
 		}
 		s.line(seg[:min(len(seg), maxWatchLine)], len(seg) > maxWatchLine)
 	}
+	return b
 }
 
 // hold keeps b, part of a line not ended yet, up to maxWatchLine bytes of
@@ -148,6 +158,7 @@ func (s *streamScan) end() {
 	if s.done {
 		return
 	}
+	s.ending = true
 	if len(s.carry) > 0 || s.over {
 		s.line(s.carry, s.over)
 		s.carry, s.over = s.carry[:0], false
@@ -155,7 +166,19 @@ func (s *streamScan) end() {
 	if !s.done {
 		s.dispatch()
 	}
-	s.finish()
+	if !s.done {
+		s.finish()
+	}
+}
+
+// resume clears the verdict of an event found to be no error, and goes on
+// scanning after it: at the stream's end or [DONE], with finish.
+func (s *streamScan) resume() {
+	s.verdict, s.event, s.done = verdictNone, eventPlain, false
+	s.ev, s.suspect, s.ndata, s.data = eventPlain, verdictNone, 0, s.data[:0]
+	if s.ending {
+		s.finish()
+	}
 }
 
 // finish ends the judging at the end of the stream or at [DONE]: a format
@@ -181,6 +204,12 @@ func (s *streamScan) line(l []byte, over bool) {
 	if !s.started {
 		s.started = true
 		l = bytes.TrimPrefix(l, []byte(bom))
+	}
+	if bytes.IndexByte(l, '\r') >= 0 {
+		// Lines ended by a lone CR, read as one: skipped, and since a
+		// finish reason may be in what was skipped, the end is not judged.
+		s.long = true
+		return
 	}
 	switch {
 	case len(l) == 0:
@@ -237,7 +266,13 @@ func (s *streamScan) dataLine(v []byte) {
 		}
 	}
 	if len(v) >= len("[DONE]") && v[0] == '[' && string(bytes.TrimSpace(v)) == "[DONE]" {
-		s.finish()
+		// A suspect event cut short by [DONE] (no blank line between
+		// them) gives its verdict first.
+		s.ending = true
+		s.dispatch()
+		if !s.done {
+			s.finish()
+		}
 		return
 	}
 	if string(typ) == "error" || string(typ) == "response.failed" || firstKey(v[:min(len(v), headLen)]) == headError {
@@ -361,12 +396,12 @@ type streamBody struct {
 	watching bool
 	span     *spanBody // the attempt's, taken over; nil when not traced
 
-	t      *Transport
-	ctx    context.Context
-	key    circuitKey
-	sec    secrets
-	status int
-	circ   callCircuit // the call's standing with its circuit, once settled
+	t    *Transport
+	ctx  context.Context
+	key  circuitKey
+	sec  secrets
+	resp http.Response // a shallow copy of the response, for the classifier: no Body, ContentLength -1
+	circ callCircuit   // the call's standing with its circuit, once settled
 }
 
 // watchStream hands resp, a 2xx event stream classified a success, back
@@ -374,7 +409,8 @@ type streamBody struct {
 // streamBody that watches what the caller reads. It is put in c.stream, for
 // the call's circuit standing to be filled in once the call is settled.
 func (c *call) watchStream(resp *http.Response, p *peek) {
-	sb := &streamBody{watching: true, t: c.t, ctx: c.ctx, key: c.key, sec: c.sec, status: resp.StatusCode}
+	sb := &streamBody{watching: true, t: c.t, ctx: c.ctx, key: c.key, sec: c.sec, resp: *resp}
+	sb.resp.Body, sb.resp.ContentLength = nil, -1
 	if s, ok := resp.Body.(*spanBody); ok {
 		sb.span = s
 		resp.Body = s.rc
@@ -394,16 +430,12 @@ func isWatchable(resp *http.Response, p *peek, cl *Classification) bool {
 func (b *streamBody) Read(p []byte) (int, error) {
 	n, err := b.replayBody.Read(p)
 	if b.watching {
+		var q []byte
 		if n > 0 && n <= len(p) {
-			b.scan.feed(p[:n])
+			q = p[:n]
 		}
-		if err == io.EOF {
-			b.scan.end()
-		}
-		if b.scan.verdict != verdictNone {
-			b.watching = false
-			b.report()
-		} else if err != nil || b.scan.done {
+		b.watch(q, err == io.EOF)
+		if err != nil {
 			b.watching = false // a broken read, or the caller's cancellation: no verdict
 		}
 	}
@@ -425,12 +457,46 @@ func (b *streamBody) Close() error {
 	return err
 }
 
+// watch scans q, bytes handed to the caller, and the stream's end when eof.
+// A verdict is reported; when the classifier finds the event no error, the
+// scan resumes after it. Watching stops at a reported verdict, or once the
+// scan is done.
+func (b *streamBody) watch(q []byte, eof bool) {
+	for {
+		q = b.scan.feed(q)
+		if eof && b.scan.verdict == verdictNone {
+			b.scan.end()
+		}
+		if b.scan.verdict == verdictNone {
+			b.watching = !b.scan.done
+			return
+		}
+		if !b.report() {
+			b.watching = false
+			return
+		}
+		b.scan.resume()
+	}
+}
+
 // report classifies the scan's verdict and records it: on the spans, in
-// the metrics and as the call's late outcome in its circuit.
-func (b *streamBody) report() {
+// the metrics and as the call's late outcome in its circuit. It returns
+// whether the classifier found the event no error (the scan goes on).
+//
+// The classifier runs in the caller's Read of a stream that, as far as the
+// caller can tell, is healthy: a classifier that panics does not break that
+// Read. Its panic is recovered, the verdict dropped (the call stays the
+// success it was counted) and the stream no longer watched; the Read goes
+// on, and the spans end at the stream's end or Close as they would.
+func (b *streamBody) report() (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
 	cl := b.classify()
 	if cl.Class == ClassSuccess {
-		return // the classifier says the event is no error
+		return true // the classifier says the event is no error
 	}
 	cl.Message = b.sec.mask(cl.Message)
 	cl.Code = b.sec.maskValues(cl.Code)
@@ -444,6 +510,7 @@ func (b *streamBody) report() {
 	if b.span != nil {
 		b.span.flag(&cl)
 	}
+	return false
 }
 
 // errNoFinish is the message of a stream that ended without a finish reason.
@@ -451,17 +518,19 @@ const errNoFinish = "llmtransport: the event stream ended without a finish reaso
 
 // classify returns the classification of the scan's verdict: the event
 // that gave it, classified by the transport's classifier as a small event
-// stream of a 2xx response (a stop reason refusal, which Classify does not
-// read, is content_filtered); or, for a stream that ended without a finish
-// reason, upstream_transient (the upstream broke off the answer).
+// stream with the stream's own response (its status, headers and Request;
+// no Body, and ContentLength -1: the bytes are one event of the stream, not
+// all of it), a stop reason refusal, which Classify does not read, being
+// content_filtered; or, for a stream that ended without a finish reason,
+// upstream_transient (the upstream broke off the answer).
 func (b *streamBody) classify() Classification {
 	if b.scan.verdict == verdictNoFinish {
-		return Classification{Class: ClassUpstreamTransient, Status: b.status, Message: errNoFinish, BreakerFailure: true}
+		return Classification{Class: ClassUpstreamTransient, Status: b.resp.StatusCode, Message: errNoFinish, BreakerFailure: true}
 	}
-	resp := &http.Response{StatusCode: b.status, Header: http.Header{"Content-Type": {"text/event-stream"}}}
-	cl := b.t.classify(resp, b.scan.body())
+	resp := b.resp // a copy for each call: the classifier may change it
+	cl := b.t.classify(&resp, b.scan.body())
 	if cl.Class == ClassSuccess && b.scan.verdict == verdictFiltered {
-		cl = Classification{Class: ClassContentFiltered, Status: b.status}
+		cl = Classification{Class: ClassContentFiltered, Status: b.resp.StatusCode}
 	}
 	return cl
 }

@@ -18,12 +18,13 @@ import (
 
 // Streams of the shapes the watcher must judge, as servers send them.
 const (
-	chatChunk   = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n"
-	chatStop    = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n"
-	chatFilter  = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}` + "\n\n"
-	chatUsage   = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}` + "\n\n"
-	chatDone    = "data: [DONE]\n\n"
-	newAPIError = `data: {"error":{"message":"upstream error: unexpected EOF","type":"upstream_error","code":"do_request_failed"}}` + "\n\n"
+	chatChunk    = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n"
+	chatStop     = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n"
+	chatFilter   = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}` + "\n\n"
+	chatUsage    = `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}` + "\n\n"
+	chatDone     = "data: [DONE]\n\n"
+	newAPIError  = `data: {"error":{"message":"upstream error: unexpected EOF","type":"upstream_error","code":"do_request_failed"}}` + "\n\n"
+	chatErrEmpty = `data: {"error":{},"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "},"finish_reason":null}]}` + "\n\n" // a first key error that holds none
 
 	anthStart = "event: message_start\n" + `data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}` + "\n\n"
 	anthDelta = "event: content_block_delta\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"word "}}` + "\n\n"
@@ -100,6 +101,13 @@ func TestStreamWatchMidStreamError(t *testing.T) {
 		{"no finish reason at EOF", []string{chatChunk, chatChunk, chatChunk}, ClassUpstreamTransient, true, false, false},
 		{"no finish reason before DONE", []string{chatChunk, chatChunk, chatDone}, ClassUpstreamTransient, true, false, false},
 		{"anthropic cut off", []string{anthStart, anthDelta, anthDelta}, ClassUpstreamTransient, true, false, false},
+		{"overloaded error then DONE, no blank line between", []string{chatChunk, chatChunk, `data: {"error":{"type":"overloaded_error","message":"Overloaded"}}` + "\n" + chatDone}, ClassOverloaded, true, false, true},
+		{"content_filter then DONE, no blank line between", []string{chatChunk, strings.TrimSuffix(chatFilter, "\n") + chatDone}, ClassContentFiltered, false, true, true},
+		{"harmless error key, then an error event", []string{chatChunk, chatErrEmpty, chatChunk, newAPIError, chatUsage, chatDone}, ClassUpstreamTransient, true, false, true},
+		{"harmless error key, then no finish reason", []string{chatChunk, chatErrEmpty, chatChunk, chatDone}, ClassUpstreamTransient, true, false, true},
+		{"harmless error key last, no finish reason", []string{chatChunk, chatErrEmpty}, ClassUpstreamTransient, true, false, true},
+		{"harmless error key, DONE, no blank line between", []string{chatChunk, strings.TrimSuffix(chatErrEmpty, "\n") + chatDone}, ClassUpstreamTransient, true, false, true},
+		{"harmless error key, then an error in the same read", []string{chatChunk + chatErrEmpty + chatChunk + newAPIError + chatUsage + chatDone}, ClassUpstreamTransient, true, false, true},
 		{"responses api failed", []string{"event: response.created\ndata: {\"type\":\"response.created\"}\n\n", "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"}, ClassUpstreamTransient, true, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,6 +308,12 @@ func TestStreamScanVerdicts(t *testing.T) {
 		{"data: {\"type\":\"response.created\"}\n\ndata: {\"type\":\"error\",\"code\":\"x\"}\n\n", verdictError},
 		{chatChunk + "data: " + strings.Repeat("x", maxWatchLine) + "\n\n", verdictNone}, // a line too long to judge: the end is not judged
 		{chatChunk + `data: {"error":{"message":"cut`, verdictError},                     // an error event cut off at the end
+		{chatChunk + strings.TrimSuffix(newAPIError, "\n") + chatDone, verdictError},     // [DONE] in the error event
+		{chatChunk + strings.TrimSuffix(chatFilter, "\n") + chatDone, verdictFiltered},   // [DONE] in the filtered event
+		{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r"), verdictNone},               // lines ended by a lone CR: not judged
+		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r"), verdictNone},    // not even an error event
+		{chatChunk + "data: a\rb\n\n", verdictNone},                                      // a lone CR in a line: the end is not judged
+		{chatChunk + "data: a\rb\n\n" + newAPIError, verdictError},                       // but the lines after it are
 	} {
 		s := scanWhole([]byte(tt.stream))
 		if s.verdict != tt.want {
@@ -347,7 +361,7 @@ func FuzzStreamScan(f *testing.F) {
 		for i := 0; len(b) > 0; i++ {
 			n := len(b)
 			if len(cuts) > 0 {
-				n = min(int(cuts[i%len(cuts)]), len(b))
+				n = min(max(int(cuts[i%len(cuts)]), 1), len(b)) // a cut of 0 reads nothing: one byte
 			}
 			s.feed(b[:n])
 			b = b[n:]
@@ -419,6 +433,145 @@ func BenchmarkStreamScan(b *testing.B) {
 		s.end()
 		if s.verdict != verdictNone {
 			b.Fatal(s.verdict)
+		}
+	}
+}
+
+// TestStreamWatchClassifierSeesResponse: the transport's classifier judges
+// a mid-stream event with the stream's own response (its Request, its
+// headers; no Body and ContentLength -1, since it gets one event of the
+// stream), so that a classifier with rules per host works there as on the
+// first event.
+func TestStreamWatchClassifierSeesResponse(t *testing.T) {
+	srv := streamServer(t, nil, chatChunk, chatChunk, newAPIError, chatUsage, chatDone)
+	var seen *http.Response
+	tr := New(nil, WithClassifier(func(resp *http.Response, body []byte) Classification {
+		if resp.Request.URL.Host == "" { // a classifier with rules per host
+			t.Error("no host")
+		}
+		if bytes.Contains(body, []byte("do_request_failed")) {
+			c := *resp
+			seen = &c
+		}
+		return Classify(resp, body)
+	}))
+	defer tr.CloseIdleConnections()
+	streamCall(t, tr, srv)
+	if seen == nil {
+		t.Fatal("the classifier never saw the error event")
+	}
+	if seen.Request == nil || seen.Request.URL.Path != "/v1/chat/completions" {
+		t.Errorf("Request %v, want the call's", seen.Request)
+	}
+	if seen.Header.Get("Date") == "" || seen.Header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("Header %v, want the response's", seen.Header)
+	}
+	if seen.Body != nil || seen.ContentLength != -1 || seen.StatusCode != http.StatusOK {
+		t.Errorf("Body %v, ContentLength %d, StatusCode %d; want nil, -1, 200", seen.Body, seen.ContentLength, seen.StatusCode)
+	}
+	if c := onlyCircuit(t, tr); c.Failures != 1 || c.Successes != 0 {
+		t.Errorf("circuit %+v, want one failure", c)
+	}
+}
+
+// TestStreamWatchClassifierPanics: a classifier that panics on a
+// mid-stream event does not break the caller's Read of the stream: the
+// bytes reach it whole, the verdict is dropped (the call stays a success),
+// and the spans end at the stream's end.
+func TestStreamWatchClassifierPanics(t *testing.T) {
+	events := []string{chatChunk, chatChunk, newAPIError, chatUsage, chatDone}
+	srv := streamServer(t, nil, events...)
+	tel := newTelemetry(t)
+	tr := New(nil, tel.options(WithClassifier(func(resp *http.Response, body []byte) Classification {
+		if bytes.Contains(body, []byte("do_request_failed")) {
+			panic("classifier bug")
+		}
+		return Classify(resp, body)
+	}))...)
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(chatRequest(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				t.Fatalf("the caller's Read panicked: %v", v)
+			}
+		}()
+		got, err = io.ReadAll(resp.Body)
+	}()
+	if err != nil || string(got) != strings.Join(events, "") {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	// The spans ended at EOF, before Close.
+	if n := len(tel.spans("POST")); n != 1 {
+		t.Errorf("%d attempt spans ended, want 1", n)
+	}
+	if n := len(tel.spans("chat gpt-4o")); n != 1 {
+		t.Errorf("%d call spans ended, want 1", n)
+	}
+	resp.Body.Close()
+	for _, s := range tel.sr.Ended() {
+		if s.Status().Code == codes.Error {
+			t.Errorf("span %s", dump(s))
+		}
+	}
+	if c := onlyCircuit(t, tr); c.Successes != 1 || c.Failures != 0 || c.InFlight != 0 {
+		t.Errorf("circuit %+v, want one success", c)
+	}
+}
+
+// TestStreamWatchReadSizes: however small the caller's reads, the watcher
+// passes the bytes through whole and judges the stream as read at once:
+// healthy streams (a line longer than the watcher keeps, lines ended by a
+// lone CR, which are not judged, CRLF, a BOM) stay successes, failing ones
+// (after a harmless error key, the scan resumed) are failures.
+func TestStreamWatchReadSizes(t *testing.T) {
+	big := `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"` + strings.Repeat("x", 10000) + `"},"finish_reason":"stop"}]}` + "\n\n"
+	for _, tt := range []struct {
+		name    string
+		events  []string
+		failure bool
+	}{
+		{"huge last line", []string{chatChunk, big, chatDone}, false},
+		{"cr only", []string{strings.ReplaceAll(chatChunk+chatChunk+chatStop+chatDone, "\n", "\r")}, false},
+		{"cr only, cut", []string{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r")}, false}, // not judged
+		{"crlf", []string{strings.ReplaceAll(chatChunk+chatStop+chatDone, "\n", "\r\n")}, false},
+		{"bom", []string{"\ufeff" + chatChunk, chatStop, chatDone}, false},
+		{"harmless error key", []string{chatChunk, chatErrEmpty, chatStop, chatUsage, chatDone}, false},
+		{"harmless error key, then an error event", []string{chatChunk, chatErrEmpty, chatChunk, newAPIError, chatUsage, chatDone}, true},
+		{"harmless error key, then an error event, one write", []string{chatChunk + chatErrEmpty + chatChunk + newAPIError + chatUsage + chatDone}, true},
+		{"error event, DONE, no blank line between", []string{chatChunk, strings.TrimSuffix(newAPIError, "\n") + chatDone}, true},
+		{"no finish reason", []string{chatChunk, chatChunk, chatDone}, true},
+	} {
+		for _, size := range []int{1, 3, 7, 4096} {
+			srv := streamServer(t, nil, tt.events...)
+			tr := New(nil)
+			resp, err := tr.RoundTrip(chatRequest(t, context.Background(), srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			buf := make([]byte, size)
+			for {
+				n, err := resp.Body.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+			resp.Body.Close()
+			if string(got) != strings.Join(tt.events, "") {
+				t.Errorf("%s, reads of %d: bytes altered", tt.name, size)
+			}
+			c := onlyCircuit(t, tr)
+			if want := b2u(tt.failure); c.Failures != want || c.Successes != 1-want {
+				t.Errorf("%s, reads of %d: circuit %+v, want failure %v", tt.name, size, c, tt.failure)
+			}
+			tr.CloseIdleConnections()
+			srv.Close()
 		}
 	}
 }
