@@ -106,10 +106,12 @@ func TestChaosHealthyModelsKeepTheirCircuits(t *testing.T) {
 	if n := waveBad.Load(); n != 0 {
 		t.Errorf("%d of %d wave calls failed; their retries should rescue all", n, wave)
 	}
-	// A call fails only when its 4 attempts all do: 0.3⁴ < 1 %.
+	// A call fails when its 4 attempts all do (0.3⁴ < 1 %), or when the
+	// host's retry budget, which 64 callers retrying at once can drain for
+	// a moment, refuses a retry: a few per cent at most.
 	for m, n := range []int64{bad[0].Load(), bad[1].Load()} {
-		if n > callers*each/2/50 {
-			t.Errorf("flaky-%d: %d of %d calls failed, want ≤ 2 %%", 20+10*m, n, callers*each/2)
+		if n > callers*each/2/20 {
+			t.Errorf("flaky-%d: %d of %d calls failed, want ≤ 5 %%", 20+10*m, n, callers*each/2)
 		}
 	}
 	if h := gw.Requests("dead"); h != DefaultBreakerMinFailures*(DefaultMaxRetries+1) {
