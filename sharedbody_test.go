@@ -240,3 +240,30 @@ func TestSharedBodyLarge(t *testing.T) {
 		t.Errorf("circuits %v, want one for the model \"big\"", circuitModels(tr))
 	}
 }
+
+// TestSharedBodyLargeNotRetried: a body too large to buffer whose GetBody
+// hands back the same reader without rewinding it is sent once, whole, and
+// not retried (a retry would send what is left of it: nothing), as a body
+// without GetBody.
+func TestSharedBodyLargeNotRetried(t *testing.T) {
+	checkLeaks(t)
+	rec := newBodyRecorder(t)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	body := string(chatBodyOfSize(64<<10, "gpt-4o"))
+	body = `{"model":"broken",` + body[1:]
+	rc := io.NopCloser(strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, rec.srv.URL+"/v1/chat/completions", rc)
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return rc, nil } // the same reader, never rewound
+	tr := New(base, WithMaxBufferedBody(4<<10), WithBackoff(1, 1))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if got := rec.received(); len(got) != 1 || got[0] != body || resp.StatusCode != 503 {
+		t.Fatalf("server received %d bodies (first of %d bytes), status %d; want the %d-byte body once and its 503", len(got), len(got[0]), resp.StatusCode, len(body))
+	}
+}

@@ -243,7 +243,11 @@ func (c *call) takeShared(rc io.ReadCloser) (string, error) {
 		return "", fmt.Errorf("llmtransport: reading request body: %w", err)
 	}
 	if int64(len(b)) > limit {
+		// Too large to keep: sent once, what was read and then the rest,
+		// and not retried, as a body without GetBody (a GetBody that hands
+		// back the same reader cannot be trusted to rewind it).
 		c.prefix = b
+		c.replayable = false
 		return bufferedModel(b, false), nil
 	}
 	req.Body.Close()
