@@ -161,3 +161,43 @@ func BenchmarkCooldownRemaining(b *testing.B) {
 		})
 	}
 }
+
+func TestCooldownsDropExpiredAndIgnoreHintsAboveCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCooldowns(false)
+		req := newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
+		a, b := circuitKey{"h", "a"}, circuitKey{"h", "b"}
+		c.set(a, req, time.Second)
+		if d := c.remaining(a, req); d != time.Second {
+			t.Fatalf("remaining(a) = %v, want 1s", d)
+		}
+		c.set(a, req, time.Millisecond)
+		if d := c.remaining(a, req); d != time.Second {
+			t.Fatalf("after a shorter hint, remaining(a) = %v, want 1s", d)
+		}
+		time.Sleep(2 * time.Second)
+		if d := c.remaining(a, req); d != 0 {
+			t.Fatalf("remaining(a) = %v after it passed", d)
+		}
+		c.set(b, req, time.Second)
+		c.sweep(c.now())
+		if n := c.n.Load(); n != 1 {
+			t.Fatalf("got %d cooldowns after a sweep, want only b's", n)
+		}
+
+		// A hint the transport will not wait for is not recorded.
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+			return response(429, `{}`, "Retry-After", "300"), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker())
+		req = newChatRequest(t, t.Context(), "http://gw.test/v1/chat/completions")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tr.cooldowns.n.Load() != 0 {
+			t.Fatal("a 300 s hint above the 120 s cap was recorded as a cooldown")
+		}
+	})
+}
