@@ -258,20 +258,9 @@ func TruncatedBody() Fault {
 // the upstream fails mid-generation. A request that did not ask for a stream
 // gets [TruncatedBody] instead.
 func MidStreamError(n int) Fault {
-	return Fault{name: "mid_stream_error", serve: func(w http.ResponseWriter, x *exchange) {
-		if !x.stream {
-			TruncatedBody().serve(w, x)
-			return
-		}
-		setSSEHeaders(w)
-		w.WriteHeader(http.StatusOK)
-		chunks := x.s.chunks(x)
-		if n > len(chunks)-1 {
-			n = len(chunks) - 1
-		}
-		writeEvents(w, x, chunks[:max(n, 0)])
+	return midStream("mid_stream_error", n, func(w http.ResponseWriter, _ *exchange, _ int) {
 		writeEvent(w, mustJSON(openAIEnvelope("upstream stream interrupted: unexpected EOF", "upstream_error", "stream_interrupted")))
-	}}
+	})
 }
 
 // MidStreamErrorThenDone is [MidStreamError] as new-api sends it: after the
@@ -279,23 +268,14 @@ func MidStreamError(n int) Fault {
 // usage chunk and data: [DONE], so that the stream ends as a healthy one
 // does. A request that did not ask for a stream gets [TruncatedBody].
 func MidStreamErrorThenDone(n int) Fault {
-	return Fault{name: "mid_stream_error_then_done", serve: func(w http.ResponseWriter, x *exchange) {
-		if !x.stream {
-			TruncatedBody().serve(w, x)
-			return
-		}
-		setSSEHeaders(w)
-		w.WriteHeader(http.StatusOK)
-		chunks := x.s.chunks(x)
-		n := min(max(n, 0), len(chunks)-1)
-		writeEvents(w, x, chunks[:n])
+	return midStream("mid_stream_error_then_done", n, func(w http.ResponseWriter, x *exchange, n int) {
 		writeEvent(w, mustJSON(openAIEnvelope("upstream error: unexpected EOF", "upstream_error", "do_request_failed")))
 		writeEvent(w, mustJSON(map[string]any{
 			"id": "chatcmpl-" + x.requestID, "object": "chat.completion.chunk", "model": x.model,
 			"choices": []any{}, "usage": map[string]any{"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n},
 		}))
 		writeEvent(w, []byte("[DONE]"))
-	}}
+	})
 }
 
 // MidStreamOverloaded answers a streaming request with a 200 event stream
@@ -305,7 +285,18 @@ func MidStreamErrorThenDone(n int) Fault {
 // of the stream, as Anthropic's API does when it runs out of capacity
 // mid-answer. A request that did not ask for a stream gets [TruncatedBody].
 func MidStreamOverloaded(n int) Fault {
-	return Fault{name: "mid_stream_overloaded", serve: func(w http.ResponseWriter, x *exchange) {
+	return midStream("mid_stream_overloaded", n, func(w http.ResponseWriter, _ *exchange, _ int) {
+		io.WriteString(w, "event: error\n")
+		writeEvent(w, []byte(`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`))
+	})
+}
+
+// midStream is the fault named name that answers a streaming request with
+// a 200 event stream of its first n chunk events (at most all but the
+// last), then what end writes, given the number of chunks sent; a request
+// that did not ask for a stream gets [TruncatedBody].
+func midStream(name string, n int, end func(w http.ResponseWriter, x *exchange, sent int)) Fault {
+	return Fault{name: name, serve: func(w http.ResponseWriter, x *exchange) {
 		if !x.stream {
 			TruncatedBody().serve(w, x)
 			return
@@ -313,9 +304,9 @@ func MidStreamOverloaded(n int) Fault {
 		setSSEHeaders(w)
 		w.WriteHeader(http.StatusOK)
 		chunks := x.s.chunks(x)
-		writeEvents(w, x, chunks[:min(max(n, 0), len(chunks)-1)])
-		io.WriteString(w, "event: error\n")
-		writeEvent(w, []byte(`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`))
+		sent := min(max(n, 0), len(chunks)-1)
+		writeEvents(w, x, chunks[:sent])
+		end(w, x, sent)
 	}}
 }
 
