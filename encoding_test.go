@@ -175,23 +175,7 @@ func cutShort(t *testing.T) []byte {
 // caller gets the compressed bytes as sent.
 func TestHostileGzipBombEncodedErrorBody(t *testing.T) {
 	checkLeaks(t)
-	var member bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&member, gzip.BestCompression)
-	zw.Write(make([]byte, 1<<20))
-	zw.Close()
-	const members = 1024
-	srv, ct, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Set("Content-Length", strconv.Itoa(members*member.Len()))
-		w.WriteHeader(500)
-		for range members {
-			if _, err := w.Write(member.Bytes()); err != nil {
-				return
-			}
-		}
-	})
+	srv, ct, base, member := gzipBombServer(t)
 	tr := New(base, fastRetries()...)
 	req := newChatRequest(t, t.Context(), srv.URL)
 	req.Header.Set("Accept-Encoding", "gzip")
@@ -209,8 +193,8 @@ func TestHostileGzipBombEncodedErrorBody(t *testing.T) {
 	if alloc > 8<<20 {
 		t.Fatalf("allocated %d KiB in RoundTrip, want under 8 MiB", alloc>>10)
 	}
-	w := &patternWriter{pattern: member.Bytes()}
-	if _, err := io.CopyN(w, resp.Body, int64(4*member.Len())); err != nil {
+	w := &patternWriter{pattern: member}
+	if _, err := io.CopyN(w, resp.Body, int64(4*len(member))); err != nil {
 		t.Fatalf("reading the handed-back body: %v after %d bytes", err, w.n)
 	}
 	resp.Body.Close()

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -118,23 +119,7 @@ func TestHostileHugeErrorBody(t *testing.T) {
 // transport reads only its peek of the decompressed stream.
 func TestHostileGzipBombErrorBody(t *testing.T) {
 	checkLeaks(t)
-	var member bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&member, gzip.BestCompression)
-	zw.Write(make([]byte, 1<<20))
-	zw.Close()
-	const members = 1024 // concatenated gzip members: 1 GiB of zeros
-	srv, ct, base := trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Set("Content-Length", strconv.Itoa(members*member.Len()))
-		w.WriteHeader(500)
-		for range members {
-			if _, err := w.Write(member.Bytes()); err != nil {
-				return
-			}
-		}
-	})
+	srv, ct, base, _ := gzipBombServer(t)
 	tr := New(base, fastRetries()...)
 	var resp *http.Response
 	var err error
@@ -773,4 +758,30 @@ func TestHostileBaseTransport(t *testing.T) {
 func isPanicError(err error) bool {
 	var pe *PanicError
 	return errors.As(err, &pe)
+}
+
+// gzipBombServer starts a server that answers every request 500 with a
+// gzip body of 1,024 concatenated members, 1 GiB of zeros decoded, sent
+// as Content-Encoding: gzip. member is one of the members.
+func gzipBombServer(t *testing.T) (srv *httptest.Server, ct *connTracker, base *http.Transport, member []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(make([]byte, 1<<20))
+	zw.Close()
+	member = buf.Bytes()
+	const members = 1024
+	srv, ct, base = trackedServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(members*len(member)))
+		w.WriteHeader(500)
+		for range members {
+			if _, err := w.Write(member); err != nil {
+				return
+			}
+		}
+	})
+	return srv, ct, base, member
 }
