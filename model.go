@@ -41,7 +41,7 @@ const (
 	modelReadBuf = 8 << 10
 )
 
-// requestModel returns the model that req asks for: the one named by
+// findModel returns the model that req asks for: the one named by
 // [ContextWithModel]; else the model in a Gemini or Vertex path
 // (…/models/{model}:verb, …/tunedModels/{model}:verb) or an Azure deployment
 // path (/openai/deployments/{name}/…), which name what the server routes on;
@@ -57,13 +57,9 @@ const (
 // written first or after the messages is found without reading the rest.
 // Otherwise it reads through a pooled 8 KiB buffer. It looks at 16 MiB at
 // most.
-func requestModel(req *http.Request, body []byte) string {
-	m, _, _ := findModel(req, body)
-	return m
-}
-
-// findModel is requestModel for the transport, which must also know when
-// the body could not be read without taking it from req.Body: shared, when
+//
+// The transport must also know when the body could not be read without
+// taking it from req.Body: shared, when
 // not nil, is what GetBody returned, which is req.Body itself (see
 // bodyModel), not read at all. The transport then reads the body from it
 // once, sends those bytes, and looks for the model in them. err reports a

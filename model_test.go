@@ -396,3 +396,9 @@ func BenchmarkRequestModel(b *testing.B) {
 		})
 	}
 }
+
+// requestModel is findModel for tests that only want the model.
+func requestModel(req *http.Request, body []byte) string {
+	m, _, _ := findModel(req, body)
+	return m
+}
