@@ -1,6 +1,7 @@
 package llmtransport
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -69,6 +70,31 @@ func response(status int, body string, kv ...string) *http.Response {
 		Body:          io.NopCloser(strings.NewReader(body)),
 		ContentLength: int64(len(body)),
 	}
+}
+
+// stallBody is a response body that sends its bytes, then holds the stream
+// open until it is closed, as a server that stops writing does.
+type stallBody struct {
+	r      *strings.Reader
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newStallBody(s string) *stallBody {
+	return &stallBody{r: strings.NewReader(s), closed: make(chan struct{})}
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	if b.r.Len() > 0 {
+		return b.r.Read(p)
+	}
+	<-b.closed
+	return 0, errors.New("read on closed body")
+}
+
+func (b *stallBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
 }
 
 // trackBody is a request body that records whether it was closed.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -224,7 +225,7 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 			return c.handBack(a.resp, &a.peek, &a.cl), a.cl, n + 1, nil
 		}
 		if a.resp != nil {
-			keep(a.resp, &a.peek)
+			wait = keep(a.resp, &a.peek, wait)
 			prev, prevP, prevCl = a.resp, a.peek, a.cl
 		}
 		if err := sleep(c.ctx, wait); err != nil {
@@ -235,23 +236,28 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 }
 
 // errBodyCut ends the body of a response that was kept to be handed back
-// after a retry, when the peek had not read it whole (more than 64 KiB, or
-// an event stream past its first event): only the peeked bytes were kept.
+// after a retry, when its rest did not come during the wait before the
+// retry or did not fit the peek (64 KiB): only the bytes read were kept.
 var errBodyCut = errors.New("llmtransport: response body cut where the transport stopped reading it: the request was retried and only the bytes read were kept")
 
-// keep readies resp, a response whose request is about to be retried, to
-// be handed back should no later attempt bring a response (only transport
-// errors, or a refusal by the circuit). Its body is closed now, which frees
-// its connection for the retry, and its peeked bytes are what the caller
-// will read: the whole body when the peek read it to its end (as it does
-// any error body up to 64 KiB), else those bytes followed by the peek's
-// read error or errBodyCut. The rest of a body not read to its end is not
-// read: the server may keep it open for as long as it likes (an event
-// stream whose first event was an error, an error body that stalls after
-// what was peeked), and reading it would hold up the retry. Keeping it open
-// instead would hold a connection through the wait and the retries, which a
-// transport with MaxConnsPerHost may need for the retry itself.
-func keep(resp *http.Response, p *peek) {
+// keep readies resp, a response whose request is about to be retried after
+// wait, to be handed back should no later attempt bring a response (only
+// transport errors, or a refusal by the circuit), and returns how much of
+// wait is left. A body the peek did not read to its end (an event stream
+// whose first event was an error, an error body that stalls after what was
+// peeked) is read on during the wait (at least minKeepRead), up to 64 KiB
+// in all: the wait is spent anyway, and the rest of such a body (new-api's
+// usage chunk and [DONE]) comes at once. What has not come when the wait is over is not
+// waited for: the body is closed, which frees its connection for the retry
+// (a transport with MaxConnsPerHost may need it), and the caller will read
+// the bytes kept, then the read's error or errBodyCut. Keeping the body
+// open through the retries instead would hold that connection.
+func keep(resp *http.Response, p *peek, wait time.Duration) time.Duration {
+	if !p.whole && p.buf != nil && p.err == nil {
+		start := time.Now()
+		p.readRest(resp.Body, max(wait, minKeepRead))
+		wait -= time.Since(start)
+	}
 	resp.Body.Close()
 	switch {
 	case p.whole:
@@ -263,6 +269,50 @@ func keep(resp *http.Response, p *peek) {
 		resp.Body = &replayBody{err: err}
 	case p.err == nil:
 		p.err = errBodyCut
+	}
+	return wait
+}
+
+// minKeepRead is the least time keep reads on for: a wait before a retry
+// can be jittered to nothing, and the rest of a body that is already on its
+// way should still be kept. A retry is put off by at most this much, and
+// only when the server holds the body open.
+const minKeepRead = 10 * time.Millisecond
+
+// readRest reads on from body into the peek's buffer until the body ends,
+// the buffer is full, or d is over; then the body is closed, which ends a
+// read that is waiting for the server. A body cut by d, or by the buffer,
+// is left neither whole nor broken: keep says it was cut.
+func (p *peek) readRest(body io.ReadCloser, d time.Duration) {
+	var over atomic.Bool
+	timer := time.AfterFunc(max(d, 0), func() {
+		over.Store(true)
+		body.Close()
+	})
+	defer timer.Stop()
+	defer func() {
+		if v := recover(); v != nil { // as in read: a broken io.Reader
+			p.err = fmt.Errorf("llmtransport: response body panicked: %v", v)
+		}
+	}()
+	b := *p.buf
+	for p.n < len(b) {
+		m, err := body.Read(b[p.n:])
+		if m < 0 || m > len(b)-p.n {
+			p.err = errBadRead
+			return
+		}
+		p.n += m
+		switch {
+		case err == io.EOF:
+			p.whole = true
+			return
+		case over.Load():
+			return // the bytes read are kept; the rest was not waited for
+		case err != nil:
+			p.err = err
+			return
+		}
 	}
 }
 

@@ -102,8 +102,10 @@ func TestRetryFirstByteTimeoutSparesErrorBodies(t *testing.T) {
 // body intact, X-Should-Retry: false), not the later transport error, which
 // an SDK above would retry again, multiplying the attempts. A body larger
 // than the peek keeps its first 64 KiB and then says it was cut; the
-// caller's own cancellation still ends the call with its error. (A stream
-// is kept up to its first event, the error, and then says it was cut too.)
+// caller's own cancellation still ends the call with its error. A stream
+// whose first event was the error is read on during the wait before the
+// retry: kept whole when it ends in time, cut where the wait ended when the
+// server holds it open.
 func TestRetryLastResponseSurvivesTransportErrors(t *testing.T) {
 	const busy = `{"error":{"message":"busy","type":"server_error"}}`
 	connReset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
@@ -134,10 +136,18 @@ func TestRetryLastResponseSurvivesTransportErrors(t *testing.T) {
 		}, 4, 502, "req_1", `{"error":{"message":"bad gateway"}}`, false},
 		{"error-first stream then resets", func(i int) (*http.Response, error) {
 			if i == 0 {
-				return response(200, "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n", "Content-Type", "text/event-stream", "X-Request-Id", "req_0"), nil
+				return response(200, "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n", "Content-Type", "text/event-stream", "X-Request-Id", "req_0"), nil
 			}
 			return nil, connReset
-		}, 4, 200, "req_0", "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n", true},
+		}, 4, 200, "req_0", "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n", false},
+		{"error-first stream held open, then resets", func(i int) (*http.Response, error) {
+			if i == 0 {
+				r := response(200, "", "Content-Type", "text/event-stream", "X-Request-Id", "req_0")
+				r.Body = newStallBody("data: {\"error\":{\"message\":\"busy\",\"type\":\"server_error\"}}\n\n")
+				return r, nil
+			}
+			return nil, connReset
+		}, 4, 200, "req_0", "data: {\"error\":{\"message\":\"busy\",\"type\":\"server_error\"}}\n\n", true},
 		{"503 larger than the peek, then resets", func(i int) (*http.Response, error) {
 			if i == 0 {
 				return response(503, big, "X-Request-Id", "req_0"), nil
