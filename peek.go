@@ -447,7 +447,13 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
+// Close drops what is left of the prefix: a read after Close fails, as
+// that of the body it stands for would.
 func (b *replayBody) Close() error {
+	b.prefix = nil
+	if b.err == nil {
+		b.err = http.ErrBodyReadAfterClose
+	}
 	if b.rest != nil {
 		return b.rest.Close()
 	}

@@ -213,7 +213,7 @@ func TestStreamWatchHealthy(t *testing.T) {
 // cancels it, before the stream's end or its error, costs the model
 // nothing: the call stays a success.
 func TestStreamWatchCallerStops(t *testing.T) {
-	for _, how := range []string{"close", "cancel"} {
+	for _, how := range []string{"close", "close, then read", "cancel"} {
 		t.Run(how, func(t *testing.T) {
 			hold := make(chan struct{})
 			defer close(hold)
@@ -231,9 +231,15 @@ func TestStreamWatchCallerStops(t *testing.T) {
 			if _, err := io.ReadFull(resp.Body, buf); err != nil { // the first event
 				t.Fatal(err)
 			}
-			if how == "close" {
+			switch how {
+			case "close":
 				resp.Body.Close()
-			} else {
+			case "close, then read":
+				resp.Body.Close()
+				if _, err := resp.Body.Read(buf); err == nil {
+					t.Fatal("read after close: no error")
+				}
+			default:
 				cancel()
 				if _, err := io.ReadAll(resp.Body); err == nil {
 					t.Fatal("read after cancel: no error")
@@ -252,6 +258,46 @@ func TestStreamWatchCallerStops(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStreamWatchBrokenRead: a stream whose connection breaks after its
+// first events, before its end, failed: the caller's read error is the
+// base's, and the call is recorded as upstream_transient on the spans, in
+// the metrics and in the circuit.
+func TestStreamWatchBrokenRead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, chatChunk+chatChunk)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection is closed mid-stream
+	}))
+	defer srv.Close()
+	tel := newTelemetry(t)
+	tr := New(nil, tel.options()...)
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(chatRequest(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != chatChunk+chatChunk {
+		t.Fatalf("read %q, error %v; want the two events, then io.ErrUnexpectedEOF", got, err)
+	}
+	if c := onlyCircuit(t, tr); c.Successes != 0 || c.Failures != 1 {
+		t.Errorf("circuit %+v, want one failure", c)
+	}
+	if n, _ := sum(tel.collect(t), MetricStreamErrors, map[string]string{"llm.error.class": ClassUpstreamTransient.String()}); n != 1 {
+		t.Errorf("%s{class=upstream_transient} = %v, want 1", MetricStreamErrors, n)
+	}
+	calls := tel.spans("chat gpt-4o")
+	if len(calls) != 1 || calls[0].Status().Code != codes.Error || attrs(calls[0].Attributes())[string(keyClass)].AsString() != ClassUpstreamTransient.String() {
+		t.Errorf("call spans %d, want 1 with status Error and class upstream_transient", len(calls))
+		for _, s := range calls {
+			t.Log(dump(s))
+		}
 	}
 }
 
@@ -310,10 +356,12 @@ func TestStreamScanVerdicts(t *testing.T) {
 		{chatChunk + `data: {"error":{"message":"cut`, verdictError},                     // an error event cut off at the end
 		{chatChunk + strings.TrimSuffix(newAPIError, "\n") + chatDone, verdictError},     // [DONE] in the error event
 		{chatChunk + strings.TrimSuffix(chatFilter, "\n") + chatDone, verdictFiltered},   // [DONE] in the filtered event
-		{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r"), verdictNone},               // lines ended by a lone CR: not judged
-		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r"), verdictNone},    // not even an error event
-		{chatChunk + "data: a\rb\n\n", verdictNone},                                      // a lone CR in a line: the end is not judged
-		{chatChunk + "data: a\rb\n\n" + newAPIError, verdictError},                       // but the lines after it are
+		{strings.ReplaceAll(chatChunk+chatStop+chatDone, "\n", "\r"), verdictNone},       // lines ended by a lone CR are lines
+		{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r"), verdictNoFinish},           // and judged: no finish reason
+		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r"), verdictError},   // an error event
+		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r\n"), verdictError}, // CRLF
+		{chatChunk + "data: a\rb\n\n" + chatStop, verdictNone},                           // a CR alone ends a line
+		{chatChunk + "data: a\r\n\r\n" + newAPIError, verdictError},
 	} {
 		s := scanWhole([]byte(tt.stream))
 		if s.verdict != tt.want {
@@ -526,8 +574,8 @@ func TestStreamWatchClassifierPanics(t *testing.T) {
 // TestStreamWatchReadSizes: however small the caller's reads, the watcher
 // passes the bytes through whole and judges the stream as read at once:
 // healthy streams (a line longer than the watcher keeps, lines ended by a
-// lone CR, which are not judged, CRLF, a BOM) stay successes, failing ones
-// (after a harmless error key, the scan resumed) are failures.
+// lone CR, CRLF, a BOM) stay successes, failing ones (cut off, after a
+// harmless error key, the scan resumed) are failures.
 func TestStreamWatchReadSizes(t *testing.T) {
 	big := `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"` + strings.Repeat("x", 10000) + `"},"finish_reason":"stop"}]}` + "\n\n"
 	for _, tt := range []struct {
@@ -537,7 +585,8 @@ func TestStreamWatchReadSizes(t *testing.T) {
 	}{
 		{"huge last line", []string{chatChunk, big, chatDone}, false},
 		{"cr only", []string{strings.ReplaceAll(chatChunk+chatChunk+chatStop+chatDone, "\n", "\r")}, false},
-		{"cr only, cut", []string{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r")}, false}, // not judged
+		{"cr only, cut", []string{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r")}, true},
+		{"cr only, error event", []string{strings.ReplaceAll(chatChunk+newAPIError+chatUsage+chatDone, "\n", "\r")}, true},
 		{"crlf", []string{strings.ReplaceAll(chatChunk+chatStop+chatDone, "\n", "\r\n")}, false},
 		{"bom", []string{"\ufeff" + chatChunk, chatStop, chatDone}, false},
 		{"harmless error key", []string{chatChunk, chatErrEmpty, chatStop, chatUsage, chatDone}, false},
