@@ -313,19 +313,21 @@ func skipJSONSpace(b []byte, i int) int {
 	return i
 }
 
-// eventScan looks for the end of the first SSE event that carries data in
-// a buffer that grows between calls, looking at each byte once however the
+// eventScan looks for the end of the first SSE event that carries output
+// or an error (the stream's commit point: see lifecycle) in a buffer that grows between calls, looking at each byte once however the
 // buffer grows: a stream that arrives a byte at a time costs linear time,
 // not quadratic. Lines end as the event stream format says: at a CRLF, a
 // LF or a CR alone; a BOM at the start of the stream is dropped. Comments
 // and events without data (only retry:, id: or event: fields) are skipped,
-// as an event stream client skips them: they are not the first event.
+// as an event stream client skips them, and so are lifecycle events, which
+// carry no output: none of them is the first event.
 type eventScan struct {
 	line    int  // start of the line not yet ended
 	seen    int  // bytes already searched for a line end
 	started bool // the BOM check at the start of the stream is done
 	skipLF  bool // the last line ended with a CR at the end of the buffer: a LF next is part of its end
 	data    bool // the event being read has a data field that is not blank
+	life    bool // the event being read is a lifecycle event (see lifecycle)
 }
 
 // complete reports whether b, which extends the b of the previous call,
@@ -375,12 +377,35 @@ func (s *eventScan) complete(b []byte) bool {
 // that carries data.
 func (s *eventScan) take(line []byte) bool {
 	if len(line) == 0 {
-		done := s.data
-		s.data = false
+		done := s.data && !s.life
+		s.data, s.life = false, false
 		return done
 	}
-	if name, value := sseField(line); string(name) == "data" && !blank(value) {
-		s.data = true
+	switch name, value := sseField(line); string(name) {
+	case "data":
+		if !blank(value) {
+			s.data = true
+			s.life = s.life || lifecycle(headType(value))
+		}
+	case "event":
+		s.life = s.life || lifecycle(value)
+	}
+	return false
+}
+
+// lifecycle reports whether an event named (or typed) name is one that
+// carries no output: the stream's start, its keep-alives, the opening of an
+// output item before any of its content. Such events go to the caller
+// behind the first event that carries output or an error, so that a stream
+// that fails after them (an error after OpenAI Responses'
+// response.created) is still retried, or falls back, before any of its
+// bytes reach the caller: the stream's commit point is its first event of
+// output.
+func lifecycle(name []byte) bool {
+	switch string(name) {
+	case "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added", // OpenAI Responses
+		"message_start", "ping", "content_block_start": // Anthropic Messages
+		return true
 	}
 	return false
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -108,7 +109,7 @@ func TestStreamWatchMidStreamError(t *testing.T) {
 		{"harmless error key last, no finish reason", []string{chatChunk, chatErrEmpty}, ClassUpstreamTransient, true, false, true},
 		{"harmless error key, DONE, no blank line between", []string{chatChunk, strings.TrimSuffix(chatErrEmpty, "\n") + chatDone}, ClassUpstreamTransient, true, false, true},
 		{"harmless error key, then an error in the same read", []string{chatChunk + chatErrEmpty + chatChunk + newAPIError + chatUsage + chatDone}, ClassUpstreamTransient, true, false, true},
-		{"responses api failed", []string{"event: response.created\ndata: {\"type\":\"response.created\"}\n\n", "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"}, ClassUpstreamTransient, true, false, false},
+		{"responses api failed", []string{"event: response.created\ndata: {\"type\":\"response.created\"}\n\n", "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"word\"}\n\n", "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"}, ClassUpstreamTransient, true, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tel := newTelemetry(t)
@@ -256,6 +257,62 @@ func TestStreamWatchCallerStops(t *testing.T) {
 				if s.Status().Code == codes.Error {
 					t.Errorf("call span %s", dump(s))
 				}
+			}
+		})
+	}
+}
+
+// TestStreamCommitPoint: a stream is committed to at its first event of
+// output, not at its first event: one that fails after lifecycle events
+// only (OpenAI Responses' response.created, Anthropic's message_start and
+// ping) is retried before any of its bytes reach the caller, who gets the
+// retry's stream byte for byte; one that fails after output goes through,
+// and is judged as it passes.
+func TestStreamCommitPoint(t *testing.T) {
+	const (
+		created = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"status\":\"in_progress\"}}\n\n"
+		delta   = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"word\"}\n\n"
+		failed  = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"
+		done    = "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n"
+		ping    = "event: ping\ndata: {\"type\": \"ping\"}\n\n"
+	)
+	for _, tt := range []struct {
+		name     string
+		first    []string // the first attempt's events; the second sends ok
+		ok       string
+		requests int32
+	}{
+		{"responses: error after response.created", []string{created, failed}, created + delta + done, 2},
+		{"anthropic: overloaded after message_start and ping", []string{anthStart, ping, anthError}, anthStart + anthDelta + anthStop, 2},
+		{"responses: error after output", []string{created, delta, failed}, "", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "text/event-stream")
+				events := tt.first
+				if requests.Add(1) > 1 {
+					events = []string{tt.ok}
+				}
+				for _, ev := range events {
+					io.WriteString(w, ev)
+					w.(http.Flusher).Flush()
+				}
+			}))
+			defer srv.Close()
+			tr := New(nil, fastRetries()...)
+			defer tr.CloseIdleConnections()
+			got := streamCall(t, tr, srv)
+			want := tt.ok
+			if tt.requests == 1 {
+				want = strings.Join(tt.first, "")
+			}
+			if string(got) != want || requests.Load() != tt.requests {
+				t.Fatalf("after %d requests read\n%q\nwant, after %d\n%q", requests.Load(), got, tt.requests, want)
+			}
+			if c := onlyCircuit(t, tr); c.Successes+c.Failures != 1 || (c.Failures == 1) != (tt.requests == 1) {
+				t.Errorf("circuit %+v", c)
 			}
 		})
 	}
