@@ -3,7 +3,7 @@
 // The end-to-end test against a real Jaeger: run it with
 // scripts/jaeger-e2e.sh, which builds, starts and stops Jaeger.
 
-package llmtransport_test
+package integration_test
 
 import (
 	"context"

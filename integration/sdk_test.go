@@ -1,4 +1,4 @@
-package llmtransport_test
+package integration_test
 
 // Integration tests with the real SDKs (openai-go v3 and go-openai) against
 // the fake gateway of llmtransporttest, through every entry point.
