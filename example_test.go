@@ -40,3 +40,33 @@ func ExampleWrapClient() {
 	// {"error":{"code":"get_channel_failed","message":"no available channel (request id: req_000003)","param":"","type":"new_api_error"}}
 	// upstream requests: 3
 }
+
+// Middleware runs a request through the transport's layers and sends each
+// attempt through next: here an http.Client's Do, as openai-go's and
+// anthropic-sdk-go's option.WithMiddleware call it (see the integration
+// module's Example_middleware for openai-go itself).
+func ExampleTransport_Middleware() {
+	gw := llmtransporttest.NewServer(llmtransporttest.WithScript("gpt-4o-mini",
+		llmtransporttest.Overloaded()))
+	defer gw.Close()
+
+	tr := llmtransport.New(nil, llmtransport.WithBackoff(time.Millisecond, 10*time.Millisecond))
+	req, err := http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := tr.Middleware(req, http.DefaultClient.Do)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	fmt.Println("upstream requests:", gw.Requests("gpt-4o-mini"))
+	// Output:
+	// 200
+	// upstream requests: 2
+}
