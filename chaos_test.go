@@ -199,28 +199,36 @@ type chaosBase struct {
 	rt *http.Transport
 
 	mu       sync.Mutex
-	attempts map[string][]error // per X-Chaos-Call, each attempt's error (nil for a response)
-	late     map[string]bool    // request IDs of responses whose headers came as the first-byte timer fired
+	attempts map[string][]error         // per X-Chaos-Call, each attempt's error (nil for a response)
+	ctxs     map[string]context.Context // per request ID of a response, its attempt's context
 }
 
 func (b *chaosBase) RoundTrip(req *http.Request) (*http.Response, error) {
-	start := time.Now()
 	resp, err := b.rt.RoundTrip(req)
-	// The transport's first-byte timer started a little before this
-	// RoundTrip and is stopped a little after it returns: headers that
-	// came within that margin of it may have lost the race to it.
-	late := time.Since(start) >= chaosFirstByte/2
 	id := req.Header.Get(chaosHeader)
 	b.mu.Lock()
 	b.attempts[id] = append(b.attempts[id], err)
-	if late && resp != nil {
-		if b.late == nil {
-			b.late = map[string]bool{}
+	if resp != nil {
+		if b.ctxs == nil {
+			b.ctxs = map[string]context.Context{}
 		}
-		b.late[resp.Header.Get("X-Request-Id")] = true
+		b.ctxs[resp.Header.Get("X-Request-Id")] = req.Context()
 	}
 	b.mu.Unlock()
 	return resp, err
+}
+
+// timedOut reports whether the response with request ID id came as its
+// attempt's first-byte timer fired: the timer and the headers raced (on a
+// loaded machine, the timer can fire after RoundTrip returned and before
+// the transport stopped it), and the transport took the attempt for a
+// timeout. Read once the call is over, the attempt's context says which
+// won.
+func (b *chaosBase) timedOut(id string) bool {
+	b.mu.Lock()
+	ctx := b.ctxs[id]
+	b.mu.Unlock()
+	return ctx != nil && errors.Is(context.Cause(ctx), errFirstByteTimeout)
 }
 
 func (b *chaosBase) CloseIdleConnections() { b.rt.CloseIdleConnections() }
@@ -420,6 +428,9 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 		for _, a := range attempts {
 			seq = append(seq, fmt.Sprintf("%s→%d %s", a.Fault, a.Status, a.RequestID))
 		}
+		for i, err := range base.attempts[strconv.Itoa(c.id)] {
+			seq = append(seq, fmt.Sprintf("client %d: %v", i, err))
+		}
 		t.Errorf("%v, attempts [%s], got err=%v status=%d X-Should-Retry=%q request-id=%q read=%d bytes readErr=%v in %v: %s",
 			c, strings.Join(seq, ", "), c.err, c.status, c.shouldRetry, c.requestID, len(c.got), c.readErr,
 			c.elapsed.Round(time.Millisecond), fmt.Sprintf(format, args...))
@@ -461,12 +472,10 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 			if !bytes.Equal(a.Body, c.body) && !cut {
 				report(c, attempts, "attempt %d carried body %q, want %q", n, a.Body, c.body)
 			}
-			base.mu.Lock()
-			late := base.late[a.RequestID]
-			base.mu.Unlock()
-			if why, ok := finalFaults[a.Fault]; ok && n < len(attempts)-1 && !late {
-				// (An answer whose headers came as the first-byte
-				// timer fired is a timeout to the transport.)
+			if why, ok := finalFaults[a.Fault]; ok && n < len(attempts)-1 && !cut && !base.timedOut(a.RequestID) {
+				// (An answer the client never got, or whose headers
+				// came as the first-byte timer fired, is a timeout to
+				// the transport.)
 				report(c, attempts, "attempt %d was retried after %s", n, why)
 			}
 		}
@@ -502,8 +511,13 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 			default:
 				report(c, attempts, "not a typed error: neither an open circuit, nor the base transport's error of the last attempt (%v), nor the call's deadline", last)
 			}
-			if !c.shortExpired && slices.Contains(clientErrs, nil) {
-				report(c, attempts, "an error although an attempt got a response")
+			if !c.shortExpired && len(clientErrs) == len(attempts) {
+				for i, err := range clientErrs {
+					if err == nil && !base.timedOut(attempts[i].RequestID) {
+						report(c, attempts, "an error although attempt %d got a response", i)
+						break
+					}
+				}
 			}
 			if len(clientErrs) > 1 {
 				failedRetr += len(clientErrs) - 1
@@ -516,11 +530,18 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 		}
 		// The real last response: that of the last attempt that got one
 		// (later attempts may have ended in transport errors).
+		// A response that came as the first-byte timer fired may have
+		// been a timeout to the transport (or not, when the body was
+		// already in): it may be passed over, and only it.
 		last := attempts[len(attempts)-1]
+		kept := false // the response handed back is not the last attempt's
 		if len(attempts) == len(clientErrs) {
 			for i := len(clientErrs) - 1; i >= 0; i-- {
-				if clientErrs[i] == nil {
-					last = attempts[i]
+				if clientErrs[i] != nil {
+					continue
+				}
+				last, kept = attempts[i], i < len(attempts)-1
+				if attempts[i].RequestID == c.requestID || !base.timedOut(attempts[i].RequestID) {
 					break
 				}
 			}
@@ -537,7 +558,9 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 			report(c, attempts, "read %q, the server sent %q", c.got, last.ResponseBody)
 		case c.readErr != nil && !bytes.HasPrefix(last.ResponseBody, c.got):
 			report(c, attempts, "read %q before %v, which the server did not send: it sent %q", c.got, c.readErr, last.ResponseBody)
-		case c.readErr != nil && !brokenBody(last.Fault, c.stream) && !isTimeoutErr(c.readErr):
+		case c.readErr != nil && !brokenBody(last.Fault, c.stream) && !isTimeoutErr(c.readErr) && !(kept && errors.Is(c.readErr, errBodyCut)):
+			// (A response kept through later attempts keeps what of its
+			// body came before the retry: the rest may be cut.)
 			report(c, attempts, "the body read failed (%v) although the server sent it whole", c.readErr)
 		case c.readErr != nil && !isTypedReadErr(c.readErr):
 			report(c, attempts, "the body read failed with an untyped error %v", c.readErr)
