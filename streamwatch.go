@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // Streams observed as they pass.
@@ -203,7 +205,7 @@ func (s *streamScan) line(l []byte, over bool) {
 	}
 	if !s.started {
 		s.started = true
-		l = bytes.TrimPrefix(l, []byte(bom))
+		l = bytes.TrimPrefix(l, []byte(wire.BOM))
 	}
 	if bytes.IndexByte(l, '\r') >= 0 {
 		// Lines ended by a lone CR, read as one: skipped, and since a
@@ -218,7 +220,7 @@ func (s *streamScan) line(l []byte, over bool) {
 	case l[0] == ':':
 		return // a comment
 	}
-	name, value := sseField(l)
+	name, value := wire.Field(l)
 	switch string(name) {
 	case "data":
 		s.dataLine(value)
@@ -338,11 +340,11 @@ func (s *streamScan) dispatch() {
 // nil.
 func headType(v []byte) []byte {
 	v = v[:min(len(v), headLen)]
-	i := skipJSONSpace(v, 0)
+	i := wire.SkipSpace(v, 0)
 	if i == len(v) || v[i] != '{' {
 		return nil
 	}
-	i = skipJSONSpace(v, i+1)
+	i = wire.SkipSpace(v, i+1)
 	if !bytes.HasPrefix(v[i:], []byte(`"type"`)) {
 		return nil
 	}
@@ -354,11 +356,11 @@ func headType(v []byte) []byte {
 // the value (without unescaping); ok is false when the value is not a
 // string (null, a number…) or is cut off.
 func stringValue(v []byte) (r []byte, ok bool) {
-	i := skipJSONSpace(v, 0)
+	i := wire.SkipSpace(v, 0)
 	if i == len(v) || v[i] != ':' {
 		return nil, false
 	}
-	i = skipJSONSpace(v, i+1)
+	i = wire.SkipSpace(v, i+1)
 	if i == len(v) || v[i] != '"' {
 		return nil, false
 	}
