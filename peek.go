@@ -11,7 +11,8 @@ import (
 )
 
 // peekPool holds the buffers that error bodies and first stream events are
-// read into. A buffer goes back to the pool once the response is discarded
+// read into (wire.Pool, which a gzip- or deflate-encoded body is decoded
+// into too). A buffer goes back to the pool once the response is discarded
 // or its bytes are copied out to be handed back.
 var peekPool = wire.Pool
 
