@@ -26,7 +26,7 @@ type peek struct {
 	buf   *[]byte // from peekPool; nil when nothing was read
 	n     int     // bytes of *buf in use
 	whole bool    // the body was read to its end: (*buf)[:n] is all of it
-	clean bool    // a 2xx head that is no error: to be put back at once
+	clean bool    // a 2xx stream whose first event is longer than the peek: put back at once
 	err   error   // read error other than io.EOF, if any
 	first int     // for a 2xx stream, the end of its first event with data in *buf; 0 if none
 }
@@ -114,29 +114,93 @@ const headLen = 64
 
 // take reads from the front of resp's body, the answer to req, what
 // classifying resp needs (see peekModeOf). A 2xx JSON body whose first key
-// says it is no error is put back at once: resp.Body re-delivers the bytes
-// read, and p stays empty, so that the response goes back as a success.
+// says it is no error, and a 2xx stream whose first event does not fit the
+// peek, are put back at once: resp.Body re-delivers the bytes read, and p
+// stays empty, so that the response goes back as a success.
 func (p *peek) take(req *http.Request, resp *http.Response) {
 	mode := peekModeOf(req, resp)
-	if mode == peekNone {
+	switch mode {
+	case peekNone:
+		return
+	case peekHead:
+		p.takeHead(resp)
 		return
 	}
 	p.read(resp.Body, mode)
 	if p.clean {
-		// The bytes, and the error that broke the body if one did, go
-		// back to the caller as they came: not peeked, not judged, as
-		// when the transport does not look at a success at all.
 		p.restore(resp)
-		p.err = nil
 	}
 }
 
-// read fills the peek from body: for an event stream, up to the end of the
-// first event that carries data (or up to its end, or maxPeek bytes); for
-// a JSON head, up to the first key (at most headLen bytes), then on as for
-// an error body when that key says error; otherwise up to maxPeek bytes.
+// takeHead looks at the first key of resp's body, a 2xx JSON body, reading
+// it straight into the replayBody that puts it back (no pooled buffer, no
+// copy: this is every JSON completion's path). A head that says error is
+// moved into a pooled buffer and read on as an error body.
+func (p *peek) takeHead(resp *http.Response) {
+	rb := &replayBody{}
+	n, v, err := readHead(resp.Body, &rb.small)
+	if v == headError {
+		p.buf = peekPool.Get().(*[]byte)
+		p.n = copy(*p.buf, rb.small[:n])
+		switch {
+		case err == io.EOF:
+			p.whole = true
+		case err != nil:
+			p.err = err
+		default:
+			p.read(resp.Body, peekBody)
+		}
+		return
+	}
+	// The bytes, and the error that broke the body if one did, go back to
+	// the caller as they came: not peeked, not judged, as when the
+	// transport does not look at a success at all.
+	rb.prefix = rb.small[:n]
+	switch {
+	case err == nil:
+		rb.rest = resp.Body
+	case err != io.EOF:
+		rb.err = err
+		fallthrough
+	default:
+		resp.Body.Close()
+	}
+	resp.Body = rb
+}
+
+// readHead reads the start of body into b until its first key says
+// whether it is an error (see firstKey), b is full, or the read fails.
+func readHead(body io.Reader, b *[headLen]byte) (n int, v headVerdict, err error) {
+	defer func() {
+		// A body that panics breaks the io.Reader contract: a read error.
+		if r := recover(); r != nil {
+			v, err = headClean, fmt.Errorf("llmtransport: response body panicked: %v", r)
+		}
+	}()
+	for n < len(b) {
+		var m int
+		m, err = body.Read(b[n:])
+		if m < 0 || m > len(b)-n {
+			return n, headClean, errBadRead
+		}
+		n += m
+		if v = firstKey(b[:n]); v != headMore || err != nil {
+			if v == headMore {
+				v = headClean
+			}
+			return n, v, err
+		}
+	}
+	return n, headClean, nil // a head that filled up before its first key: no error
+}
+
+// read fills the peek from body, on from the p.n bytes already in it: for
+// an event stream, up to the end of the first event that carries data (or
+// up to its end, or maxPeek bytes); otherwise up to maxPeek bytes.
 func (p *peek) read(body io.Reader, mode peekMode) {
-	p.buf = peekPool.Get().(*[]byte)
+	if p.buf == nil {
+		p.buf = peekPool.Get().(*[]byte)
+	}
 	b := *p.buf
 	defer func() {
 		// A body that panics, or claims to have read more than it was
@@ -145,51 +209,32 @@ func (p *peek) read(body io.Reader, mode peekMode) {
 			p.err = fmt.Errorf("llmtransport: response body panicked: %v", v)
 		}
 	}()
-	limit := len(b)
-	if mode == peekHead {
-		limit = headLen
-	}
 	var sc eventScan
-	for p.n < limit {
-		m, err := body.Read(b[p.n:limit])
-		if m < 0 || m > limit-p.n {
+	for p.n < len(b) {
+		m, err := body.Read(b[p.n:])
+		if m < 0 || m > len(b)-p.n {
 			p.err = errBadRead
 			return
 		}
 		p.n += m
 		if err != nil {
-			// The end of a JSON head, or a break in it, goes back to the
-			// caller with its bytes unless they are an error.
 			p.whole, p.err = err == io.EOF, err
 			if p.whole {
 				p.err = nil
 			}
-			p.clean = mode == peekHead && firstKey(b[:p.n]) != headError
 			if mode == peekStream && sc.complete(b[:p.n]) {
 				p.first = sc.line
 			}
 			return
 		}
-		switch mode {
-		case peekStream:
-			if sc.complete(b[:p.n]) {
-				p.first = sc.line
-				return
-			}
-		case peekHead:
-			switch firstKey(b[:p.n]) {
-			case headClean:
-				p.clean = true
-				return
-			case headError:
-				mode, limit = peekBody, len(b)
-			}
+		if mode == peekStream && sc.complete(b[:p.n]) {
+			p.first = sc.line
+			return
 		}
 	}
-	// A head that filled up before its first key was found is no error;
-	// nor is a stream whose first event with data is longer than the peek:
-	// its cut-off start says nothing.
-	p.clean = mode == peekHead || (mode == peekStream && sc.inData(b))
+	// A stream whose first event with data is longer than the peek is no
+	// error: its cut-off start says nothing.
+	p.clean = mode == peekStream && sc.inData(b)
 }
 
 // headVerdict is what the start of a 2xx JSON body says about it.
@@ -261,19 +306,21 @@ func firstKey(b []byte) headVerdict {
 	return headClean
 }
 
-// eventScan looks for the end of the first SSE event that carries data in
-// a buffer that grows between calls, looking at each byte once however the
+// eventScan looks for the end of the first SSE event that carries output
+// or an error (the stream's commit point: see lifecycle) in a buffer that grows between calls, looking at each byte once however the
 // buffer grows: a stream that arrives a byte at a time costs linear time,
 // not quadratic. Lines end as the event stream format says: at a CRLF, a
 // LF or a CR alone; a BOM at the start of the stream is dropped. Comments
 // and events without data (only retry:, id: or event: fields) are skipped,
-// as an event stream client skips them: they are not the first event.
+// as an event stream client skips them, and so are lifecycle events, which
+// carry no output: none of them is the first event.
 type eventScan struct {
 	line    int  // start of the line not yet ended
 	seen    int  // bytes already searched for a line end
 	started bool // the BOM check at the start of the stream is done
 	skipLF  bool // the last line ended with a CR at the end of the buffer: a LF next is part of its end
 	data    bool // the event being read has a data field that is not blank
+	life    bool // the event being read is a lifecycle event (see lifecycle)
 }
 
 // complete reports whether b, which extends the b of the previous call,
@@ -323,12 +370,35 @@ func (s *eventScan) complete(b []byte) bool {
 // that carries data.
 func (s *eventScan) take(line []byte) bool {
 	if len(line) == 0 {
-		done := s.data
-		s.data = false
+		done := s.data && !s.life
+		s.data, s.life = false, false
 		return done
 	}
-	if name, value := wire.Field(line); string(name) == "data" && !blank(value) {
-		s.data = true
+	switch name, value := wire.Field(line); string(name) {
+	case "data":
+		if !blank(value) {
+			s.data = true
+			s.life = s.life || lifecycle(headType(value))
+		}
+	case "event":
+		s.life = s.life || lifecycle(value)
+	}
+	return false
+}
+
+// lifecycle reports whether an event named (or typed) name is one that
+// carries no output: the stream's start, its keep-alives, the opening of an
+// output item before any of its content. Such events go to the caller
+// behind the first event that carries output or an error, so that a stream
+// that fails after them (an error after OpenAI Responses'
+// response.created) is still retried, or falls back, before any of its
+// bytes reach the caller: the stream's commit point is its first event of
+// output.
+func lifecycle(name []byte) bool {
+	switch string(name) {
+	case "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added", // OpenAI Responses
+		"message_start", "ping", "content_block_start": // Anthropic Messages
+		return true
 	}
 	return false
 }
@@ -399,7 +469,13 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
+// Close drops what is left of the prefix: a read after Close fails, as
+// that of the body it stands for would.
 func (b *replayBody) Close() error {
+	b.prefix = nil
+	if b.err == nil {
+		b.err = http.ErrBodyReadAfterClose
+	}
 	if b.rest != nil {
 		return b.rest.Close()
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -69,7 +70,7 @@ func firstEventEnd(b []byte) int {
 	if bytes.HasPrefix(b, []byte("\xef\xbb\xbf")) {
 		start = 3
 	}
-	data := false
+	data, life := false, false
 	for {
 		i := bytes.IndexAny(b[start:], "\r\n")
 		if i < 0 {
@@ -82,16 +83,31 @@ func firstEventEnd(b []byte) int {
 			start++
 		}
 		if line == "" {
-			if data {
+			if data && !life {
 				return end
 			}
+			data, life = false, false
 			continue
 		}
-		if name, value, _ := strings.Cut(line, ":"); name == "data" && strings.TrimSpace(value) != "" {
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch {
+		case name == "data" && strings.TrimSpace(value) != "":
 			data = true
+			life = life || lifecycleData.MatchString(value[:min(len(value), headLen)])
+		case name == "event":
+			life = life || lifecycleNames[value]
 		}
 	}
 }
+
+// The events that carry no output, which the first event is not: by name,
+// or by the type their data starts with.
+var (
+	lifecycleNames = map[string]bool{"response.created": true, "response.in_progress": true, "response.output_item.added": true,
+		"response.content_part.added": true, "message_start": true, "ping": true, "content_block_start": true}
+	lifecycleData = regexp.MustCompile(`^[ \t\r\n]*\{[ \t\r\n]*"type"[ \t\r\n]*:[ \t\r\n]*"(response\.created|response\.in_progress|response\.output_item\.added|response\.content_part\.added|message_start|ping|content_block_start)"`)
+)
 
 var errSourceFailed = errors.New("source failed")
 

@@ -2,8 +2,10 @@ package llmtransport
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,6 +362,86 @@ func TestPeekErrorInside200(t *testing.T) {
 			// The circuit judges the call, which the retry rescued.
 			if s, f := circuitCounts(t, tr); s != 1 || f != 0 {
 				t.Fatalf("circuit counted %d successes and %d failures, want 1 and 0", s, f)
+			}
+		})
+	}
+}
+
+// scriptedBody returns its reads one by one, then err (a panic when err is
+// errPanicRead).
+type scriptedBody struct {
+	reads []string
+	err   error
+}
+
+var errPanicRead = errors.New("panic")
+
+func (b *scriptedBody) Read(p []byte) (int, error) {
+	if len(b.reads) == 0 {
+		if b.err == errPanicRead {
+			panic("broken body")
+		}
+		return 0, b.err
+	}
+	n := copy(p, b.reads[0])
+	if b.reads[0] = b.reads[0][n:]; b.reads[0] == "" {
+		b.reads = b.reads[1:]
+	}
+	return n, nil
+}
+
+func (b *scriptedBody) Close() error { return nil }
+
+// TestPeekHead: the head of a 2xx JSON body is read straight into the body
+// that puts it back; a head that says error is read on as an error body.
+// Whatever happens to the read, the caller gets the bytes the server sent,
+// then the read's error.
+func TestPeekHead(t *testing.T) {
+	long := `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"content":"hi"}}]}`
+	readErr := errors.New("connection reset")
+	for _, tt := range []struct {
+		name   string
+		body   scriptedBody
+		peeked bool   // the head said error: the peek holds the body
+		want   string // what the caller (or the peek) reads
+		err    error  // and then
+	}{
+		{"completion", scriptedBody{reads: []string{long}, err: io.EOF}, false, long, nil},
+		{"completion a byte at a time", scriptedBody{reads: strings.Split(long, ""), err: io.EOF}, false, long, nil},
+		{"head broken", scriptedBody{reads: []string{`{"i`}, err: readErr}, false, `{"i`, readErr},
+		{"head filled with blanks", scriptedBody{reads: []string{strings.Repeat(" ", headLen) + `{"error":{}}`}, err: io.EOF}, false, strings.Repeat(" ", headLen) + `{"error":{}}`, nil},
+		{"error", scriptedBody{reads: []string{`{"error":{"message":"busy"}}`}, err: io.EOF}, true, `{"error":{"message":"busy"}}`, nil},
+		{"error longer than the head", scriptedBody{reads: []string{`{"error":{"message":"` + strings.Repeat("x", 100) + `"}}`}, err: io.EOF}, true, `{"error":{"message":"` + strings.Repeat("x", 100) + `"}}`, nil},
+		{"error broken", scriptedBody{reads: []string{`{"error":{"mess`}, err: readErr}, true, `{"error":{"mess`, readErr},
+		{"body panics", scriptedBody{reads: []string{`{"i`}, err: errPanicRead}, false, `{"i`, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := response(200, "")
+			resp.Body = &tt.body
+			req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+			var p peek
+			p.take(req, resp)
+			defer p.release()
+			if (p.buf != nil) != tt.peeked {
+				t.Fatalf("peeked %v, want %v", p.buf != nil, tt.peeked)
+			}
+			var got []byte
+			var err error
+			if tt.peeked {
+				got, err = p.bytes(), p.err
+			} else {
+				got, err = io.ReadAll(resp.Body)
+			}
+			if string(got) != tt.want {
+				t.Errorf("read %q, want %q", got, tt.want)
+			}
+			switch {
+			case tt.body.err == errPanicRead:
+				if err == nil || !strings.Contains(err.Error(), "panicked") {
+					t.Errorf("error %v, want the panic as a read error", err)
+				}
+			case !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil):
+				t.Errorf("error %v, want %v", err, tt.err)
 			}
 		})
 	}

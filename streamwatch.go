@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -63,6 +64,7 @@ const (
 	verdictFinishError                      // a finish reason error
 	verdictError                            // an error event
 	verdictNoFinish                         // the stream ended without a finish reason
+	verdictBroken                           // a read of the stream failed before its end
 )
 
 // eventKind is the event: field of the event being read, as far as the scan
@@ -81,11 +83,8 @@ const (
 // stream's bytes in any pieces, then call end at the stream's end: its
 // verdict does not depend on how the stream was cut (FuzzStreamScan).
 //
-// Lines end at LF (a CR before it is dropped). A line with a CR left in
-// its first maxWatchLine bytes (a stream whose lines end with a lone CR is
-// one such line) is skipped, and the stream's end is then not judged. An
-// event is
-// suspect when its event: field is error or response.failed, or when a
+// Lines end as the event stream format says: at a CRLF, a LF or a CR
+// alone (a CRLF split across reads is one line end). An event is suspect when its event: field is error or response.failed, or when a
 // data line's first key says error ({"error":…}, {"type":"error"…},
 // {"type":"response.failed"…}), or when it carries a finish reason
 // content_filter or error (or an Anthropic stop reason refusal); a suspect
@@ -101,7 +100,8 @@ type streamScan struct {
 	carry   []byte // the start of a line that straddles reads, at most maxWatchLine bytes
 	over    bool   // the line in carry is longer than maxWatchLine
 	started bool   // the first line was seen (its BOM dropped)
-	long    bool   // a line was longer than maxWatchLine, or held a lone CR: the end is not judged
+	skipLF  bool   // the last line ended with a CR at the end of a read: a LF next is part of its end
+	long    bool   // a line was longer than maxWatchLine: the end is not judged
 
 	format   streamFormat
 	finished bool // a finish (stop) reason was seen
@@ -121,12 +121,27 @@ type streamScan struct {
 // scan, it returns the bytes of b not scanned yet, to feed after resume.
 func (s *streamScan) feed(b []byte) []byte {
 	for len(b) > 0 && !s.done {
-		i := bytes.IndexByte(b, '\n')
+		if s.skipLF {
+			s.skipLF = false
+			if b[0] == '\n' {
+				b = b[1:]
+				continue
+			}
+		}
+		i := wire.LineEnd(b)
 		if i < 0 {
 			s.hold(b)
 			return nil
 		}
 		seg := b[:i]
+		if b[i] == '\r' {
+			switch {
+			case i+1 == len(b):
+				s.skipLF = true
+			case b[i+1] == '\n':
+				i++
+			}
+		}
 		b = b[i+1:]
 		if len(s.carry) > 0 || s.over {
 			s.hold(seg)
@@ -200,18 +215,10 @@ func (s *streamScan) finish() {
 func (s *streamScan) line(l []byte, over bool) {
 	if over {
 		s.long = true
-	} else if n := len(l); n > 0 && l[n-1] == '\r' {
-		l = l[:n-1]
 	}
 	if !s.started {
 		s.started = true
 		l = bytes.TrimPrefix(l, []byte(wire.BOM))
-	}
-	if bytes.IndexByte(l, '\r') >= 0 {
-		// Lines ended by a lone CR, read as one: skipped, and since a
-		// finish reason may be in what was skipped, the end is not judged.
-		s.long = true
-		return
 	}
 	switch {
 	case len(l) == 0:
@@ -404,6 +411,9 @@ type streamBody struct {
 	sec  secrets
 	resp http.Response // a shallow copy of the response, for the classifier: no Body, ContentLength -1
 	circ callCircuit   // the call's standing with its circuit, once settled
+
+	closed  atomic.Bool // the caller closed the body: a read that fails after is its doing
+	readErr error       // the read error that gave verdictBroken
 }
 
 // watchStream hands resp, a 2xx event stream classified a success, back
@@ -437,8 +447,15 @@ func (b *streamBody) Read(p []byte) (int, error) {
 			q = p[:n]
 		}
 		b.watch(q, err == io.EOF)
+		if err != nil && err != io.EOF && b.watching && b.ctx.Err() == nil && !b.closed.Load() {
+			// The stream broke off before its end (a reset, an HTTP/2
+			// stream error, a body cut short), and not by the caller's
+			// cancellation or Close: the call failed.
+			b.scan.verdict, b.readErr = verdictBroken, err
+			b.report()
+		}
 		if err != nil {
-			b.watching = false // a broken read, or the caller's cancellation: no verdict
+			b.watching = false
 		}
 	}
 	if err != nil && b.span != nil {
@@ -452,6 +469,7 @@ func (b *streamBody) Read(p []byte) (int, error) {
 }
 
 func (b *streamBody) Close() error {
+	b.closed.Store(true)
 	err := b.replayBody.Close()
 	if b.span != nil {
 		b.span.finish(nil)
@@ -518,16 +536,23 @@ func (b *streamBody) report() (ok bool) {
 // errNoFinish is the message of a stream that ended without a finish reason.
 const errNoFinish = "llmtransport: the event stream ended without a finish reason"
 
+// errBroken starts the message of a stream whose read failed before its end.
+const errBroken = "llmtransport: the event stream broke off"
+
 // classify returns the classification of the scan's verdict: the event
 // that gave it, classified by the transport's classifier as a small event
 // stream with the stream's own response (its status, headers and Request;
 // no Body, and ContentLength -1: the bytes are one event of the stream, not
 // all of it), a stop reason refusal, which Classify does not read, being
 // content_filtered; or, for a stream that ended without a finish reason,
-// upstream_transient (the upstream broke off the answer).
+// upstream_transient (the upstream broke off the answer), as is a stream
+// whose read failed before its end.
 func (b *streamBody) classify() Classification {
-	if b.scan.verdict == verdictNoFinish {
+	switch b.scan.verdict {
+	case verdictNoFinish:
 		return Classification{Class: ClassUpstreamTransient, Status: b.resp.StatusCode, Message: errNoFinish, BreakerFailure: true}
+	case verdictBroken:
+		return Classification{Class: ClassUpstreamTransient, Status: b.resp.StatusCode, Message: errBroken + ": " + b.readErr.Error(), BreakerFailure: true}
 	}
 	resp := b.resp // a copy for each call: the classifier may change it
 	cl := b.t.classify(&resp, b.scan.body())

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -108,7 +109,7 @@ func TestStreamWatchMidStreamError(t *testing.T) {
 		{"harmless error key last, no finish reason", []string{chatChunk, chatErrEmpty}, ClassUpstreamTransient, true, false, true},
 		{"harmless error key, DONE, no blank line between", []string{chatChunk, strings.TrimSuffix(chatErrEmpty, "\n") + chatDone}, ClassUpstreamTransient, true, false, true},
 		{"harmless error key, then an error in the same read", []string{chatChunk + chatErrEmpty + chatChunk + newAPIError + chatUsage + chatDone}, ClassUpstreamTransient, true, false, true},
-		{"responses api failed", []string{"event: response.created\ndata: {\"type\":\"response.created\"}\n\n", "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"}, ClassUpstreamTransient, true, false, false},
+		{"responses api failed", []string{"event: response.created\ndata: {\"type\":\"response.created\"}\n\n", "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"word\"}\n\n", "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"}, ClassUpstreamTransient, true, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tel := newTelemetry(t)
@@ -213,7 +214,7 @@ func TestStreamWatchHealthy(t *testing.T) {
 // cancels it, before the stream's end or its error, costs the model
 // nothing: the call stays a success.
 func TestStreamWatchCallerStops(t *testing.T) {
-	for _, how := range []string{"close", "cancel"} {
+	for _, how := range []string{"close", "close, then read", "cancel"} {
 		t.Run(how, func(t *testing.T) {
 			hold := make(chan struct{})
 			defer close(hold)
@@ -231,9 +232,15 @@ func TestStreamWatchCallerStops(t *testing.T) {
 			if _, err := io.ReadFull(resp.Body, buf); err != nil { // the first event
 				t.Fatal(err)
 			}
-			if how == "close" {
+			switch how {
+			case "close":
 				resp.Body.Close()
-			} else {
+			case "close, then read":
+				resp.Body.Close()
+				if _, err := resp.Body.Read(buf); err == nil {
+					t.Fatal("read after close: no error")
+				}
+			default:
 				cancel()
 				if _, err := io.ReadAll(resp.Body); err == nil {
 					t.Fatal("read after cancel: no error")
@@ -252,6 +259,102 @@ func TestStreamWatchCallerStops(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStreamCommitPoint: a stream is committed to at its first event of
+// output, not at its first event: one that fails after lifecycle events
+// only (OpenAI Responses' response.created, Anthropic's message_start and
+// ping) is retried before any of its bytes reach the caller, who gets the
+// retry's stream byte for byte; one that fails after output goes through,
+// and is judged as it passes.
+func TestStreamCommitPoint(t *testing.T) {
+	const (
+		created = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"status\":\"in_progress\"}}\n\n"
+		delta   = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"word\"}\n\n"
+		failed  = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"The model failed\"}}}\n\n"
+		done    = "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n"
+		ping    = "event: ping\ndata: {\"type\": \"ping\"}\n\n"
+	)
+	for _, tt := range []struct {
+		name     string
+		first    []string // the first attempt's events; the second sends ok
+		ok       string
+		requests int32
+	}{
+		{"responses: error after response.created", []string{created, failed}, created + delta + done, 2},
+		{"anthropic: overloaded after message_start and ping", []string{anthStart, ping, anthError}, anthStart + anthDelta + anthStop, 2},
+		{"responses: error after output", []string{created, delta, failed}, "", 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "text/event-stream")
+				events := tt.first
+				if requests.Add(1) > 1 {
+					events = []string{tt.ok}
+				}
+				for _, ev := range events {
+					io.WriteString(w, ev)
+					w.(http.Flusher).Flush()
+				}
+			}))
+			defer srv.Close()
+			tr := New(nil, fastRetries()...)
+			defer tr.CloseIdleConnections()
+			got := streamCall(t, tr, srv)
+			want := tt.ok
+			if tt.requests == 1 {
+				want = strings.Join(tt.first, "")
+			}
+			if string(got) != want || requests.Load() != tt.requests {
+				t.Fatalf("after %d requests read\n%q\nwant, after %d\n%q", requests.Load(), got, tt.requests, want)
+			}
+			if c := onlyCircuit(t, tr); c.Successes+c.Failures != 1 || (c.Failures == 1) != (tt.requests == 1) {
+				t.Errorf("circuit %+v", c)
+			}
+		})
+	}
+}
+
+// TestStreamWatchBrokenRead: a stream whose connection breaks after its
+// first events, before its end, failed: the caller's read error is the
+// base's, and the call is recorded as upstream_transient on the spans, in
+// the metrics and in the circuit.
+func TestStreamWatchBrokenRead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, chatChunk+chatChunk)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection is closed mid-stream
+	}))
+	defer srv.Close()
+	tel := newTelemetry(t)
+	tr := New(nil, tel.options()...)
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(chatRequest(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != chatChunk+chatChunk {
+		t.Fatalf("read %q, error %v; want the two events, then io.ErrUnexpectedEOF", got, err)
+	}
+	if c := onlyCircuit(t, tr); c.Successes != 0 || c.Failures != 1 {
+		t.Errorf("circuit %+v, want one failure", c)
+	}
+	if n, _ := sum(tel.collect(t), MetricStreamErrors, map[string]string{"llm.error.class": ClassUpstreamTransient.String()}); n != 1 {
+		t.Errorf("%s{class=upstream_transient} = %v, want 1", MetricStreamErrors, n)
+	}
+	calls := tel.spans("chat gpt-4o")
+	if len(calls) != 1 || calls[0].Status().Code != codes.Error || attrs(calls[0].Attributes())[string(keyClass)].AsString() != ClassUpstreamTransient.String() {
+		t.Errorf("call spans %d, want 1 with status Error and class upstream_transient", len(calls))
+		for _, s := range calls {
+			t.Log(dump(s))
+		}
 	}
 }
 
@@ -310,10 +413,12 @@ func TestStreamScanVerdicts(t *testing.T) {
 		{chatChunk + `data: {"error":{"message":"cut`, verdictError},                     // an error event cut off at the end
 		{chatChunk + strings.TrimSuffix(newAPIError, "\n") + chatDone, verdictError},     // [DONE] in the error event
 		{chatChunk + strings.TrimSuffix(chatFilter, "\n") + chatDone, verdictFiltered},   // [DONE] in the filtered event
-		{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r"), verdictNone},               // lines ended by a lone CR: not judged
-		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r"), verdictNone},    // not even an error event
-		{chatChunk + "data: a\rb\n\n", verdictNone},                                      // a lone CR in a line: the end is not judged
-		{chatChunk + "data: a\rb\n\n" + newAPIError, verdictError},                       // but the lines after it are
+		{strings.ReplaceAll(chatChunk+chatStop+chatDone, "\n", "\r"), verdictNone},       // lines ended by a lone CR are lines
+		{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r"), verdictNoFinish},           // and judged: no finish reason
+		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r"), verdictError},   // an error event
+		{strings.ReplaceAll(chatChunk+newAPIError+chatDone, "\n", "\r\n"), verdictError}, // CRLF
+		{chatChunk + "data: a\rb\n\n" + chatStop, verdictNone},                           // a CR alone ends a line
+		{chatChunk + "data: a\r\n\r\n" + newAPIError, verdictError},
 	} {
 		s := scanWhole([]byte(tt.stream))
 		if s.verdict != tt.want {
@@ -526,8 +631,8 @@ func TestStreamWatchClassifierPanics(t *testing.T) {
 // TestStreamWatchReadSizes: however small the caller's reads, the watcher
 // passes the bytes through whole and judges the stream as read at once:
 // healthy streams (a line longer than the watcher keeps, lines ended by a
-// lone CR, which are not judged, CRLF, a BOM) stay successes, failing ones
-// (after a harmless error key, the scan resumed) are failures.
+// lone CR, CRLF, a BOM) stay successes, failing ones (cut off, after a
+// harmless error key, the scan resumed) are failures.
 func TestStreamWatchReadSizes(t *testing.T) {
 	big := `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"` + strings.Repeat("x", 10000) + `"},"finish_reason":"stop"}]}` + "\n\n"
 	for _, tt := range []struct {
@@ -537,7 +642,8 @@ func TestStreamWatchReadSizes(t *testing.T) {
 	}{
 		{"huge last line", []string{chatChunk, big, chatDone}, false},
 		{"cr only", []string{strings.ReplaceAll(chatChunk+chatChunk+chatStop+chatDone, "\n", "\r")}, false},
-		{"cr only, cut", []string{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r")}, false}, // not judged
+		{"cr only, cut", []string{strings.ReplaceAll(chatChunk+chatChunk, "\n", "\r")}, true},
+		{"cr only, error event", []string{strings.ReplaceAll(chatChunk+newAPIError+chatUsage+chatDone, "\n", "\r")}, true},
 		{"crlf", []string{strings.ReplaceAll(chatChunk+chatStop+chatDone, "\n", "\r\n")}, false},
 		{"bom", []string{"\ufeff" + chatChunk, chatStop, chatDone}, false},
 		{"harmless error key", []string{chatChunk, chatErrEmpty, chatStop, chatUsage, chatDone}, false},

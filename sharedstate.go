@@ -1,0 +1,99 @@
+package llmtransport
+
+import (
+	"context"
+	"time"
+)
+
+// SharedState carries holds between the processes of a fleet (replicas of
+// one application behind one API key or one gateway), so that one replica's
+// rate limit or dead model protects all the others. The transport never
+// waits for it: holds are published without blocking and received in the
+// background, and a request never makes a round trip to the store, save the
+// half-open probe of a circuit held by the fleet (see Lease). Package
+// github.com/llmtransport/llmtransport/redisstate implements it on Redis.
+//
+// Only what a server said is shared — a rate limit's wait, a circuit opened
+// by server-classified failures, its release — never counts, windows,
+// messages or credentials. Every duration is relative (no clock is compared
+// across hosts), and a hold only ever extends: a shorter one never
+// shortens a longer one.
+//
+// An implementation must be safe for concurrent use, must never block the
+// caller of Publish, and must fail open: a store that is slow, down or
+// silent delays and fails nothing.
+type SharedState interface {
+	// Fingerprint returns the keyed fingerprint of a request's credential
+	// (its API key), the same in every process that shares the state and
+	// not reversible without the implementation's key: holds name
+	// credentials by it. It is called only while a cooldown is live.
+	Fingerprint(credential string) uint64
+
+	// Publish hands h to the other processes. It returns at once: a hold
+	// that cannot be queued is dropped (and counted by the
+	// implementation).
+	Publish(h Hold)
+
+	// Subscribe delivers to apply, from a goroutine of the
+	// implementation's, the holds other processes publish, and the holds
+	// still live in the store when it starts and after each reconnection.
+	// Holds this process published may be delivered too. Delivery stops
+	// when stop returns.
+	Subscribe(apply func(Hold)) (stop func())
+
+	// Lease asks for the right to probe the circuit of (host, model),
+	// held open by the fleet, for ttl. Exactly one process at a time is
+	// granted it; the others learn for how long it is held, and keep
+	// holding. A store that cannot answer within the implementation's
+	// timeout, or before ctx ends, grants it: the process then probes on
+	// its own, as it would without shared state.
+	Lease(ctx context.Context, host, model string, ttl time.Duration) (granted bool, held time.Duration)
+}
+
+// HoldKind is what a Hold asks the fleet to do.
+type HoldKind uint8
+
+const (
+	// HoldCooldown: wait before sending requests for (Host, Model) with the
+	// credential Credential, as after a rate limit whose wait is within the
+	// transport's cap. A request waits it out within WithMaxRetryWait and
+	// its deadline, or goes at once, as with a local cooldown.
+	HoldCooldown HoldKind = iota + 1
+	// HoldOpen: the circuit of (Host, Model) was opened by failures the
+	// server classified (overloaded, upstream_transient, a dead model…,
+	// never transport errors, which may be local to one process): fail
+	// calls at once with ErrCircuitOpen for TTL.
+	HoldOpen
+	// HoldRelease: a probe closed the circuit of (Host, Model): the fleet's
+	// HoldOpen for it ends now.
+	HoldRelease
+)
+
+// String returns "cooldown", "open" or "release".
+func (k HoldKind) String() string {
+	switch k {
+	case HoldCooldown:
+		return "cooldown"
+	case HoldOpen:
+		return "open"
+	case HoldRelease:
+		return "release"
+	}
+	return "unknown"
+}
+
+// Hold is one fact about a model that a process shares with its fleet.
+type Hold struct {
+	Kind        HoldKind
+	Host, Model string
+	// Credential is the Fingerprint of the requests' credential, for a
+	// HoldCooldown (0 for a request without one); 0 for circuit holds.
+	Credential uint64
+	// TTL is how long the hold lasts from when it was published; 0 for a
+	// HoldRelease. A receiver adds a little positive jitter of its own, so
+	// that replicas do not all return at the same instant.
+	TTL time.Duration
+	// Reason is the class of the response that caused the hold
+	// ("rate_limited", "overloaded", "model_not_found"…), "" for a release.
+	Reason string
+}
