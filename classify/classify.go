@@ -223,8 +223,8 @@ const _ = uint(MaxPeek-wire.MaxPeek) + uint(wire.MaxPeek-MaxPeek)
 // when it is of a format that ends with one (chat completion chunks,
 // Anthropic, Gemini, Responses; not, say, Assistants). An end marker counts
 // only from an event that is complete (closed, or its JSON whole). A
-// prefix that stops before the end (the transport's peek of a stream's
-// start) is judged by its first event alone: what follows may be anything,
+// prefix that stops before the end (a client's peek of a stream's start,
+// such as the transport's) is judged by its first event alone: what follows may be anything,
 // and its missing finish reason may simply not have come yet.
 func Classify(resp *http.Response, body []byte) Classification {
 	var c Classification
