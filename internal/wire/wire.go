@@ -28,13 +28,10 @@ func HasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// IsSpace reports whether c is JSON whitespace.
-func IsSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
 // SkipSpace returns the index of the first byte of b at or after i that is
 // not JSON whitespace, or len(b).
 func SkipSpace(b []byte, i int) int {
-	for i < len(b) && IsSpace(b[i]) {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
