@@ -1,7 +1,3 @@
-// Package redact masks what looks like a credential in text the library
-// records or hands out (error messages, span statuses), and bounds its
-// length. Package classify masks every Classification.Message with it, and
-// the transport every message of its own.
 package redact
 
 import "strings"
