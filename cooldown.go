@@ -3,10 +3,11 @@ package llmtransport
 import (
 	"hash/maphash"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/redact"
 )
 
 // cooldowns remembers until when the server asked callers to wait after a
@@ -54,12 +55,16 @@ type cooldownKey struct {
 	cred uint64 // credentialOf the request; 0 for none
 }
 
+// newCooldowns returns an empty cooldown table; off turns sharing off
+// ([WithoutCooldowns]): set records nothing.
 func newCooldowns(off bool) *cooldowns {
 	c := &cooldowns{off: off, seed: maphash.MakeSeed(), epoch: time.Now(), max: maxCooldowns}
 	c.sweepAt.Store(minSweep)
 	return c
 }
 
+// now returns the time since c.epoch on the monotonic clock, in
+// nanoseconds: the unit of the deadlines.
 func (c *cooldowns) now() int64 { return int64(time.Since(c.epoch)) }
 
 // remaining returns how long req, for key, should still wait.
@@ -151,31 +156,19 @@ func extend(v *atomic.Int64, until int64) {
 	}
 }
 
-// credentialHeaders are the request headers that carry an API key, in
-// their canonical form.
-var credentialHeaders = [...]string{"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key"}
-
 // credentialOf returns a fingerprint of req's API key: a hash keyed with a
-// random per-process seed of the credential headers and the key query
-// parameter, or 0 when the request carries none. It cannot be turned back
-// into the key, and is never recorded outside this process's memory.
+// random per-process seed of the API keys the request carries (the headers
+// and the ?key= parameter of [redact.APIKeys], the same rules that decide
+// what is masked), or 0 when it carries none. It cannot be turned back into
+// the key, and is never recorded outside this process's memory.
 func (c *cooldowns) credentialOf(req *http.Request) uint64 {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	found := false
-	for _, name := range credentialHeaders {
-		for _, v := range req.Header[name] {
-			h.WriteString(name)
-			h.WriteString(v)
-			found = true
-		}
-	}
-	if req.URL != nil && strings.Contains(req.URL.RawQuery, "key=") {
-		for _, v := range req.URL.Query()["key"] {
-			h.WriteString("?key=")
-			h.WriteString(v)
-			found = true
-		}
+	for where, v := range redact.APIKeys(req) {
+		h.WriteString(where)
+		h.WriteString(v)
+		found = true
 	}
 	if !found {
 		return 0

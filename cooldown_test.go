@@ -76,6 +76,37 @@ func setCredential(r *http.Request, loc, key string) {
 	}
 }
 
+// TestCooldownKeyedByTheAPIKeyAlone: headers that are masked as secrets but
+// do not name the caller (an idempotency key, a session cookie, both new
+// on every request) do not split a key's cooldown: the same API key waits
+// out its own rate limit whatever they say.
+func TestCooldownKeyedByTheAPIKeyAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(i int, r *http.Request) (*http.Response, error) {
+			if i == 0 {
+				return response(429, `{"error":{"message":"Rate limit reached","code":"rate_limit_exceeded"}}`, "Retry-After", "3"), nil
+			}
+			return response(200, `{"choices":[]}`), nil
+		}}
+		tr := New(f, WithMaxRetries(0))
+		for i := range 2 {
+			req := modelRequest(t, t.Context(), gw, "gpt-4o")
+			req.Header.Set("Authorization", "Bearer key-A")
+			req.Header.Set("Idempotency-Key", fmt.Sprint("idem-0123456789-", i))
+			req.Header.Set("Cookie", fmt.Sprint("session=s3cret-session-", i))
+			start := time.Now()
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if d, want := time.Since(start), time.Duration(i)*3*time.Second; d != want {
+				t.Errorf("call %d waited %v, want %v", i, d, want)
+			}
+		}
+	})
+}
+
 // TestWithoutCooldowns: with cooldowns off, a rate limit on one request
 // never holds back the next.
 func TestWithoutCooldowns(t *testing.T) {

@@ -27,6 +27,7 @@ type CircuitOpenError struct {
 	RetryIn time.Duration
 }
 
+// Error names the circuit and the time to its next probe.
 func (e *CircuitOpenError) Error() string {
 	if e.Model == "" {
 		return fmt.Sprintf("llmtransport: circuit open for host %s (next probe in %v)", e.Host, e.RetryIn.Round(time.Millisecond))
@@ -52,9 +53,12 @@ type PanicError struct {
 // headers), the message leaves out the credentials req carries; Value keeps
 // v as it was.
 func newPanicError(v any, req *http.Request) *PanicError {
-	return &PanicError{Value: v, msg: redactSecrets(replaceSecrets(fmt.Sprint(v), requestSecrets(req)))}
+	sec := secrets{req: req}
+	return &PanicError{Value: v, msg: sec.mask(fmt.Sprint(v))}
 }
 
+// Error says that the base transport panicked, and with what (the
+// request's credentials left out).
 func (e *PanicError) Error() string {
 	if e.msg == "" {
 		return fmt.Sprintf("llmtransport: base transport panicked: %v", e.Value)

@@ -29,6 +29,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/reqmodel"
 )
 
 // Transport is the LLM-aware [net/http.RoundTripper] built by [New].
@@ -158,7 +160,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	if err := c.prepareBody(); err != nil {
 		return nil, c.sec.maskErr(err)
 	}
-	model, shared, err := findModel(req, c.buffered)
+	model, shared, err := reqmodel.Find(req, c.buffered)
 	if shared != nil {
 		model, err = c.takeShared(shared)
 	}
@@ -228,7 +230,7 @@ func (c *call) prepareBody() error {
 }
 
 // takeShared reads the body from rc, which GetBody returned and which is
-// req.Body itself (see bodyModel): the bytes read are the ones sent, from
+// req.Body itself (see [reqmodel.Find]): the bytes read are the ones sent, from
 // the buffer when the body is within the buffering limit, else first and
 // followed by the rest of req.Body, once. Retries replay the buffer, or go
 // through GetBody. It returns the model found in what was read.
@@ -248,12 +250,12 @@ func (c *call) takeShared(rc io.ReadCloser) (string, error) {
 		// back the same reader cannot be trusted to rewind it).
 		c.prefix = b
 		c.replayable = false
-		return bufferedModel(b, false), nil
+		return reqmodel.InBody(b, false), nil
 	}
 	req.Body.Close()
 	c.sent = true
 	c.buffered = b
-	return bufferedModel(b, true), nil
+	return reqmodel.InBody(b, true), nil
 }
 
 // readAllInto is io.ReadAll into b's spare capacity, which the caller sizes

@@ -6,7 +6,8 @@
 # binary under ${LLMTRANSPORT_CACHE:-$HOME/.cache/llmtransport}; the first
 # build takes ~15 min on 2 cores. Starts it on 127.0.0.1 only, runs the
 # Go test TestJaegerEndToEnd (build tag "jaeger"), and stops Jaeger by its
-# PID whatever happens.
+# PID whatever happens. The test lives in the integration/ module, which
+# holds what the library does not import (the OTLP exporter among them).
 set -euo pipefail
 
 JAEGER_VERSION=v1.76.0
@@ -82,7 +83,7 @@ if [ -n "$exposed" ]; then
 fi
 echo "jaeger listens on $(ss -Hlntup 2>/dev/null | grep -c "pid=$pid,") sockets, all on $host"
 
-cd "$repo"
+cd "$repo/integration"
 status=0
 JAEGER_OTLP_ENDPOINT=http://$host:4318/v1/traces \
 	JAEGER_QUERY_URL=http://$host:16686 \

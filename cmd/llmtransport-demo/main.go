@@ -19,7 +19,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/llmtransport-demo [-duration 8s] [-concurrency 8] [-fault-rate 0.2] [-seed 1] [-retry-budget 0.2] [-breaker-open 1s]
+//	cd cmd/llmtransport-demo && go run . [-duration 8s] [-concurrency 8] [-fault-rate 0.2] [-seed 1] [-retry-budget 0.2] [-breaker-open 1s]
 package main
 
 import (

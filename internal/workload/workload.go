@@ -1,10 +1,13 @@
 // Package workload holds the request bodies, the fake upstream and the
 // request loops that the module's benchmarks (bench_test.go) and the
-// comparison program (bench/) share, so that both measure the same thing.
+// comparison program (bench/) share, so that both measure the same thing,
+// and the chat bodies the model finder's tests and the transport's tests
+// share (DenseChatBody, ProseChatBody).
 package workload
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,6 +55,48 @@ func ChatBody(size int, modelLast bool) []byte {
 		b.WriteString(`,"model":"gpt-4o-mini"`)
 	}
 	b.WriteString(`}`)
+	return b.Bytes()
+}
+
+// DenseChatBody returns a JSON chat request of about size bytes whose
+// messages mention "model" in strings and nested keys, with many short
+// strings, escapes and scalars, and the top-level "model" as its last key:
+// a worst case for finding the model.
+func DenseChatBody(size int, model string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messages":[`)
+	for i := 0; b.Len() < size; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"role":"user","content":"which \"model\": are you? {\"model\":\"fake-%d\"} \\\\","metadata":{"model":"nested-%d","tags":["model",{"model":[1,2,{"x":"}"}]}],"n":-1.5e3,"ok":true,"none":null}}`, i, i)
+	}
+	b.WriteString(`],"temperature":0.2,"stream":false,"model":`)
+	m, _ := json.Marshal(model)
+	b.Write(m)
+	b.WriteString("}")
+	return b.Bytes()
+}
+
+// ProseChatBody returns a JSON chat request of about size bytes shaped like
+// the ones SDKs send (openai-go writes "messages" before "model"): a system
+// prompt, turns of prose, and model last.
+func ProseChatBody(size int, model string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messages":[{"role":"system","content":"You are a helpful assistant. Answer briefly."}`)
+	para := strings.Repeat(`The quick brown fox jumps over the lazy dog; \"quoted\" text,\nnew lines and a model name or two. `, 40)
+	for i := 0; b.Len() < size-200; i++ {
+		role := [...]string{"user", "assistant"}[i%2]
+		content := para[:min(len(para), max(size-200-b.Len(), 16))]
+		for strings.HasSuffix(content, "\\") {
+			content = content[:len(content)-1]
+		}
+		fmt.Fprintf(&b, `,{"role":%q,"content":"%s"}`, role, content)
+	}
+	b.WriteString(`],"temperature":0.7,"max_tokens":512,"stream":true,"model":`)
+	m, _ := json.Marshal(model)
+	b.Write(m)
+	b.WriteString("}")
 	return b.Bytes()
 }
 

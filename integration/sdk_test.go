@@ -1,4 +1,4 @@
-package llmtransport_test
+package integration_test
 
 // Integration tests with the real SDKs (openai-go v3 and go-openai) against
 // the fake gateway of llmtransporttest, through every entry point.
@@ -68,11 +68,14 @@ type entryPoint struct {
 	newClient func(gw *llmtransporttest.Server, opts []llmtransport.Option, sdkOpts ...option.RequestOption) chatClient
 }
 
+// openaiGoClient returns an openai-go client of gw with a test key and
+// opts on top.
 func openaiGoClient(gw *llmtransporttest.Server, opts ...option.RequestOption) chatClient {
 	base := []option.RequestOption{option.WithBaseURL(gw.URL + "/v1/"), option.WithAPIKey("sk-test")}
 	return openaiGo{openai.NewClient(append(base, opts...)...)}
 }
 
+// entryPoints are the ways every test plugs the transport into an SDK.
 var entryPoints = []entryPoint{
 	{
 		name: "openai-go/WithHTTPClient", sdkRetries: true,
@@ -108,8 +111,10 @@ var entryPoints = []entryPoint{
 
 // --- openai-go ---
 
+// openaiGo is a chatClient over openai-go v3.
 type openaiGo struct{ c openai.Client }
 
+// chatParams is a one-message chat request to model, for openai-go.
 func chatParams(model string) openai.ChatCompletionNewParams {
 	return openai.ChatCompletionNewParams{
 		Model:    model,
@@ -117,6 +122,7 @@ func chatParams(model string) openai.ChatCompletionNewParams {
 	}
 }
 
+// complete makes a plain chat call.
 func (o openaiGo) complete(ctx context.Context, model string) (reply, error) {
 	var raw *http.Response
 	cc, err := o.c.Chat.Completions.New(ctx, chatParams(model), option.WithResponseInto(&raw))
@@ -134,6 +140,7 @@ func (o openaiGo) complete(ctx context.Context, model string) (reply, error) {
 	return r, nil
 }
 
+// stream makes a streamed chat call and gathers its content.
 func (o openaiGo) stream(ctx context.Context, model string) (reply, error) {
 	var raw *http.Response
 	s := o.c.Chat.Completions.NewStreaming(ctx, chatParams(model), option.WithResponseInto(&raw))
@@ -151,6 +158,7 @@ func (o openaiGo) stream(ctx context.Context, model string) (reply, error) {
 	return r, s.Err()
 }
 
+// apiError reads openai-go's *openai.Error.
 func (openaiGo) apiError(err error) (apiError, bool) {
 	var e *openai.Error
 	if !errors.As(err, &e) {
@@ -165,8 +173,10 @@ func (openaiGo) apiError(err error) (apiError, bool) {
 
 // --- go-openai ---
 
+// goOpenAI is a chatClient over go-openai.
 type goOpenAI struct{ c *goopenai.Client }
 
+// goChatRequest is a one-message chat request to model, for go-openai.
 func goChatRequest(model string) goopenai.ChatCompletionRequest {
 	return goopenai.ChatCompletionRequest{
 		Model:    model,
@@ -174,6 +184,7 @@ func goChatRequest(model string) goopenai.ChatCompletionRequest {
 	}
 }
 
+// complete makes a plain chat call.
 func (g goOpenAI) complete(ctx context.Context, model string) (reply, error) {
 	resp, err := g.c.CreateChatCompletion(ctx, goChatRequest(model))
 	r := reply{requestID: resp.Header().Get("X-Request-Id")}
@@ -187,6 +198,7 @@ func (g goOpenAI) complete(ctx context.Context, model string) (reply, error) {
 	return r, nil
 }
 
+// stream makes a streamed chat call and gathers its content.
 func (g goOpenAI) stream(ctx context.Context, model string) (reply, error) {
 	s, err := g.c.CreateChatCompletionStream(ctx, goChatRequest(model))
 	if err != nil {
@@ -212,8 +224,10 @@ func (g goOpenAI) stream(ctx context.Context, model string) (reply, error) {
 	return r, nil
 }
 
+// newAPIRequestID finds the request ID new-api appends to its messages.
 var newAPIRequestID = regexp.MustCompile(`\(request id: ([^)]+)\)`)
 
+// apiError reads go-openai's *APIError.
 func (goOpenAI) apiError(err error) (apiError, bool) {
 	var e *goopenai.APIError
 	if !errors.As(err, &e) {
@@ -232,6 +246,7 @@ func (goOpenAI) apiError(err error) (apiError, bool) {
 
 // --- tests ---
 
+// always is a fault script that serves f to every request.
 func always(f llmtransporttest.Fault) func(int) llmtransporttest.Fault {
 	return func(int) llmtransporttest.Fault { return f }
 }

@@ -1,4 +1,4 @@
-package llmtransport
+package reqmodel
 
 import (
 	"fmt"
@@ -7,6 +7,9 @@ import (
 	"unsafe"
 )
 
+// TestInternModel: the same bytes give the same string without allocating;
+// the table is bounded, and a name beyond a full table never waits for its
+// lock.
 func TestInternModel(t *testing.T) {
 	a := internModel([]byte("intern-test-model"))
 	b := internModel([]byte("intern-test-model"))

@@ -3,7 +3,7 @@
 // The end-to-end test against a real Jaeger: run it with
 // scripts/jaeger-e2e.sh, which builds, starts and stops Jaeger.
 
-package llmtransport_test
+package integration_test
 
 import (
 	"context"
@@ -35,6 +35,8 @@ const (
 	e2eHeader = "e2e-x-api-key-0123456789abcdef"
 )
 
+// envOr returns the environment variable k, or def when it is unset or
+// empty.
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -111,6 +113,7 @@ func (v otlpValue) String() string {
 	return ""
 }
 
+// attr returns the value of s's attribute k as text, and whether s has it.
 func (s otlpSpan) attr(k string) (string, bool) {
 	for _, kv := range s.Attributes {
 		if kv.Key == k {
@@ -120,6 +123,8 @@ func (s otlpSpan) attr(k string) (string, bool) {
 	return "", false
 }
 
+// want fails t unless s has each attribute of want with its value, and
+// none of absent.
 func (s otlpSpan) want(t *testing.T, want map[string]string, absent ...string) {
 	t.Helper()
 	for k, v := range want {
@@ -182,6 +187,11 @@ func fetchTrace(t *testing.T, ctx context.Context, queryURL, traceID string, n i
 	}
 }
 
+// TestJaegerEndToEnd: a call the gateway fails once with 503 and then
+// answers reaches a real Jaeger over OTLP/HTTP as one trace — the caller's
+// span, the call span, two attempt spans with their status codes, request
+// IDs and resend count, each attempt's traceparent as the gateway saw it —
+// and none of the request's secrets is in it.
 func TestJaegerEndToEnd(t *testing.T) {
 	ctx := t.Context()
 	endpoint := envOr("JAEGER_OTLP_ENDPOINT", "http://127.0.0.1:4318/v1/traces")
@@ -355,11 +365,13 @@ func TestJaegerEndToEnd(t *testing.T) {
 		"e2e request "+rootID, call.Name, call.SpanID, attempts[0].Name, attempts[0].SpanID, attempts[1].Name, attempts[1].SpanID)
 }
 
+// hasAttr reports whether s has the attribute k.
 func hasAttr(s otlpSpan, k string) bool {
 	_, ok := s.attr(k)
 	return ok
 }
 
+// names returns the names of spans, in order.
 func names(spans []otlpSpan) []string {
 	out := make([]string, len(spans))
 	for i, s := range spans {

@@ -1,4 +1,16 @@
-package llmtransport
+// Package redact masks the secrets in what the transport records or hands
+// out: API-key-like strings wherever they appear ([Secrets]), the
+// credentials of a URL ([URL], [Query]), and a request's own credential
+// values, which a gateway may echo in any shape ([RequestSecrets],
+// [Replace]). It also names which request headers and query parameters
+// carry credentials ([SecretHeader], [SecretParam]) and which of them are
+// the API key a provider's rate limits belong to ([APIKeys]): one set of
+// rules for masking and for telling callers apart. [Message] masks an
+// error message and bounds its length, for package classify's
+// Classification.Message and the transport's own messages.
+//
+// It is stdlib-only.
+package redact
 
 import (
 	"net/url"
@@ -6,26 +18,27 @@ import (
 	"strings"
 )
 
-// redacted replaces every secret the transport would otherwise record.
-const redacted = "REDACTED"
+// Redacted replaces every secret the transport would otherwise record.
+const Redacted = "REDACTED"
 
-// redactURL returns u as a string fit for the url.full attribute: without
-// userinfo or fragment, with the value of every sensitive query parameter
-// (see sensitiveParam) replaced by REDACTED, and with API-key-like strings
-// masked by redactSecrets.
-func redactURL(u *url.URL) string {
+// URL returns u as a string fit for the url.full attribute: without
+// userinfo or fragment, with the value of every credential query parameter
+// (see [SecretParam]) replaced by REDACTED, and with API-key-like strings
+// masked by [Secrets].
+func URL(u *url.URL) string {
 	cp := *u
 	cp.User = nil
 	cp.Fragment, cp.RawFragment = "", ""
 	if cp.RawQuery != "" {
-		cp.RawQuery = redactQuery(cp.RawQuery)
+		cp.RawQuery = Query(cp.RawQuery)
 	}
-	return redactSecrets(cp.String())
+	return Secrets(cp.String())
 }
 
-// redactQuery replaces the values of the sensitive parameters of the raw
-// query q, keeping the order and encoding of the others.
-func redactQuery(q string) string {
+// Query replaces the values of the credential parameters (see
+// [SecretParam]) of the raw query q, keeping the order and encoding of the
+// others.
+func Query(q string) string {
 	var b strings.Builder
 	b.Grow(len(q))
 	for i, part := range strings.Split(q, "&") {
@@ -37,9 +50,9 @@ func redactQuery(q string) string {
 		if err != nil {
 			un = name
 		}
-		if hasValue && sensitiveParam(un) {
+		if hasValue && SecretParam(un) {
 			b.WriteString(name)
-			b.WriteString("=" + redacted)
+			b.WriteString("=" + Redacted)
 			continue
 		}
 		b.WriteString(part)
@@ -47,12 +60,15 @@ func redactQuery(q string) string {
 	return b.String()
 }
 
-// sensitiveParam reports whether a query parameter named name carries a
-// credential: key, api_key, api-key, apiKey, x-goog-api-key, access_token,
-// token, secret, password, auth, signatures (sig, X-Amz-Signature,
-// X-Goog-Signature…) and the like.
-func sensitiveParam(name string) bool {
+// SecretParam reports whether a query parameter named name carries a
+// credential: key (the API key of [APIKeys]), api_key, api-key, apiKey,
+// x-goog-api-key, access_token, token, secret, password, auth, signatures
+// (sig, X-Amz-Signature, X-Goog-Signature…) and the like.
+func SecretParam(name string) bool {
 	n := strings.ToLower(name)
+	if n == apiKeyParam {
+		return true
+	}
 	switch n {
 	case "auth", "authorization", "sig", "signature", "code", "credential",
 		"x-amz-credential", "x-goog-credential", "awsaccesskeyid":
@@ -63,7 +79,7 @@ func sensitiveParam(name string) bool {
 		strings.HasSuffix(n, "signature")
 }
 
-// secretPatterns are the API-key-like strings redactSecrets masks. Each
+// secretPatterns are the API-key-like strings Secrets masks. Each
 // keeps its first group and replaces the rest with REDACTED. A pattern runs
 // only when s contains one of its hints (compared ignoring ASCII case), so
 // that ordinary strings cost a few substring scans.
@@ -87,20 +103,20 @@ var secretPatterns = []struct {
 		regexp.MustCompile(`(?i)(\b(?:x-api-key|api-key|x-goog-api-key|authorization)["']?\s*[:=]\s*["']?(?:(?:bearer|basic)\s+)?)[A-Za-z0-9._~+/=-]{6,}`)},
 }
 
-// longToken matches opaque strings long enough to be keys; redactSecrets
-// masks those that mix upper case, lower case and digits, as random keys do
+// longToken matches opaque strings long enough to be keys; Secrets masks those that mix upper case, lower case and digits, as random keys do
 // (request IDs, hex digests and UUIDs do not).
 var longToken = regexp.MustCompile(`[A-Za-z0-9_+/-]{40,}`)
 
-// redactSecrets masks API-key-like strings in s (an error message, a URL)
-// before it is recorded: bearer tokens, sk-… keys, Google AIza… keys, JSON
-// web tokens, credential query parameters, header dumps, and long
-// random-looking tokens.
-func redactSecrets(s string) string {
+// Secrets masks API-key-like strings in s (an error message, a URL) before
+// it is recorded: bearer tokens, sk-… keys, Google AIza… keys, JSON web
+// tokens, credential query parameters, header dumps, and long
+// random-looking tokens. Each keeps what says what it is ("Bearer ",
+// "sk-", "key=") and the rest becomes REDACTED.
+func Secrets(s string) string {
 	for _, p := range secretPatterns {
 		for _, h := range p.hints {
-			if containsFold(s, h) {
-				s = p.re.ReplaceAllString(s, "${1}"+redacted)
+			if ContainsFold(s, h) {
+				s = p.re.ReplaceAllString(s, "${1}"+Redacted)
 				break
 			}
 		}
@@ -121,15 +137,16 @@ func redactSecrets(s string) string {
 			}
 		}
 		if up && low && dig {
-			return redacted
+			return Redacted
 		}
 		return tok
 	})
 }
 
-// containsFold reports whether s contains sub (lower case ASCII), ignoring
-// ASCII case.
-func containsFold(s, sub string) bool {
+// ContainsFold reports whether s contains sub (lower case ASCII), ignoring
+// ASCII case, without allocating: the test behind the patterns' hints and
+// the header rules, and the transport's content-type check.
+func ContainsFold(s, sub string) bool {
 	n := len(sub)
 outer:
 	for i := 0; i+n <= len(s); i++ {

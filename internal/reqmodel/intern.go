@@ -1,4 +1,4 @@
-package llmtransport
+package reqmodel
 
 import (
 	"sync"
@@ -36,6 +36,8 @@ func internModel(b []byte) string {
 	return addInterned(string(b))
 }
 
+// addInterned adds s to the table, under internMu, unless it is full or s
+// is there already; it returns the string to use.
 func addInterned(s string) string {
 	internMu.Lock()
 	defer internMu.Unlock()

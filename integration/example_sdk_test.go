@@ -1,9 +1,8 @@
-package llmtransport_test
+package integration_test
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -48,9 +47,10 @@ func Example_openaiGo() {
 	// upstream requests: 3
 }
 
-// The transport as an openai-go middleware, for a client whose HTTP client
-// is set elsewhere. Streams work through it unchanged.
-func ExampleTransport_Middleware() {
+// The transport as an openai-go middleware ([llmtransport.Transport.Middleware]),
+// for a client whose HTTP client is set elsewhere. Streams work through it
+// unchanged.
+func Example_middleware() {
 	gw := llmtransporttest.NewServer(llmtransporttest.WithScript("gpt-4o-mini",
 		llmtransporttest.RateLimited(llmtransporttest.RetryAfterMs, 5*time.Millisecond)))
 	defer gw.Close()
@@ -109,34 +109,4 @@ func Example_goOpenAI() {
 	// Output:
 	// Hello from the fake gateway.
 	// request ID: req_000002
-}
-
-// WrapClient adds the transport to an existing http.Client without changing
-// it. After the last retry the caller gets the gateway's real response.
-func ExampleWrapClient() {
-	gw := llmtransporttest.NewServer(llmtransporttest.WithModel("gpt-4o-mini",
-		func(int) llmtransporttest.Fault {
-			return llmtransporttest.NewAPIError(503, "get_channel_failed", "no available channel")
-		}))
-	defer gw.Close()
-
-	client := llmtransport.WrapClient(&http.Client{},
-		llmtransport.WithMaxRetries(2),
-		llmtransport.WithBackoff(time.Millisecond, 10*time.Millisecond),
-		llmtransport.WithoutCircuitBreaker())
-	resp, err := client.Post(gw.URL+"/v1/chat/completions", "application/json",
-		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	fmt.Println(resp.StatusCode, resp.Header.Get("X-Should-Retry"))
-	fmt.Println(string(body))
-	fmt.Println("upstream requests:", gw.Requests("gpt-4o-mini"))
-	// Output:
-	// 503 false
-	// {"error":{"code":"get_channel_failed","message":"no available channel (request id: req_000003)","param":"","type":"new_api_error"}}
-	// upstream requests: 3
 }
