@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // firstByteTimer starts the first-byte timer of an attempt: after d it
@@ -169,7 +171,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	}
 
 	if a.err != nil && cancel != nil && errors.Is(context.Cause(ctx), errFirstByteTimeout) && c.ctx.Err() == nil {
-		a.cl = Classification{Class: ClassTimeout, Message: errFirstByteTimeout.Error(), retry: true, Retryable: true, BreakerFailure: true}
+		a.cl = Classification{Class: ClassTimeout, Message: errFirstByteTimeout.Error(), Retryable: true, BreakerFailure: true}
 		a.out = outcomeFailure
 		a.err = c.sec.maskErr(a.err) // as judge does
 	} else {
@@ -261,7 +263,7 @@ func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 	default:
 		// A body the base did not decompress is decoded for the
 		// classifier (ours or the caller's); the response keeps its bytes.
-		b, buf := decodeBody(resp.Header, p.verdict())
+		b, buf := wire.Decode(resp.Header, p.verdict())
 		cl = t.classify(resp, b)
 		if buf != nil {
 			peekPool.Put(buf)
@@ -271,7 +273,7 @@ func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 		// A stream broke before its first event reached the caller, or the
 		// first-byte timer cancelled the body just as the headers came:
 		// nothing was delivered, so it can be tried again.
-		cl = Classification{Class: ClassUpstreamTransient, Status: resp.StatusCode, Message: p.err.Error(), retry: true, Retryable: true, BreakerFailure: true}
+		cl = Classification{Class: ClassUpstreamTransient, Status: resp.StatusCode, Message: p.err.Error(), Retryable: true, BreakerFailure: true}
 		if errors.Is(p.err, errFirstByteTimeout) {
 			cl.Class = ClassTimeout
 		}

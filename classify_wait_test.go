@@ -7,29 +7,6 @@ import (
 	"time"
 )
 
-// TestClassifyWaitOnEveryClass checks that a wait hint is reported
-// whatever the class, and that it never makes a class retryable.
-func TestClassifyWaitOnEveryClass(t *testing.T) {
-	runRuleCases(t, []ruleCase{
-		{name: "quota with Retry-After", resp: resp(429, "Retry-After", "3600"),
-			body:  `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}`,
-			class: ClassQuotaExhausted, retry: no, wait: time.Hour},
-		{name: "quota with a short hint in the message", resp: resp(403),
-			body:  `{"error":{"message":"token quota is not enough, try again in 30 seconds","type":"new_api_error","code":"pre_consume_token_quota_failed"}}`,
-			class: ClassQuotaExhausted, retry: no, wait: 30 * time.Second},
-		{name: "auth with Retry-After", resp: resp(401, "Retry-After", "5"),
-			body: `{"error":{"message":"Invalid token","type":"new_api_error","code":""}}`, class: ClassAuth, retry: no, wait: 5 * time.Second},
-		{name: "daily limit with reset header", resp: resp(429, "Retry-After-Ms", "60000"),
-			body:  `{"error":{"message":"Rate limit exceeded","code":429,"metadata":{"limit_source":"openrouter_free_tier_daily"}}}`,
-			class: ClassQuotaExhausted, retry: no, wait: time.Minute},
-		{name: "rate limit above the cap", resp: resp(429),
-			body:  `{"error":{"code":"429","message":"Please retry after 86400 seconds."}}`,
-			class: ClassRateLimited, retry: no, wait: 24 * time.Hour},
-		{name: "invalid request with Retry-After", resp: resp(400, "Retry-After", "1"),
-			body: `{"error":{"message":"bad","type":"invalid_request_error","code":"unknown_parameter"}}`, class: ClassInvalidRequest, retry: no, wait: time.Second},
-	})
-}
-
 // TestTransportHintDoesNotRetry checks, through the transport, that a hint
 // on a class that is not retried does not make it retried, that the hint
 // reaches the caller, and that a hint above the cap stops the retry of a
@@ -52,6 +29,10 @@ func TestTransportHintDoesNotRetry(t *testing.T) {
 			[]string{"Retry-After", "1"}, ClassAuth, time.Second},
 		{"rate limit above the cap", 429, `{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}`,
 			[]string{"Retry-After", "121"}, ClassRateLimited, 121 * time.Second},
+		// An absurd hint is kept, capped at 31 days (classify's
+		// TestWaitHintHugeIsAboveCap): far above the cap, never waited for.
+		{"rate limit with a wait of centuries", 429, `{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}`,
+			[]string{"Retry-After", "99999999999"}, ClassRateLimited, 31 * 24 * time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -68,9 +49,19 @@ func TestTransportHintDoesNotRetry(t *testing.T) {
 				if f.attempts() != 1 || len(got) != 0 {
 					t.Fatalf("%d attempts, %d retries; want 1 attempt and no retry", f.attempts(), len(got))
 				}
+				// What reaches the caller: the class and the hint, and an
+				// X-Should-Retry: false the transport added (it retries
+				// itself), which makes the response not Retryable for an
+				// SDK above.
 				c := Classify(resp, []byte(tc.body))
 				if c.Class != tc.class || c.RetryAfter != tc.wait || c.Retryable {
 					t.Errorf("class %v, wait %v, retryable %v; want %v, %v, false", c.Class, c.RetryAfter, c.Retryable, tc.class, tc.wait)
+				}
+				// The server's verdict is the class's, whatever the hint:
+				// the cap that stopped the rate limit's retry is the
+				// transport's.
+				if s := Classify(response(tc.status, tc.body, tc.kv...), []byte(tc.body)); s.Retryable != tc.class.Retryable() {
+					t.Errorf("as the server sent it: retryable %v, want %v", s.Retryable, tc.class.Retryable())
 				}
 			})
 		})

@@ -127,47 +127,6 @@ func TestEncodedErrorBodyThroughReverseProxy(t *testing.T) {
 	}
 }
 
-// TestClassifyEncodedBody: Classify itself reads a body whose
-// Content-Encoding says it is compressed, when it is; a body that says so
-// but is not (already decoded by the caller) is read as it is; br and zstd,
-// which the standard library cannot decode, fall back to the status.
-func TestClassifyEncodedBody(t *testing.T) {
-	tests := []struct {
-		name, enc string
-		body      []byte
-		want      Class
-	}{
-		{"gzip", "gzip", encode(t, "gzip", quotaBody), ClassQuotaExhausted},
-		{"x-gzip", "x-gzip", encode(t, "gzip", quotaBody), ClassQuotaExhausted},
-		{"deflate (zlib)", "deflate", encode(t, "deflate", quotaBody), ClassQuotaExhausted},
-		{"deflate (raw)", "deflate", encode(t, "raw deflate", quotaBody), ClassQuotaExhausted},
-		{"upper case", "GZIP", encode(t, "gzip", quotaBody), ClassQuotaExhausted},
-		{"already decoded", "gzip", []byte(quotaBody), ClassQuotaExhausted},
-		{"cut short", "gzip", cutShort(t), ClassQuotaExhausted},
-		{"plain JSON, says deflate", "deflate", []byte(quotaBody), ClassQuotaExhausted},
-		{"garbage, says deflate", "deflate", []byte{0xff, 0xff, 0xff, 0x00}, ClassRateLimited},
-		{"br", "br", []byte{0x1b, 0x2d, 0, 0}, ClassRateLimited},
-	}
-	for _, tt := range tests {
-		resp := response(429, "", "Content-Encoding", tt.enc)
-		cl := Classify(resp, tt.body)
-		if cl.Class != tt.want {
-			t.Errorf("%s: class %v (code %q), want %v", tt.name, cl.Class, cl.Code, tt.want)
-		}
-	}
-}
-
-// cutShort returns the first half of a gzip body whose code comes first:
-// the peek of a body longer than it holds.
-func cutShort(t *testing.T) []byte {
-	var long strings.Builder
-	for i := range 2000 {
-		long.WriteString(strconv.Itoa(i * 7919 % 10007))
-	}
-	b := encode(t, "gzip", `{"error":{"code":"insufficient_quota","message":"`+long.String()+`"}}`)
-	return b[:len(b)/2]
-}
-
 // TestHostileGzipBombEncodedErrorBody: TestHostileGzipBombErrorBody with
 // the request asking for gzip itself, so that the transport, not the base,
 // meets the bomb: a 500 of 1 GiB of zeros in 1 MiB of gzip. What is decoded

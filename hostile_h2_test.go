@@ -491,11 +491,11 @@ func TestH2ErrorsClassified(t *testing.T) {
 			c, o := classifyErr(context.Background(), tt.err)
 			got := none
 			switch {
-			case c.retry && o == outcomeExcluded:
+			case c.Retryable && o == outcomeExcluded:
 				got = retryExcluded
-			case c.retry && o == outcomeFailure:
+			case c.Retryable && o == outcomeFailure:
 				got = retryFailure
-			case !c.retry && o == outcomeFailure && c.Class == ClassUnknown:
+			case !c.Retryable && o == outcomeFailure && c.Class == ClassUnknown:
 				got = finalFailure
 			}
 			if got != tt.want {

@@ -312,7 +312,7 @@ func TestHostileClassifierHints(t *testing.T) {
 					return response(503, `{}`), nil
 				}}
 				classify := func(resp *http.Response, _ []byte) Classification {
-					return Classification{Class: ClassOverloaded, Status: resp.StatusCode, RetryAfter: tt.hint, RetryAfterSource: "retry-after", retry: true, Retryable: true, BreakerFailure: true}
+					return Classification{Class: ClassOverloaded, Status: resp.StatusCode, RetryAfter: tt.hint, RetryAfterSource: "retry-after", Retryable: true, BreakerFailure: true}
 				}
 				tr := New(f, WithoutCircuitBreaker(), WithClassifier(classify))
 				start := time.Now()

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // peekPool holds the buffers that error bodies and first stream events are
-// read into. A buffer goes back to the pool once the response is discarded
+// read into (wire.Pool, which a gzip- or deflate-encoded body is decoded
+// into too). A buffer goes back to the pool once the response is discarded
 // or its bytes are copied out to be handed back.
-var peekPool = sync.Pool{New: func() any { b := make([]byte, maxPeek); return &b }}
+var peekPool = wire.Pool
 
 // errBadRead is the peek's error for a body whose Read returned an
 // impossible count.
@@ -58,7 +60,7 @@ func (p *peek) release() {
 
 // isEventStream reports whether resp is a server-sent event stream.
 func isEventStream(resp *http.Response) bool {
-	return hasPrefixFold(contentType(resp), "text/event-stream")
+	return wire.HasPrefixFold(contentType(resp), "text/event-stream")
 }
 
 // contentType returns resp's Content-Type header, or "".
@@ -97,9 +99,9 @@ func peekModeOf(req *http.Request, resp *http.Response) peekMode {
 	}
 	ct := contentType(resp)
 	switch {
-	case hasPrefixFold(ct, "text/event-stream"):
+	case wire.HasPrefixFold(ct, "text/event-stream"):
 		return peekStream
-	case hasPrefixFold(ct, "application/json") || containsFold(ct, "json"):
+	case wire.HasPrefixFold(ct, "application/json") || containsFold(ct, "json"):
 		return peekHead
 	}
 	return peekNone
@@ -250,13 +252,13 @@ const (
 // not JSON, only whitespace so far) is not: a body is not held back to wait
 // for more than its first key. b never needs to be longer than headLen.
 func firstKey(b []byte) headVerdict {
-	if n := min(len(b), len(bom)); string(b[:n]) == bom[:n] {
-		if n < len(bom) {
+	if n := min(len(b), len(wire.BOM)); string(b[:n]) == wire.BOM[:n] {
+		if n < len(wire.BOM) {
 			return headMore
 		}
 		b = b[n:]
 	}
-	i := skipJSONSpace(b, 0)
+	i := wire.SkipSpace(b, 0)
 	switch {
 	case i == len(b) && len(b) == 0:
 		return headMore
@@ -265,7 +267,7 @@ func firstKey(b []byte) headVerdict {
 	case b[i] != '{':
 		return headClean
 	}
-	i = skipJSONSpace(b, i+1)
+	i = wire.SkipSpace(b, i+1)
 	if i == len(b) {
 		return headMore
 	}
@@ -280,14 +282,14 @@ func firstKey(b []byte) headVerdict {
 	if string(key) != "error" && string(key) != "type" && string(key) != "object" {
 		return headClean
 	}
-	i = skipJSONSpace(b, i+2+j)
+	i = wire.SkipSpace(b, i+2+j)
 	if i == len(b) {
 		return headMore
 	}
 	if b[i] != ':' {
 		return headClean
 	}
-	i = skipJSONSpace(b, i+1)
+	i = wire.SkipSpace(b, i+1)
 	v := b[i:]
 	switch {
 	case len(v) == 0:
@@ -302,15 +304,6 @@ func firstKey(b []byte) headVerdict {
 		return headError
 	}
 	return headClean
-}
-
-// skipJSONSpace returns the index of the first byte of b at or after i that
-// is not JSON whitespace, or len(b).
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && isJSONSpace(b[i]) {
-		i++
-	}
-	return i
 }
 
 // eventScan looks for the end of the first SSE event that carries output
@@ -334,8 +327,8 @@ type eventScan struct {
 // holds the end of an event that carries data.
 func (s *eventScan) complete(b []byte) bool {
 	if !s.started {
-		if n := min(len(b), len(bom)); string(b[:n]) == bom[:n] {
-			if n < len(bom) {
+		if n := min(len(b), len(wire.BOM)); string(b[:n]) == wire.BOM[:n] {
+			if n < len(wire.BOM) {
 				return false // maybe a BOM: wait for the rest of it
 			}
 			s.line, s.seen = n, n
@@ -350,7 +343,7 @@ func (s *eventScan) complete(b []byte) bool {
 				s.line = s.seen
 			}
 		}
-		i := sseLineEnd(b[s.seen:])
+		i := wire.LineEnd(b[s.seen:])
 		if i < 0 {
 			s.seen = len(b)
 			return false
@@ -381,7 +374,7 @@ func (s *eventScan) take(line []byte) bool {
 		s.data, s.life = false, false
 		return done
 	}
-	switch name, value := sseField(line); string(name) {
+	switch name, value := wire.Field(line); string(name) {
 	case "data":
 		if !blank(value) {
 			s.data = true
@@ -413,49 +406,8 @@ func lifecycle(name []byte) bool {
 // inData reports whether the scan of b, which it did not find complete,
 // stopped inside an event that carries data or in a data line.
 func (s *eventScan) inData(b []byte) bool {
-	name, value := sseField(b[s.line:])
+	name, value := wire.Field(b[s.line:])
 	return s.data || (string(name) == "data" && !blank(value))
-}
-
-// sseLineEnd returns the index of the first CR or LF in b, or -1.
-func sseLineEnd(b []byte) int {
-	for i, c := range b {
-		if c == '\n' || c == '\r' {
-			return i
-		}
-	}
-	return -1
-}
-
-// sseLine returns the line of a whole event stream b that starts at pos,
-// without its end (CRLF, LF or CR), and where the next line starts. The
-// last line may have no end.
-func sseLine(b []byte, pos int) (line []byte, next int) {
-	i := sseLineEnd(b[pos:])
-	if i < 0 {
-		return b[pos:], len(b)
-	}
-	end := pos + i
-	next = end + 1
-	if b[end] == '\r' && next < len(b) && b[next] == '\n' {
-		next++
-	}
-	return b[pos:end], next
-}
-
-// sseField splits a line that is not blank into its field name and value,
-// as the event stream format does: a comment (a line starting with a colon)
-// has no name; a line without a colon is a name with an empty value; one
-// space after the colon is not part of the value.
-func sseField(line []byte) (name, value []byte) {
-	if len(line) > 0 && line[0] == ':' {
-		return nil, nil
-	}
-	name, value, _ = bytes.Cut(line, []byte{':'})
-	if len(value) > 0 && value[0] == ' ' {
-		value = value[1:]
-	}
-	return name, value
 }
 
 // blank reports whether b is empty or only white space.

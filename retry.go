@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/redact"
 )
 
 // RetryEvent describes one retry decision. [WithOnRetry] receives it before
@@ -72,7 +74,7 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // classifyErr classifies a transport error: what the attempt means to the
-// retry layer (c.retry) and to the circuit. A cancellation by the caller is
+// retry layer (c.Retryable) and to the circuit. A cancellation by the caller is
 // neither retried nor counted. Errors are read by what they mean, whatever
 // the protocol: a reset or a dropped connection before the response is
 // retried over HTTP/2 as over HTTP/1.1, and a request the server says it
@@ -80,7 +82,7 @@ func jitter(d time.Duration) time.Duration {
 // connection it closed) is retried and says nothing about the model
 // (see wireFaultOf).
 func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
-	c.Message = cleanMessage(strings.ToValidUTF8(err.Error(), "\uFFFD"))
+	c.Message = redact.Message(strings.ToValidUTF8(err.Error(), "\uFFFD"))
 	if ctx.Err() != nil {
 		c.Class = ClassTimeout
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -109,21 +111,21 @@ func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
 		// The server did not process the request and said so: repeat it,
 		// and count nothing against the model.
 		c.Class = ClassUpstreamTransient
-		c.retry, c.Retryable = true, true
+		c.Retryable = true
 		return c, outcomeExcluded
 	case fault != faultNone:
 		// Before any byte of a response (else the error would be the
 		// body's): the LLM call is repeated like a reset over HTTP/1.1.
 		c.Class = ClassUpstreamTransient
-		c.retry = true
+		c.Retryable = true
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		c.Class = ClassUpstreamTransient
-		c.retry = true
+		c.Retryable = true
 	case errors.As(err, &netErr) && netErr.Timeout():
 		c.Class = ClassTimeout
-		c.retry = true
+		c.Retryable = true
 	case errors.As(err, &urlErr) && urlErr.Op == "parse", isDNSNotFound(err):
 		c.Class = ClassInvalidRequest
 		return c, outcomeExcluded
@@ -131,7 +133,6 @@ func classifyErr(ctx context.Context, err error) (c Classification, o outcome) {
 		c.Class = ClassUpstreamTransient
 	}
 	c.BreakerFailure = true
-	c.Retryable = c.retry
 	return c, outcomeFailure
 }
 
@@ -361,8 +362,8 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if a.resp != nil && !a.cl.Class.Retryable() && a.resp.Header.Get("X-Should-Retry") == "true" {
 		ev.Reason = "x-should-retry"
 	}
-	// Classify sets retry; a classifier of the user's sets Retryable.
-	retry := a.cl.retry || a.cl.Retryable
+	// Retryable is the server's verdict; the cap on its hint is ours (above).
+	retry := a.cl.Retryable
 	if t.cfg.retryPolicy != nil {
 		retry = t.cfg.retryPolicy(ev)
 	}

@@ -14,12 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/llmtransport/llmtransport/internal/redact"
 )
-
-// redacted is what masking puts in a secret's place.
-const redacted = redact.Redacted
 
 // The secrets a request carries in the secret tests, one per place a key
 // travels in LLM APIs.

@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // Streams observed as they pass.
@@ -126,7 +128,7 @@ func (s *streamScan) feed(b []byte) []byte {
 				continue
 			}
 		}
-		i := sseLineEnd(b)
+		i := wire.LineEnd(b)
 		if i < 0 {
 			s.hold(b)
 			return nil
@@ -216,7 +218,7 @@ func (s *streamScan) line(l []byte, over bool) {
 	}
 	if !s.started {
 		s.started = true
-		l = bytes.TrimPrefix(l, []byte(bom))
+		l = bytes.TrimPrefix(l, []byte(wire.BOM))
 	}
 	switch {
 	case len(l) == 0:
@@ -225,7 +227,7 @@ func (s *streamScan) line(l []byte, over bool) {
 	case l[0] == ':':
 		return // a comment
 	}
-	name, value := sseField(l)
+	name, value := wire.Field(l)
 	switch string(name) {
 	case "data":
 		s.dataLine(value)
@@ -345,11 +347,11 @@ func (s *streamScan) dispatch() {
 // nil.
 func headType(v []byte) []byte {
 	v = v[:min(len(v), headLen)]
-	i := skipJSONSpace(v, 0)
+	i := wire.SkipSpace(v, 0)
 	if i == len(v) || v[i] != '{' {
 		return nil
 	}
-	i = skipJSONSpace(v, i+1)
+	i = wire.SkipSpace(v, i+1)
 	if !bytes.HasPrefix(v[i:], []byte(`"type"`)) {
 		return nil
 	}
@@ -361,11 +363,11 @@ func headType(v []byte) []byte {
 // the value (without unescaping); ok is false when the value is not a
 // string (null, a number…) or is cut off.
 func stringValue(v []byte) (r []byte, ok bool) {
-	i := skipJSONSpace(v, 0)
+	i := wire.SkipSpace(v, 0)
 	if i == len(v) || v[i] != ':' {
 		return nil, false
 	}
-	i = skipJSONSpace(v, i+1)
+	i = wire.SkipSpace(v, i+1)
 	if i == len(v) || v[i] != '"' {
 		return nil, false
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/llmtransport/llmtransport/classify"
 )
 
 // ScopeName is the instrumentation scope name of the tracer and the meter
@@ -565,19 +568,22 @@ func (c *injectCarrier) Keys() []string {
 	return keys
 }
 
-// requestIDSpanHeaders are the response headers that carry a request ID, in
-// order of precedence, with their span attribute keys.
-var requestIDSpanHeaders = [...]struct {
+// requestIDSpanHeaders are the response headers that carry a request ID
+// (the classifier's, [classify.RequestIDHeaders], in its order of
+// precedence), with their span attribute keys
+// (http.response.header.<name in lower case>).
+var requestIDSpanHeaders = func() []requestIDSpanHeader {
+	names := classify.RequestIDHeaders()
+	hs := make([]requestIDSpanHeader, len(names))
+	for i, name := range names {
+		hs[i] = requestIDSpanHeader{name, attribute.Key("http.response.header." + strings.ToLower(name))}
+	}
+	return hs
+}()
+
+type requestIDSpanHeader struct {
 	name string
 	key  attribute.Key
-}{
-	{"Request-Id", "http.response.header.request-id"},
-	{"X-Request-Id", "http.response.header.x-request-id"},
-	{"Apim-Request-Id", "http.response.header.apim-request-id"},
-	{"X-Oneapi-Request-Id", "http.response.header.x-oneapi-request-id"},
-	{"X-Litellm-Call-Id", "http.response.header.x-litellm-call-id"},
-	{"X-Generation-Id", "http.response.header.x-generation-id"},
-	{"Cf-Ray", "http.response.header.cf-ray"},
 }
 
 // response records resp and its classification and arranges for the span

@@ -5,7 +5,9 @@
 // [Replace]). It also names which request headers and query parameters
 // carry credentials ([SecretHeader], [SecretParam]) and which of them are
 // the API key a provider's rate limits belong to ([APIKeys]): one set of
-// rules for masking and for telling callers apart.
+// rules for masking and for telling callers apart. [Message] masks an
+// error message and bounds its length, for package classify's
+// Classification.Message and the transport's own messages.
 //
 // It is stdlib-only.
 package redact

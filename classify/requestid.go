@@ -1,4 +1,4 @@
-package llmtransport
+package classify
 
 import (
 	"net/http"
@@ -17,6 +17,13 @@ var requestIDHeaders = [...]string{
 	"X-Generation-Id",
 	"Cf-Ray",
 }
+
+// RequestIDHeaders returns the response headers that carry a request ID,
+// in canonical form, most authoritative first: Anthropic's Request-Id,
+// OpenAI's X-Request-Id, Azure, new-api and one-api, LiteLLM, OpenRouter,
+// Cloudflare's Cf-Ray. [Classify] takes RequestID from the first of them
+// that is set; the slice is the caller's to keep.
+func RequestIDHeaders() []string { return append([]string(nil), requestIDHeaders[:]...) }
 
 // requestIDSuffix is how new-api and one-api append their request ID to
 // the messages they write.

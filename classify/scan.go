@@ -1,8 +1,10 @@
-package llmtransport
+package classify
 
 import (
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // jsonMaxDepth is the deepest nesting jsonScanner follows; a deeper document
@@ -79,9 +81,7 @@ func (s *jsonScanner) next() (kind jsonKind, raw []byte, ok bool) {
 		s.push = 0
 	}
 	for !s.stop {
-		for s.i < len(s.b) && isJSONSpace(s.b[s.i]) {
-			s.i++
-		}
+		s.i = wire.SkipSpace(s.b, s.i)
 		if s.i >= len(s.b) {
 			break
 		}
@@ -218,8 +218,6 @@ func (s *jsonScanner) literal() []byte {
 	}
 	return s.b[start:s.i]
 }
-
-func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // jsonText decodes the raw text of a string value into a new string (never
 // sharing memory with raw). Invalid escapes are kept as written; invalid

@@ -1,12 +1,13 @@
-package llmtransport_test
+package classify_test
 
 import (
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
-	"github.com/llmtransport/llmtransport"
+	"github.com/llmtransport/llmtransport/classify"
 )
 
 // record builds a response the way a server would send it, without a
@@ -38,7 +39,7 @@ func ExampleClassify_insufficientQuota() {
         "code": "insufficient_quota"
     }
 }`)
-	c := llmtransport.Classify(resp, body)
+	c := classify.Classify(resp, body)
 	fmt.Println(c.Class, c.Code)
 	fmt.Println("retryable:", c.Retryable, "breaker failure:", c.BreakerFailure)
 	fmt.Println("request id:", c.RequestID)
@@ -78,10 +79,27 @@ func ExampleClassify_geminiRetryDelay() {
   }
 }
 `)
-	c := llmtransport.Classify(resp, body)
+	c := classify.Classify(resp, body)
 	fmt.Println(c.Class, c.Code)
 	fmt.Println("retryable:", c.Retryable, "after", c.RetryAfter, "from", c.RetryAfterSource)
 	// Output:
 	// rate_limited RESOURCE_EXHAUSTED
 	// retryable: true after 26s from body:retryDelay
+}
+
+// Retryable is the server's verdict, and the wait it asks for is reported
+// beside it: whether a wait is too long is the caller's cap to decide (the
+// transport's is WithMaxRetryWait, 120 s by default).
+func ExampleClassification_retryable() {
+	resp, body := record(http.StatusTooManyRequests, map[string]string{
+		"Content-Type": "application/json",
+		"Retry-After":  "3600",
+	}, `{"error":{"message":"Rate limit reached for requests","type":"requests","code":"rate_limit_exceeded"}}`)
+	c := classify.Classify(resp, body)
+	const maxWait = 2 * time.Minute
+	fmt.Println(c.Class, "retryable:", c.Retryable, "after", c.RetryAfter)
+	fmt.Println("retry now:", c.Retryable && c.RetryAfter <= maxWait)
+	// Output:
+	// rate_limited retryable: true after 1h0m0s
+	// retry now: false
 }

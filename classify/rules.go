@@ -1,8 +1,10 @@
-package llmtransport
+package classify
 
 import (
 	"net/http"
 	"strings"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // verdict is the outcome of the decision procedure: a class and, for the
@@ -245,7 +247,7 @@ func (c *classifier) decide(resp *http.Response) verdict {
 			// Responses) owes one: an Assistants stream, say, has none. A
 			// stream with no event at all but [DONE] never started.
 			return verdict{class: ClassUpstreamTransient, own: true, msg: "stream ended without a finish reason"}
-		case bi.kind == bodyHTML || hasPrefixFold(resp.Header.Get("Content-Type"), "text/html"):
+		case bi.kind == bodyHTML || wire.HasPrefixFold(resp.Header.Get("Content-Type"), "text/html"):
 			return verdict{class: ClassUnknown}
 		default:
 			return verdict{class: ClassSuccess}
@@ -323,7 +325,7 @@ func (c *classifier) byCode() (verdict, bool) {
 		if v, ok := gatewayCodes[strings.ToLower(s)]; ok {
 			return v, true
 		}
-		if hasPrefixFold(s, "channel:") {
+		if wire.HasPrefixFold(s, "channel:") {
 			if strings.EqualFold(s, "channel:response_time_exceeded") {
 				return verdict{class: ClassTimeout}, true
 			}

@@ -1,10 +1,12 @@
-package llmtransport
+package classify
 
 import (
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/redact"
 )
 
 // resp builds a response with status and headers given as "Name", "value"
@@ -345,8 +347,11 @@ func TestClassifyProcedure(t *testing.T) {
 		// x-should-retry.
 		{name: "x-should-retry true on 409", resp: resp(409, "X-Should-Retry", "true"), class: ClassInvalidRequest, retry: yes},
 		{name: "x-should-retry false vetoes 503", resp: resp(503, "X-Should-Retry", "false"), class: ClassUpstreamTransient, retry: no, breaker: yes},
-		{name: "wait above the cap", resp: resp(429, "Retry-After", "121"), class: ClassRateLimited, retry: no, wait: 121 * time.Second},
-		{name: "wait at the cap", resp: resp(429, "Retry-After", "120"), class: ClassRateLimited, retry: yes, wait: 120 * time.Second},
+		// Retryable is the server's verdict, whatever the wait: the
+		// transport's cap (120 s by default) is the transport's.
+		{name: "wait above the transport's cap", resp: resp(429, "Retry-After", "121"), class: ClassRateLimited, retry: yes, wait: 121 * time.Second},
+		{name: "wait at the transport's cap", resp: resp(429, "Retry-After", "120"), class: ClassRateLimited, retry: yes, wait: 120 * time.Second},
+		{name: "wait of an hour, x-should-retry false", resp: resp(429, "Retry-After", "3600", "X-Should-Retry", "false"), class: ClassRateLimited, retry: no, wait: time.Hour},
 	})
 }
 
@@ -364,22 +369,21 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
-// TestClassifyRetryIgnoringCap checks the unexported retry verdict the
-// transport uses with its own cap.
-func TestClassifyRetryIgnoringCap(t *testing.T) {
+// TestClassifyRetryableIgnoresWait checks that Retryable is the server's
+// verdict, which no wait hint changes: a rate limit that asks for an hour
+// is Retryable (a client with a cap below an hour does not wait for it);
+// a gateway code overrides its class; a success never is.
+func TestClassifyRetryableIgnoresWait(t *testing.T) {
 	c := Classify(resp(429, "Retry-After", "3600"), nil)
-	if !c.retry || c.Retryable {
-		t.Errorf("retry, Retryable = %v, %v; want true, false", c.retry, c.Retryable)
-	}
-	if !c.retryableWithin(2 * time.Hour) {
-		t.Error("retryableWithin(2h) = false, want true")
+	if !c.Retryable || c.RetryAfter != time.Hour {
+		t.Errorf("Retryable, RetryAfter = %v, %v; want true, 1h", c.Retryable, c.RetryAfter)
 	}
 	q := Classify(resp(500), []byte(`{"error":{"code":"update_data_error","message":"deadlock","type":"new_api_error"}}`))
-	if !q.retry || !q.Retryable {
-		t.Errorf("gateway DB error: retry, Retryable = %v, %v; want true, true", q.retry, q.Retryable)
+	if q.Class != ClassGatewayInternal || !q.Retryable {
+		t.Errorf("gateway DB error: class %v, Retryable %v; want gateway_internal, true", q.Class, q.Retryable)
 	}
 	s := Classify(resp(200, "X-Should-Retry", "true"), nil)
-	if s.retry || s.Retryable || s.BreakerFailure {
+	if s.Retryable || s.BreakerFailure {
 		t.Errorf("success: %+v, want no retry and no breaker failure", s)
 	}
 }
@@ -434,19 +438,19 @@ func TestClassifyMasksSecrets(t *testing.T) {
 	if strings.Contains(c.Message, "abcdefghijklmnop") || strings.Contains(c.Message, "AIzaSecret123") {
 		t.Errorf("message leaks a key: %q", c.Message)
 	}
-	if !strings.Contains(c.Message, "sk-"+redacted) {
-		t.Errorf("message = %q, want the key masked as sk-%s", c.Message, redacted)
+	if !strings.Contains(c.Message, "sk-"+redact.Redacted) {
+		t.Errorf("message = %q, want the key masked as sk-%s", c.Message, redact.Redacted)
 	}
 }
 
 // TestClassifyBounded checks the 64 KiB limit and deep nesting.
 func TestClassifyBounded(t *testing.T) {
-	big := `{"error":{"message":"` + strings.Repeat("a", maxPeek) + `","code":"insufficient_quota"}}`
+	big := `{"error":{"message":"` + strings.Repeat("a", MaxPeek) + `","code":"insufficient_quota"}}`
 	if c := Classify(resp(429), []byte(big)); c.Code != "" || c.Class != ClassRateLimited {
 		t.Errorf("code beyond 64 KiB was read: %+v", c.Code)
 	}
-	if c := Classify(resp(429), []byte(big)); len(c.Message) > maxMessage+len("…") {
-		t.Errorf("message length %d, want at most %d", len(c.Message), maxMessage)
+	if c := Classify(resp(429), []byte(big)); len(c.Message) > redact.MaxMessage+len("…") {
+		t.Errorf("message length %d, want at most %d", len(c.Message), redact.MaxMessage)
 	}
 	deep := strings.Repeat(`{"error":`, 10000) + `"x"` + strings.Repeat("}", 10000)
 	if c := Classify(resp(500), []byte(deep)); c.Class != ClassUpstreamTransient {

@@ -1,4 +1,4 @@
-package llmtransport
+package classify
 
 import (
 	"strings"
@@ -158,7 +158,7 @@ func FuzzClassifyStream(f *testing.F) {
 		}
 		c := Classify(r, []byte(body))
 		checkSane(t, c)
-		if len(body) > maxPeek {
+		if len(body) > MaxPeek {
 			return // the model does not cut at 64 KiB
 		}
 		switch {
@@ -170,7 +170,7 @@ func FuzzClassifyStream(f *testing.F) {
 			t.Fatalf("%q: %v (%q), want success", body, c.Class, c.Message)
 		}
 		// Bounded: nothing past 64 KiB counts.
-		pad := strings.Repeat(": pad"+eol, (maxPeek-len(body))/len(": pad"+eol)+1)
+		pad := strings.Repeat(": pad"+eol, (MaxPeek-len(body))/len(": pad"+eol)+1)
 		padded := body + pad
 		a := Classify(resp(200, "Content-Type", sseCT), []byte(padded))
 		b := Classify(resp(200, "Content-Type", sseCT), []byte(padded+"data: {\"error\":{\"message\":\"late\"}}"+eol+eol+"data: [DONE]"+eol+eol))

@@ -1,4 +1,4 @@
-package llmtransport
+package classify
 
 import (
 	"net/http"

@@ -1,8 +1,10 @@
-package llmtransport
+package classify
 
 import (
 	"bytes"
 	"strings"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // Whole-stream classification.
@@ -13,8 +15,8 @@ import (
 // or error, or a stream that ends ([DONE], which new-api appends whatever
 // happened) without any finish reason, when its format is one that ends
 // with a finish reason. parseSSE walks every event of the
-// bytes it is given (at most maxPeek), with the same line and field rules
-// as the transport's peek, and reads each event's data with the
+// bytes it is given (at most MaxPeek), with the line and field rules the
+// transport's peek uses too (wire.Line, wire.Field), and reads each event's data with the
 // allocation-free jsonScanner (scanEventFacts); only an error event is
 // parsed in full. A stream is known to have ended only when it says so or
 // when the body is whole (bodyInfo.whole): a prefix that stops early (the
@@ -57,7 +59,7 @@ func (w *sseWalker) next() (ev sseEvent, ok bool) {
 	for w.pos < len(w.body) {
 		start := w.pos
 		var line []byte
-		line, w.pos = sseLine(w.body, w.pos)
+		line, w.pos = wire.Line(w.body, w.pos)
 		switch {
 		case len(line) == 0:
 			if dataN > 0 {
@@ -72,7 +74,7 @@ func (w *sseWalker) next() (ev sseEvent, ok bool) {
 				return sseEvent{}, false
 			}
 		default:
-			field, value := sseField(line)
+			field, value := wire.Field(line)
 			switch string(field) {
 			case "data":
 				dataN++

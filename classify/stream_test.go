@@ -1,4 +1,4 @@
-package llmtransport
+package classify
 
 import (
 	"net/http"
@@ -226,7 +226,7 @@ func TestClassifyHealthyStreams(t *testing.T) {
 func TestClassifyResponsesOver64K(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(evRespCreated)
-	for b.Len() < maxPeek-300 {
+	for b.Len() < MaxPeek-300 {
 		b.WriteString(evRespDelta)
 	}
 	b.WriteString("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"instructions\":\"" +
@@ -268,7 +268,7 @@ func TestClassifyJSONFinishReasons(t *testing.T) {
 // chunks costs a bounded amount of memory.
 func TestClassifyStreamBounded(t *testing.T) {
 	var b strings.Builder
-	for b.Len() < maxPeek {
+	for b.Len() < MaxPeek {
 		b.WriteString(evChunk)
 	}
 	long := b.String()
@@ -276,7 +276,7 @@ func TestClassifyStreamBounded(t *testing.T) {
 		t.Errorf("an error past 64 KiB counted: %v", c.Class)
 	}
 	r := resp(200, "Content-Type", sseCT)
-	body := []byte(long[:maxPeek-len(evDone)] + evError + evDone)
+	body := []byte(long[:MaxPeek-len(evDone)] + evError + evDone)
 	allocs := testing.AllocsPerRun(20, func() { Classify(r, body) })
 	if allocs > 40 {
 		t.Errorf("%v allocations per call on a 64 KiB stream, want a few", allocs)

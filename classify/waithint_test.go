@@ -1,4 +1,4 @@
-package llmtransport
+package classify
 
 import (
 	"testing"
@@ -126,7 +126,9 @@ func TestWaitHintJunk(t *testing.T) {
 
 // TestWaitHintHugeIsAboveCap checks that a parseable but absurd hint (a
 // wait of centuries, a date in the year 3000) is kept, capped at
-// maxSaneWait: far above any retry cap, so the response is not retried.
+// maxSaneWait: far above any retry cap, so that a client with one (the
+// transport: TestTransportHintDoesNotRetry) does not retry the response,
+// which stays Retryable, the server's verdict on a rate limit.
 func TestWaitHintHugeIsAboveCap(t *testing.T) {
 	date := "Wed, 21 Oct 2026 07:27:30 GMT"
 	for _, tc := range []struct {
@@ -143,8 +145,8 @@ func TestWaitHintHugeIsAboveCap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Classify(resp(429, append([]string{"Date", date}, tc.headers...)...), []byte(tc.body))
-			if c.RetryAfter != maxSaneWait || c.Retryable {
-				t.Errorf("got wait %v from %q, retryable %v; want %v, not retryable", c.RetryAfter, c.RetryAfterSource, c.Retryable, maxSaneWait)
+			if c.RetryAfter != maxSaneWait || !c.Retryable {
+				t.Errorf("got wait %v from %q, retryable %v; want %v, retryable", c.RetryAfter, c.RetryAfterSource, c.Retryable, maxSaneWait)
 			}
 		})
 	}
@@ -161,8 +163,8 @@ func TestWaitHintGeminiPerDayReportsDelay(t *testing.T) {
 	if c.Class != ClassQuotaExhausted || c.RetryAfter != 26*time.Second || c.RetryAfterSource != "body:retryDelay" {
 		t.Errorf("class %v, wait %v from %q; want quota_exhausted and 26s from body:retryDelay", c.Class, c.RetryAfter, c.RetryAfterSource)
 	}
-	if c.Retryable || c.retry {
-		t.Errorf("retryable %v, retry %v; want neither", c.Retryable, c.retry)
+	if c.Retryable {
+		t.Error("retryable, want not")
 	}
 }
 
@@ -187,4 +189,29 @@ func TestDurationPhrase(t *testing.T) {
 			t.Errorf("durationPhrase(%q) = %v, %v; want %v", in, got, ok, want)
 		}
 	}
+}
+
+// TestClassifyWaitOnEveryClass checks that a wait hint is reported
+// whatever the class, and that it never makes a class retryable, nor (a
+// hint of a day on a rate limit) keeps a retryable one from being: how long
+// a wait is worth it is the caller's cap.
+func TestClassifyWaitOnEveryClass(t *testing.T) {
+	runRuleCases(t, []ruleCase{
+		{name: "quota with Retry-After", resp: resp(429, "Retry-After", "3600"),
+			body:  `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}`,
+			class: ClassQuotaExhausted, retry: no, wait: time.Hour},
+		{name: "quota with a short hint in the message", resp: resp(403),
+			body:  `{"error":{"message":"token quota is not enough, try again in 30 seconds","type":"new_api_error","code":"pre_consume_token_quota_failed"}}`,
+			class: ClassQuotaExhausted, retry: no, wait: 30 * time.Second},
+		{name: "auth with Retry-After", resp: resp(401, "Retry-After", "5"),
+			body: `{"error":{"message":"Invalid token","type":"new_api_error","code":""}}`, class: ClassAuth, retry: no, wait: 5 * time.Second},
+		{name: "daily limit with reset header", resp: resp(429, "Retry-After-Ms", "60000"),
+			body:  `{"error":{"message":"Rate limit exceeded","code":429,"metadata":{"limit_source":"openrouter_free_tier_daily"}}}`,
+			class: ClassQuotaExhausted, retry: no, wait: time.Minute},
+		{name: "rate limit above the cap", resp: resp(429),
+			body:  `{"error":{"code":"429","message":"Please retry after 86400 seconds."}}`,
+			class: ClassRateLimited, retry: yes, wait: 24 * time.Hour},
+		{name: "invalid request with Retry-After", resp: resp(400, "Retry-After", "1"),
+			body: `{"error":{"message":"bad","type":"invalid_request_error","code":"unknown_parameter"}}`, class: ClassInvalidRequest, retry: no, wait: time.Second},
+	})
 }

@@ -1,8 +1,10 @@
-package llmtransport
+package classify
 
 import (
 	"bytes"
 	"strings"
+
+	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
 // bodyKind is what an error body turned out to be.
@@ -88,17 +90,14 @@ type bodyInfo struct {
 	filterReason   string // the first finish, stop or block reason that means a content filter
 }
 
-// bom is the UTF-8 byte order mark.
-const bom = "\ufeff"
-
 // parse reads body tolerantly: a BOM and leading blank lines are skipped,
 // event streams are walked to their first event, a top-level array stands
 // for its first element, and JSON embedded in a message is read one level
 // down.
 func (bi *bodyInfo) parse(contentType string, body []byte) {
-	body = bytes.TrimPrefix(body, []byte(bom))
+	body = bytes.TrimPrefix(body, []byte(wire.BOM))
 	body = bytes.TrimLeft(body, " \t\r\n")
-	sseType := hasPrefixFold(contentType, "text/event-stream")
+	sseType := wire.HasPrefixFold(contentType, "text/event-stream")
 	if len(body) == 0 {
 		bi.kind = bodyEmpty
 		if sseType {
@@ -113,8 +112,8 @@ func (bi *bodyInfo) parse(contentType string, body []byte) {
 		if bi.success {
 			bi.noteFacts(bi.facts)
 		}
-	case body[0] == ':' || hasPrefixFold(string(body[:min(len(body), 6)]), "data:") ||
-		hasPrefixFold(string(body[:min(len(body), 6)]), "event:") ||
+	case body[0] == ':' || wire.HasPrefixFold(string(body[:min(len(body), 6)]), "data:") ||
+		wire.HasPrefixFold(string(body[:min(len(body), 6)]), "event:") ||
 		(sseType && body[0] != '<'):
 		bi.parseSSE(body)
 	case body[0] == '<':
@@ -426,14 +425,9 @@ func htmlTitle(b []byte) string {
 // indexFold is bytes.Index ignoring ASCII case; sub must be lower case.
 func indexFold(b []byte, sub string) int {
 	for i := 0; i+len(sub) <= len(b); i++ {
-		if hasPrefixFold(string(b[i:i+len(sub)]), sub) {
+		if wire.HasPrefixFold(string(b[i:i+len(sub)]), sub) {
 			return i
 		}
 	}
 	return -1
-}
-
-// hasPrefixFold reports whether s starts with prefix, ignoring ASCII case.
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -1,4 +1,4 @@
-package llmtransport
+package classify
 
 import (
 	"bufio"
@@ -89,6 +89,10 @@ func str(p *string) string {
 	return *p
 }
 
+// corpusCap is the cap on waits that the corpus's "retryable" assumes:
+// llmtransport.DefaultMaxRetryWait, openai-python's 120 s.
+const corpusCap = 120 * time.Second
+
 // TestClassifyCorpus runs every case of the corpus and checks class,
 // retryable, breaker, wait hint, request ID and code.
 func TestClassifyCorpus(t *testing.T) {
@@ -101,8 +105,11 @@ func TestClassifyCorpus(t *testing.T) {
 			if got.Class.String() != want.Class {
 				t.Errorf("class = %v, want %v (%+v)", got.Class, want.Class, got)
 			}
-			if got.Retryable != want.Retryable {
-				t.Errorf("retryable = %v, want %v", got.Retryable, want.Retryable)
+			// The corpus's "retryable" is what a transport with default
+			// settings does (gateway-errors.md, the corpus format): the
+			// server's verdict, and a wait within the default cap.
+			if r := got.Retryable && got.RetryAfter <= corpusCap; r != want.Retryable {
+				t.Errorf("retryable within %v = %v (Retryable %v, wait %v), want %v", corpusCap, r, got.Retryable, got.RetryAfter, want.Retryable)
 			}
 			if got.BreakerFailure != want.Breaker {
 				t.Errorf("breaker = %v, want %v", got.BreakerFailure, want.Breaker)

@@ -1,4 +1,4 @@
-package llmtransport
+package wire
 
 import (
 	"bytes"
@@ -14,10 +14,10 @@ import (
 //
 // Go's transport decompresses gzip itself only when it asked for it; a
 // request that names its own Accept-Encoding (httputil.ReverseProxy forwards
-// its client's) gets the body as the server encoded it. decodeBody reads
+// its client's) gets the body as the server encoded it. Decode reads
 // such a body for classification, bounded on both sides: the input is the
-// peek (at most maxPeek bytes of the encoded body), the output at most
-// maxPeek bytes, so a compression bomb costs at most one pooled buffer. The
+// peek (at most MaxPeek bytes of the encoded body), the output at most
+// MaxPeek bytes, so a compression bomb costs at most one pooled buffer. The
 // response itself goes back to the caller as it came, still encoded.
 //
 // gzip (and x-gzip) and deflate (zlib, as RFC 9110 defines it, or the raw
@@ -30,13 +30,13 @@ var (
 	flateReaders sync.Pool // io.ReadCloser that is a flate.Resetter
 )
 
-// decodeBody returns body decoded from the single content coding h names,
-// at most maxPeek bytes of it, in a buffer from peekPool that the caller
+// Decode returns body decoded from the single content coding h names, at
+// most MaxPeek bytes of it, in a buffer from Pool that the caller
 // must put back (buf, nil when body is returned as it is). body comes back
 // unchanged when there is no coding, one it cannot decode, several, or when
 // the bytes do not start as the coding's do (a body already decoded). A
 // stream cut short (a peek of a longer body) gives what it decoded.
-func decodeBody(h http.Header, body []byte) (out []byte, buf *[]byte) {
+func Decode(h http.Header, body []byte) (out []byte, buf *[]byte) {
 	ce := h["Content-Encoding"]
 	if len(ce) == 0 || len(body) < 2 {
 		return body, nil
@@ -97,14 +97,14 @@ func decodeBody(h http.Header, body []byte) (out []byte, buf *[]byte) {
 	default:
 		return body, nil
 	}
-	buf = peekPool.Get().(*[]byte)
-	b := (*buf)[:maxPeek]
+	buf = Pool.Get().(*[]byte)
+	b := (*buf)[:MaxPeek]
 	n, err := io.ReadFull(r, b)
 	switch err {
 	case nil, io.EOF, io.ErrUnexpectedEOF:
 	default:
 		if strict || n == 0 {
-			peekPool.Put(buf)
+			Pool.Put(buf)
 			return body, nil
 		}
 	}
