@@ -100,6 +100,7 @@ type OpenError struct {
 	RetryIn time.Duration
 }
 
+// Error describes the refusal.
 func (e *OpenError) Error() string {
 	return fmt.Sprintf("circuit open for %q on %s (next probe in %v)", e.Key.Model, e.Key.Host, e.RetryIn)
 }
@@ -115,8 +116,8 @@ type Ticket struct {
 	c        *circuit    // nil: no circuit (none configured, or the registry is full)
 	gen      uint32      // the generation the call was put in flight in
 	inflight bool        // counted in c.inflight
-	counted  bool        // Done counted the call a success, in bucket number bucket (see Late)
-	bucket   int64       //
+	counted  bool        // Done counted the call a success (see Late) ...
+	bucket   int64       // ... in this bucket number
 	probe    func(error) // the admitted probe's report, until Attempted
 }
 

@@ -23,6 +23,7 @@ var (
 // than a success.
 type outcomeError struct{ s string }
 
+// Error names the outcome.
 func (e *outcomeError) Error() string { return "circuit: attempt outcome " + e.s }
 
 // windowBuckets is the number of buckets of a closed circuit's rolling
@@ -81,6 +82,7 @@ type circuit struct {
 	pending []Change
 }
 
+// newCircuit returns a closed circuit for key, with its gobreaker.
 func (r *Registry) newCircuit(key Key) *circuit {
 	c := &circuit{key: key, r: r}
 	c.clearCounts()
@@ -188,6 +190,7 @@ func (c *circuit) reportFailure(gen uint32, hint time.Duration) {
 	c.lengthenByHint(hint)
 }
 
+// toState returns gobreaker's state s as a State.
 func toState(s gobreaker.State) State {
 	switch s {
 	case gobreaker.StateOpen:
@@ -225,6 +228,8 @@ func (c *circuit) report(f func(Change)) {
 	}
 }
 
+// reportAll calls f with the changes recorded, in order, until none is
+// left; the caller holds c.reporting, which it releases.
 func (c *circuit) reportAll(f func(Change)) {
 	defer c.reporting.Store(false)
 	for {
