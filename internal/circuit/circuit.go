@@ -78,8 +78,9 @@ type Status struct {
 	InFlight uint32
 }
 
-// Config is the circuits' policy. Zero durations and counts take the
-// defaults of the transport's options; Ratio ≤ 0 means never trip.
+// Config is the circuits' policy. Window and OpenTimeout must be positive;
+// MinFailures and Probes below 1 count as 1; a zero IdleAfter or
+// MaxCircuits is 10 minutes or 10,000 circuits. Ratio ≤ 0 means never trip.
 type Config struct {
 	Ratio       float64       // trip at this failure ratio of succ+fail+inflight
 	MinFailures int           // ... once this many calls failed in the window
