@@ -576,7 +576,7 @@ func TestBreakerObserversGetTheRequestContext(t *testing.T) {
 		b.set("model-a", 500)
 		var got []any
 		tr := New(b, WithMaxRetries(0))
-		tr.circuits.cfg.observers = append(tr.circuits.cfg.observers, func(ctx context.Context, ch CircuitStateChange) {
+		tr.cfg.breaker.observers = append(tr.cfg.breaker.observers, func(ctx context.Context, ch CircuitStateChange) {
 			got = append(got, ctx.Value(ctxKey{}))
 		})
 		for i := range DefaultBreakerMinFailures {
@@ -695,93 +695,12 @@ func TestBreakerOff(t *testing.T) {
 			t.Errorf("Circuits() = %v, want nil", c)
 		}
 	})
-	var r *circuits
-	calls := 0
-	if err := r.guard(t.Context(), circuitKey{}, func() (outcome, time.Duration) { calls++; return outcomeFailure, 0 }); err != nil || calls != 1 {
-		t.Errorf("nil registry: got %v after %d calls, want nil after 1", err, calls)
-	}
 }
 
-// TestBreakerDropsOutcomesOfAnEarlierState: an attempt admitted while the
-// circuit was closed that ends after the circuit opened and closed again
-// says nothing about the new closed state, and must not trip it.
-func TestBreakerDropsOutcomesOfAnEarlierState(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cfg := defaultBreakerConfig()
-		cfg.minFailures = 1
-		r := newCircuits(cfg)
-		key := circuitKey{"h", "m"}
-		release := make(chan struct{})
-		var once sync.Once
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		defer once.Do(func() { close(release) })
-		wg.Go(func() {
-			r.guard(t.Context(), key, func() (outcome, time.Duration) {
-				<-release
-				return outcomeFailure, 0
-			})
-		})
-		synctest.Wait() // the slow attempt is admitted and waiting
-		fail := func() (outcome, time.Duration) { return outcomeFailure, 0 }
-		ok := func() (outcome, time.Duration) { return outcomeSuccess, 0 }
-		if err := r.guard(t.Context(), key, fail); err != nil {
-			t.Fatal(err)
+func TestCircuitStateString(t *testing.T) {
+	for s, want := range map[CircuitState]string{CircuitClosed: "closed", CircuitHalfOpen: "half-open", CircuitOpen: "open", 9: "unknown"} {
+		if got := s.String(); got != want {
+			t.Errorf("%d: got %q, want %q", s, got, want)
 		}
-		if s := r.snapshot()[0].State; s != CircuitOpen {
-			t.Fatalf("after a failure: %v, want open", s)
-		}
-		time.Sleep(cfg.openTimeout + time.Millisecond)
-		if err := r.guard(t.Context(), key, ok); err != nil {
-			t.Fatal(err)
-		}
-		if s := r.snapshot()[0].State; s != CircuitClosed {
-			t.Fatalf("after a successful probe: %v, want closed", s)
-		}
-		once.Do(func() { close(release) })
-		wg.Wait()
-		if st := r.snapshot()[0]; st.State != CircuitClosed || st.Failures != 0 {
-			t.Errorf("after the earlier attempt failed: %+v, want closed with no failure", st)
-		}
-	})
-}
-
-// TestBreakerFailuresLeaveTheWindow: failures further apart than the
-// window never add up.
-func TestBreakerFailuresLeaveTheWindow(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		cfg := defaultBreakerConfig()
-		r := newCircuits(cfg)
-		key := circuitKey{"h", "m"}
-		fail := func() (outcome, time.Duration) { return outcomeFailure, 0 }
-		for i := range 5 {
-			r.guard(t.Context(), key, fail)
-			if st := r.snapshot()[0]; st.State != CircuitClosed || st.Failures != 1 {
-				t.Fatalf("failure %d, %v after the previous one: %+v, want closed, 1 in the window", i, cfg.window, st)
-			}
-			time.Sleep(cfg.window + cfg.window/10)
-		}
-		for range cfg.minFailures {
-			r.guard(t.Context(), key, fail)
-		}
-		if s := r.snapshot()[0].State; s != CircuitOpen {
-			t.Errorf("after %d failures in the window: %v, want open", cfg.minFailures, s)
-		}
-	})
-}
-
-// guard makes a call of one attempt under the circuit of key: admitted,
-// made by attempt, probed or settled, as the retry loop does.
-func (r *circuits) guard(ctx context.Context, key circuitKey, attempt func() (outcome, time.Duration)) error {
-	var cc callCircuit
-	probe, err := r.admit(ctx, key, &cc)
-	if err != nil {
-		return err
 	}
-	out, hint := attempt()
-	if probe != nil {
-		r.probed(ctx, &cc, probe, out, hint)
-	}
-	r.settle(ctx, &cc, out, hint)
-	return nil
 }

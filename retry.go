@@ -144,9 +144,10 @@ func isDNSNotFound(err error) bool {
 // run is the retry loop: it makes attempts until one succeeds, is not worth
 // retrying, or a limit (retries, budget, wait cap, deadline, open circuit)
 // says stop. It returns what goes back to the caller, the classification of
-// the last attempt and the number of attempts sent. first, when not nil, is
-// attempt 0, already made (see quietFirst).
-func (c *call) run(first *attemptResult) (*http.Response, Classification, int, error) {
+// the last attempt and the number of attempts sent. Every attempt, the
+// first included, takes this one path: wait out the model's cooldown, take
+// a request, be admitted by the circuit, attempt, report to the circuit.
+func (c *call) run() (*http.Response, Classification, int, error) {
 	t := c.t
 	var (
 		prev   *http.Response // the last response, kept (see keep) to hand back
@@ -161,42 +162,34 @@ func (c *call) run(first *attemptResult) (*http.Response, Classification, int, e
 	}
 	for n := 0; ; n++ {
 		var a attemptResult
-		if n == 0 && first != nil {
-			a = *first
-		} else {
-			if d := t.cooldowns.remaining(c.key, c.req); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
-				c.trace.cooldownWait(d)
-				if err := sleep(c.ctx, d); err != nil {
-					dropPrev()
-					return nil, prevCl, n, err
-				}
-			}
-			req, err := c.request(n)
-			if err != nil {
-				if prev != nil {
-					return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
-				}
-				return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
-			}
-			probe, gerr := t.circuits.admit(c.ctx, c.key, &c.circ)
-			if gerr == nil {
-				c.probe(&a, req, n, probe)
-			} else {
-				// The circuit refused the attempt: the base never got its body,
-				// which at attempt 0 is the caller's own, so close it here.
-				if req.Body != nil {
-					req.Body.Close()
-				}
-				var coe *CircuitOpenError
-				if errors.As(gerr, &coe) {
-					c.trace.circuitRejected(coe)
-				}
-				if prev != nil {
-					return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
-				}
-				return nil, prevCl, n, gerr
+		if d := t.cooldowns.remaining(c.key, c.req); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+			c.trace.cooldownWait(d)
+			if err := sleep(c.ctx, d); err != nil {
+				dropPrev()
+				return nil, prevCl, n, err
 			}
 		}
+		req, err := c.request(n)
+		if err != nil {
+			if prev != nil {
+				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+			}
+			return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
+		}
+		if coe := c.admit(); coe != nil {
+			// The circuit refused the attempt: the base never got its body,
+			// which at attempt 0 is the caller's own, so close it here.
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			c.trace.circuitRejected(coe)
+			if prev != nil {
+				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+			}
+			return nil, prevCl, n, coe
+		}
+		c.attempt(&a, req, n)
+		c.attempted(&a)
 		c.out, c.hint = a.out, a.cl.RetryAfter
 		if a.err == nil {
 			dropPrev() // a newer response replaces it
@@ -317,28 +310,6 @@ func (p *peek) readRest(body io.ReadCloser, d time.Duration) {
 	}
 }
 
-// probe makes attempt n, a probe of a half-open circuit when probe is not
-// nil, whose outcome it reports. An attempt that panics (a classifier, a
-// hook) is reported as one that says nothing, so that the circuit's probe
-// place is never lost.
-func (c *call) probe(a *attemptResult, req *http.Request, n int, probe func(error)) {
-	if probe == nil {
-		c.attempt(a, req, n)
-		return
-	}
-	reported := false
-	defer func() {
-		if !reported {
-			// A hook of the caller's panicked: that says nothing
-			// about the model, and the probe's place is given back.
-			probe(errOutcomeExcluded)
-		}
-	}()
-	c.attempt(a, req, n)
-	reported = true
-	c.t.circuits.probed(c.ctx, &c.circ, probe, a.out, a.cl.RetryAfter)
-}
-
 // decide reports whether to retry after attempt n, and how long to wait
 // first. Every limit is checked before the budget token is taken.
 func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
@@ -370,7 +341,7 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	if !retry || !fits(c.ctx, ev.Wait) {
 		return 0, false
 	}
-	if d := c.circ.openFor(); d > ev.Wait {
+	if d := c.circ.OpenFor(); d > ev.Wait {
 		// This attempt (or another request's) opened the circuit: the
 		// retry would be refused, so hand back what we have now.
 		c.trace.circuitRejected(&CircuitOpenError{Host: c.key.host, Model: c.key.model, RetryIn: d})

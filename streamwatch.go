@@ -6,8 +6,8 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
-	"time"
 
+	"github.com/llmtransport/llmtransport/internal/circuit"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
@@ -34,7 +34,7 @@ import (
 // and the call's outcome is corrected after the fact: the call's and the
 // attempt's spans get the class and status Error, MetricStreamErrors
 // counts it, and the circuit records it as a late outcome (see
-// circuits.late). The bytes reach the caller exactly as they came.
+// circuit.Ticket.Late). The bytes reach the caller exactly as they came.
 
 // maxWatchLine is how much of one line the scan judges; the rest of a
 // longer line is skipped, and a stream with such a line is not judged for
@@ -409,8 +409,8 @@ type streamBody struct {
 	ctx  context.Context
 	key  circuitKey
 	sec  secrets
-	resp http.Response // a shallow copy of the response, for the classifier: no Body, ContentLength -1
-	circ callCircuit   // the call's standing with its circuit, once settled
+	resp http.Response  // a shallow copy of the response, for the classifier: no Body, ContentLength -1
+	circ circuit.Ticket // the call's standing with its circuit, once settled
 
 	closed  atomic.Bool // the caller closed the body: a read that fails after is its doing
 	readErr error       // the read error that gave verdictBroken
@@ -525,7 +525,11 @@ func (b *streamBody) report() (ok bool) {
 	if cl.BreakerFailure {
 		out = outcomeFailure
 	}
-	b.t.circuits.late(b.ctx, &b.circ, out, cl.RetryAfter)
+	var cs *callSpan // the call's, when traced
+	if b.span != nil {
+		cs = b.span.call
+	}
+	b.t.reportCircuit(b.ctx, cs, b.circ.Late(circuit.Outcome(out), cl.RetryAfter))
 	b.t.tracer.m.streamError(b.ctx, b.key.host, b.key.model, cl.Class)
 	if b.span != nil {
 		b.span.flag(&cl)
@@ -580,43 +584,5 @@ func (b *spanBody) flag(cl *Classification) {
 	if b.endCall.Load() {
 		b.call.SetAttributes(attrs...)
 		b.call.SetStatus(codes.Error, msg)
-	}
-}
-
-// late records the outcome of the call cc found after it was settled: a
-// stream that failed after its first event, which settle counted as a
-// success. The circuit counts calls, and that call failed (or, for a
-// client-side class, says nothing): the success it counted is taken back
-// from the bucket it went into (when that bucket is still in the window)
-// and the outcome counted now, a failure reported to gobreaker like
-// settle's. As in settle, an outcome that arrives after the circuit changed
-// state is dropped; so is that of a call that was a half-open probe (its
-// success already closed the circuit).
-func (r *circuits) late(ctx context.Context, cc *callCircuit, out outcome, hint time.Duration) {
-	c := cc.c
-	if c == nil || !cc.counted || out == outcomeSuccess {
-		return
-	}
-	cc.counted = false
-	if c.gen.Load() != cc.gen {
-		c.report(ctx)
-		return
-	}
-	c.uncount(cc.bucket)
-	c.count(out, c.r.now())
-	if out == outcomeFailure {
-		c.reportFailure(cc.gen, hint)
-	}
-	c.report(ctx)
-}
-
-// uncount takes back a success counted in bucket number n, if that bucket
-// still counts it.
-func (c *circuit) uncount(n int64) {
-	s := &c.win[n%windowBuckets]
-	c.rollMu.Lock() // slot clears buckets under it: succ cannot drop under us
-	defer c.rollMu.Unlock()
-	if s.stamp.Load() == n && s.succ.Load() > 0 {
-		s.succ.Add(^uint32(0))
 	}
 }

@@ -358,33 +358,6 @@ func TestStreamWatchBrokenRead(t *testing.T) {
 	}
 }
 
-// TestStreamWatchLateOutcomeAfterStateChange: a late outcome for a call put
-// in flight before the circuit changed state is dropped, as settle drops
-// outcomes.
-func TestStreamWatchLateOutcomeAfterStateChange(t *testing.T) {
-	r := newCircuits(defaultBreakerConfig())
-	key := circuitKey{host: "h", model: "m"}
-	var cc callCircuit
-	if !r.admitClosed(key, &cc) {
-		t.Fatal("not admitted")
-	}
-	r.settle(context.Background(), &cc, outcomeSuccess, 0)
-	late := cc
-	cc.c.gen.Add(1) // as a state change does
-	r.late(context.Background(), &late, outcomeFailure, 0)
-	if s, f, _ := cc.c.window(r.now()); s != 1 || f != 0 {
-		t.Fatalf("window %d successes %d failures, want the success alone", s, f)
-	}
-	// Twice is once.
-	cc.c.gen.Add(^uint32(0))
-	late = cc
-	r.late(context.Background(), &late, outcomeFailure, 0)
-	r.late(context.Background(), &late, outcomeFailure, 0)
-	if s, f, _ := cc.c.window(r.now()); s != 0 || f != 1 {
-		t.Fatalf("window %d successes %d failures, want one failure", s, f)
-	}
-}
-
 // scanWhole returns the scan of stream b fed at once.
 func scanWhole(b []byte) streamScan {
 	var s streamScan

@@ -3,11 +3,11 @@ package llmtransport
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,13 +137,16 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 type tracer struct {
 	tracer trace.Tracer
 	off    bool // the tracer provider is the no-op one: start no spans
-	// unset is the global provider as it was when no SDK had been
-	// installed: while otel.GetTracerProvider still returns it, spans would
-	// go nowhere, so none are started (installing a provider later replaces
-	// the global, and spans start flowing).
-	unset trace.TracerProvider
-	prop  propagation.TextMapPropagator
-	m     metrics
+	// global says that tracer is the global provider's (no
+	// WithTracerProvider). idle is then the global provider that was last
+	// seen to start spans that do nothing (see startCall): OTel's stand-in
+	// before an SDK is installed, or a no-op provider. While
+	// otel.GetTracerProvider still returns it, no span is started;
+	// installing a provider replaces the global, and spans start flowing.
+	global bool
+	idle   atomic.Pointer[providerRef]
+	prop   propagation.TextMapPropagator
+	m      metrics
 
 	// spanOpts caches the call spans' options; it is copied on write, under
 	// mu, and read without a lock.
@@ -151,16 +154,13 @@ type tracer struct {
 	mu       sync.Mutex
 }
 
+// providerRef holds a tracer provider whose type is comparable.
+type providerRef struct{ tp trace.TracerProvider }
+
 func newTracer(cfg tracingConfig) *tracer {
-	var unset trace.TracerProvider
-	if cfg.tp == nil {
+	global := cfg.tp == nil
+	if global {
 		cfg.tp = otel.GetTracerProvider()
-		// OTel's stand-in before SetTracerProvider; it forwards to the
-		// provider set later, but until then each span it starts costs
-		// allocations for nothing.
-		if fmt.Sprintf("%T", cfg.tp) == "*global.tracerProvider" {
-			unset = cfg.tp
-		}
 	}
 	if cfg.mp == nil {
 		cfg.mp = otel.GetMeterProvider()
@@ -171,7 +171,7 @@ func newTracer(cfg tracingConfig) *tracer {
 	_, off := cfg.tp.(noop.TracerProvider)
 	return &tracer{
 		off:    off,
-		unset:  unset,
+		global: global,
 		tracer: cfg.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version)),
 		prop:   cfg.prop,
 		m:      newMetrics(cfg.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))),
@@ -188,10 +188,10 @@ type callTrace struct {
 	counted     int // attempts already counted in the attempts metric
 }
 
-// callSpan is the recording span of a call. It goes into the call's context
-// in place of the span itself, so that the attempts find it; it ends when
-// the call has ended and the body of the response handed back has been
-// read to its end or closed, whichever is later.
+// callSpan is the recording span of a call, which the call passes to its
+// attempts and to whatever records on the call's span; it ends when the
+// call has ended and the body of the response handed back has been read to
+// its end or closed, whichever is later.
 type callSpan struct {
 	trace.Span
 	// last and lastID are the body and request ID of the latest response;
@@ -208,18 +208,29 @@ func (s *callSpan) finish() {
 }
 
 // spansOff reports whether no span would be started: the tracer provider
-// is the no-op one, or OTel's global stand-in with nothing installed yet.
+// is the no-op one, or the global provider is still the one seen to start
+// spans that do nothing.
 func (t *tracer) spansOff() bool {
-	return t.off || (t.unset != nil && otel.GetTracerProvider() == t.unset)
+	if t.off {
+		return true
+	}
+	p := t.idle.Load()
+	return p != nil && otel.GetTracerProvider() == p.tp
 }
 
-// quiet reports whether a call with context ctx would start no span, count
-// no attempt and inject nothing into its requests.
-func (t *tracer) quiet(ctx context.Context) bool {
-	if !t.spansOff() || (t.m.attempts != nil && t.m.attempts.Enabled(ctx)) {
-		return false
+// sawIdle records that a span started while tp was the global provider did
+// nothing: not recording, and with no identity of its own. OTel documents
+// the global provider as a no-op until one is installed
+// (otel.GetTracerProvider), and installing one is what changes the global,
+// so while tp is still the global, later spans would do nothing too. A
+// provider of a type that cannot be compared is not remembered.
+func (t *tracer) sawIdle(tp trace.TracerProvider) {
+	if tp == nil || !reflect.TypeOf(tp).Comparable() {
+		return
 	}
-	return t.prop == nil || !injectable(ctx)
+	if p := t.idle.Load(); p == nil || p.tp != tp {
+		t.idle.Store(&providerRef{tp})
+	}
 }
 
 // injectable reports whether ctx carries what propagators inject: a trace
@@ -235,18 +246,28 @@ func (t *tracer) startCall(ctx context.Context, req *http.Request, model string)
 	if t.spansOff() {
 		return ctx, c
 	}
+	var global trace.TracerProvider
+	if t.global {
+		// Read before the span starts: a provider installed meanwhile is
+		// then never taken for one whose spans do nothing.
+		global = otel.GetTracerProvider()
+	}
 	so := t.spanOptions(req.URL, model)
 	sctx, span := t.tracer.Start(ctx, so.name, so.opts...)
 	switch {
 	case span.IsRecording():
 		c.st = &callSpan{Span: span}
-		ctx = trace.ContextWithSpan(sctx, c.st)
+		ctx = sctx
 	case !span.SpanContext().Equal(trace.SpanContextFromContext(ctx)):
 		// A span that is not recorded but has an identity of its own.
 		ctx = sctx
 	default:
-		// A no-op span: keep the caller's context, so that attempts need
-		// not copy the request to carry another.
+		// A span that does nothing: keep the caller's context, so that
+		// attempts need not copy the request to carry another, and start
+		// none while the global provider stays the same.
+		if t.global {
+			t.sawIdle(global)
+		}
 	}
 	c.ctx = ctx
 	return ctx, c
@@ -454,15 +475,14 @@ func describe(cl *Classification) string {
 	return msg
 }
 
-// circuitStateChanged records a circuit's state change: a metric, and an
-// event on the logical span in ctx (the call whose outcome caused it).
-func (t *tracer) circuitStateChanged(ctx context.Context, ch CircuitStateChange) {
+// circuitChanged records a circuit's state change: a metric, and an event
+// on cs, the span of the call that reports it (nil when not recording).
+func (t *tracer) circuitChanged(ctx context.Context, cs *callSpan, ch CircuitStateChange) {
 	t.m.circuit(ctx, ch)
-	span, ok := trace.SpanFromContext(ctx).(*callSpan)
-	if !ok {
-		return // not a call this tracer records
+	if cs == nil {
+		return
 	}
-	span.AddEvent(eventCircuitChange, trace.WithAttributes(
+	cs.AddEvent(eventCircuitChange, trace.WithAttributes(
 		keyServerAddress.String(hostName(ch.Host)),
 		keyRequestModel.String(ch.Model),
 		keyCircuitFrom.String(ch.From.String()),

@@ -637,7 +637,7 @@ func TestTracingHooks(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, "https://example.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21&api-key="+testKey, nil)
 	ctx, c := tr.startCall(t.Context(), req, "gpt-4o")
 	c.cooldownWait(1500 * time.Millisecond)
-	tr.circuitStateChanged(ctx, CircuitStateChange{Host: "example.openai.azure.com:443", Model: "gpt-4o", From: CircuitClosed, To: CircuitOpen})
+	tr.circuitChanged(ctx, c.st, CircuitStateChange{Host: "example.openai.azure.com:443", Model: "gpt-4o", From: CircuitClosed, To: CircuitOpen})
 	c.circuitRejected(&CircuitOpenError{Host: "example.openai.azure.com:443", Model: "gpt-4o", RetryIn: 2 * time.Second})
 	c.budgetExhausted()
 	c.end(&Classification{}, 0, &CircuitOpenError{Host: "example.openai.azure.com:443", Model: "gpt-4o"})
@@ -796,10 +796,34 @@ func TestTracingGlobalSetAfterNew(t *testing.T) {
 		resp.Body.Close()
 	}
 	send() // before any provider: no span, nowhere to go
+	if !tr.tracer.spansOff() {
+		t.Errorf("after a span that did nothing, spans are still started under OTel's stand-in")
+	}
 	tel := newTelemetry(t)
 	otel.SetTracerProvider(tel.tp)
 	send()
 	if n := len(tel.spans("chat gpt-4o")); n != 1 {
 		t.Errorf("got %d call spans after the global provider was set, want 1", n)
+	}
+}
+
+// uncomparableTP is a tracer provider whose type cannot be compared.
+type uncomparableTP struct {
+	noop.TracerProvider
+	_ []int
+}
+
+// TestTracingIdleProviderComparable: a global provider seen to start spans
+// that do nothing is remembered only if it can be compared with the global
+// later (comparing an uncomparable one would panic).
+func TestTracingIdleProviderComparable(t *testing.T) {
+	tr := &tracer{global: true}
+	tr.sawIdle(uncomparableTP{})
+	if tr.idle.Load() != nil {
+		t.Errorf("an uncomparable provider was remembered")
+	}
+	tr.sawIdle(noop.NewTracerProvider())
+	if p := tr.idle.Load(); p == nil || p.tp != trace.TracerProvider(noop.NewTracerProvider()) {
+		t.Errorf("a no-op provider was not remembered: %v", p)
 	}
 }

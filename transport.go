@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/llmtransport/llmtransport/internal/circuit"
 	"github.com/llmtransport/llmtransport/internal/reqmodel"
 )
 
@@ -56,7 +57,7 @@ type Transport struct {
 	cfg       config
 	classify  func(*http.Response, []byte) Classification
 	budgets   *budgets
-	circuits  *circuits
+	circuits  *circuit.Registry // nil: the breaker is off
 	cooldowns *cooldowns
 	tracer    *tracer
 }
@@ -77,14 +78,10 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		budgets:   newBudgets(cfg.budgetRatio, cfg.budgetBurst),
 		cooldowns: newCooldowns(cfg.noCooldowns),
 		tracer:    newTracer(cfg.tracing),
+		circuits:  newCircuits(cfg.breaker),
 	}
 	if t.classify == nil {
 		t.classify = Classify
-	}
-	if !cfg.breaker.disabled {
-		bc := cfg.breaker
-		bc.observers = append(bc.observers[:len(bc.observers):len(bc.observers)], t.tracer.circuitStateChanged)
-		t.circuits = newCircuits(bc)
 	}
 	return t
 }
@@ -135,10 +132,10 @@ type call struct {
 	ctx   context.Context
 	key   circuitKey
 	trace callTrace
-	circ  callCircuit   // the call's standing with its circuit
-	out   outcome       // what the last attempt made says about the model
-	hint  time.Duration // the server's wait hint on the last attempt made
-	sec   secrets       // the request's credentials, to mask what leaves the transport
+	circ  circuit.Ticket // the call's standing with its circuit
+	out   outcome        // what the last attempt made says about the model
+	hint  time.Duration  // the server's wait hint on the last attempt made
+	sec   secrets        // the request's credentials, to mask what leaves the transport
 
 	buffered   []byte       // the body, when the transport buffered it
 	prefix     []byte       // the start of a body too large to buffer, sent once before the rest
@@ -171,21 +168,16 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		return nil, c.sec.maskErr(err)
 	}
 	c.key = circuitKey{host: req.URL.Host, model: model}
-	defer t.circuits.abandon(&c.circ) // a panic must not leave the call in flight
-	resp, first, made := c.quietFirst()
-	if made && first == nil {
-		t.budgets.of(c.key.host).settle(true, 0)
-		return resp, nil
-	}
+	defer c.abandon() // a panic must not leave the call in flight, nor a probe out
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
-	resp, cl, attempts, err := c.run(first)
+	resp, cl, attempts, err := c.run()
 	err = c.sec.maskErr(err)
 	if err != nil && c.ctx.Err() != nil {
 		// The caller cancelled, or its deadline passed: whatever the
 		// attempts said, the call's ending says nothing about the model.
 		c.out = outcomeExcluded
 	}
-	t.circuits.settle(c.ctx, &c.circ, c.out, c.hint)
+	c.settle()
 	if c.stream != nil {
 		c.stream.circ = c.circ // for a late outcome (streamwatch.go)
 	}
