@@ -2,7 +2,6 @@ package llmtransport
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/llmtransport/llmtransport/classify"
 )
@@ -47,11 +46,6 @@ const (
 func Classify(resp *http.Response, body []byte) Classification {
 	return classify.Classify(resp, body)
 }
-
-// DefaultMaxRetryWait is the longest server-requested wait that the
-// transport honours by default (see [WithMaxRetryWait]). It matches the cap
-// of openai-python.
-const DefaultMaxRetryWait = 120 * time.Second
 
 // maxPeek is how many bytes of an error body the transport reads before
 // classifying it: all that the classifier looks at.

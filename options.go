@@ -1,8 +1,13 @@
 package llmtransport
 
 import (
+	"context"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a [Transport]. Options are applied in order by [New];
@@ -28,8 +33,10 @@ type config struct {
 	tracing tracingConfig
 }
 
-// Defaults of the retry options.
+// Defaults of the retry options. DefaultMaxRetryWait matches the cap of
+// openai-python.
 const (
+	DefaultMaxRetryWait    = 120 * time.Second
 	DefaultMaxRetries      = 3
 	DefaultBackoffBase     = 500 * time.Millisecond
 	DefaultBackoffMax      = 8 * time.Second
@@ -184,4 +191,199 @@ func WithClassifier(f func(resp *http.Response, body []byte) Classification) Opt
 // it is on.
 func WithoutCircuitBreaker() Option {
 	return func(c *config) { c.breaker.disabled = true }
+}
+
+// The circuit breaker options.
+
+// Defaults of the circuit breaker options.
+//
+// Every (host, model) pair the transport sends requests to has its own
+// circuit, so that one failing model fails fast while every other model
+// behind the same gateway keeps working. The model is read from the request
+// (see [ContextWithModel]); requests without one share a per-host circuit.
+//
+// What a circuit judges is calls, not attempts: the outcome of a call is
+// known once its retries are over. A call that ends in a success is a
+// success, however many of its attempts failed: a model whose failures the
+// retries rescue is healthy. A call that ends on a failure of the model
+// (overloaded, upstream_transient, timeout, model_not_found, unknown, or a
+// transport error that says the server or the path to it failed) is a
+// failure. Every other ending says nothing about the model and counts as
+// neither: the caller's own errors (invalid_request, auth, permission,
+// context_length, content_filtered, quota_exhausted), rate limits (which the
+// cooldowns handle), and the caller's cancellations and deadlines, at any
+// point of the call. The outcome is known once the response headers (and,
+// for an error or an event stream, the peeked start of the body) are in, so
+// a response whose body the caller never reads still reports it.
+//
+// Calls still in flight count too, as calls that have not failed: a closed
+// circuit opens when at least [DefaultBreakerMinFailures] (3) calls failed
+// in the last [DefaultBreakerWindow] (30 s, rolling in tenths) and they are
+// at least [DefaultBreakerFailureRatio] (50 %) of the calls that succeeded,
+// failed or are still in flight. Fast failures come back before slow
+// successes; counting the calls in flight keeps a wave of 200 calls whose
+// first six answers are quick 503s from looking like a dead model (6 of 200
+// is 3 %, not 6 of 6), while a model that fails every call is cut off after
+// three calls in a row at one call at a time (12 attempts with the default
+// retries) and within the first wave of attempts of 200 concurrent calls.
+//
+// An open circuit refuses requests at once, with a [*CircuitOpenError], for
+// [DefaultBreakerOpenTimeout] (10 s) or for the longest wait the server
+// asked for (Retry-After and the like) with the failures that opened it or
+// arrived while it was open, whichever is longer. Then it is half-open: it
+// lets [DefaultBreakerProbes] (1) attempt through as a probe; a successful
+// probe closes it, a failed one opens it again, and a probe whose outcome
+// says nothing (a cancellation) frees its place for the next.
+//
+// Circuits are created on first use and cost about 700 bytes each. Closed
+// circuits unused for 10 minutes or more are dropped when a new circuit is
+// created; at most 10,000 circuits are kept, and requests for further
+// models go through without a circuit.
+const (
+	DefaultBreakerFailureRatio = 0.5
+	DefaultBreakerMinFailures  = 3
+	DefaultBreakerWindow       = 30 * time.Second
+	DefaultBreakerOpenTimeout  = 10 * time.Second
+	DefaultBreakerProbes       = 1
+)
+
+// breakerConfig holds the circuit breaker options.
+type breakerConfig struct {
+	disabled bool
+
+	ratio       float64       // trip at this failure ratio; 0: never
+	minFailures int           // ... once this many calls failed in the window
+	window      time.Duration // the rolling window of the counts
+	openTimeout time.Duration // the shortest open period
+	probes      int           // requests let through while half-open
+
+	// observers are called, outside every lock, on the goroutine of the
+	// request whose outcome changed the state, with that request's context.
+	observers []func(context.Context, CircuitStateChange)
+}
+
+func defaultBreakerConfig() breakerConfig {
+	return breakerConfig{
+		ratio:       DefaultBreakerFailureRatio,
+		minFailures: DefaultBreakerMinFailures,
+		window:      DefaultBreakerWindow,
+		openTimeout: DefaultBreakerOpenTimeout,
+		probes:      DefaultBreakerProbes,
+	}
+}
+
+// WithBreakerThreshold sets when a closed circuit opens: once at least
+// minFailures calls failed within the window (see [WithBreakerWindow]) and
+// the failures are at least the fraction ratio of the calls that succeeded,
+// failed or are still in flight. ratio ≤ 0 means never (a ratio above 1 is
+// treated as 1); minFailures < 1 counts as 1. The defaults are
+// [DefaultBreakerFailureRatio] (0.5) and [DefaultBreakerMinFailures] (3).
+func WithBreakerThreshold(ratio float64, minFailures int) Option {
+	return func(c *config) {
+		c.breaker.ratio = min(max(ratio, 0), 1)
+		c.breaker.minFailures = max(minFailures, 1)
+	}
+}
+
+// WithBreakerWindow sets the rolling window over which a closed circuit
+// counts the outcomes of calls; it rolls in tenths. The default is
+// [DefaultBreakerWindow] (30 s). Values ≤ 0 are ignored.
+func WithBreakerWindow(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.breaker.window = d
+		}
+	}
+}
+
+// WithBreakerOpenTimeout sets how long an open circuit refuses requests
+// before it lets a probe through. A server's wait hint on the failure that
+// opened the circuit lengthens the period, never shortens it. The default is
+// [DefaultBreakerOpenTimeout] (10 s). Values ≤ 0 are ignored.
+func WithBreakerOpenTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.breaker.openTimeout = d
+		}
+	}
+}
+
+// WithBreakerProbes sets how many requests a half-open circuit lets
+// through; it closes once that many succeed in a row, and opens again at the
+// first failure. The default is [DefaultBreakerProbes] (1). Values < 1 are
+// ignored.
+func WithBreakerProbes(n int) Option {
+	return func(c *config) {
+		if n >= 1 {
+			c.breaker.probes = n
+		}
+	}
+}
+
+// WithOnCircuitStateChange adds a function called whenever a circuit
+// changes state. It is called outside every lock, on the goroutine of a
+// request that reached the circuit (normally the one whose outcome or
+// arrival caused the change), so it may call back into the transport, for
+// instance [Transport.Circuits]; it should not block, as that request waits
+// for it. The changes of one circuit are reported in order, one at a time.
+// Several calls add several functions; a nil f is ignored. The default is
+// none.
+func WithOnCircuitStateChange(f func(CircuitStateChange)) Option {
+	return func(c *config) {
+		if f != nil {
+			c.breaker.observers = append(c.breaker.observers, func(_ context.Context, ch CircuitStateChange) { f(ch) })
+		}
+	}
+}
+
+// The OpenTelemetry options.
+
+// tracingConfig holds the OpenTelemetry options.
+type tracingConfig struct {
+	tp   trace.TracerProvider
+	mp   metric.MeterProvider
+	prop propagation.TextMapPropagator
+}
+
+// WithTracerProvider sets the provider of the tracer that records the spans.
+// The default (and a nil tp) is the global provider, otel.GetTracerProvider.
+//
+// Each call gets a client span named after its GenAI operation and model
+// ("chat gpt-4o") covering every attempt and wait, with one HTTP client
+// span per attempt beneath it (named by the method, "POST"). The call's
+// span ends when the caller has read the final response body to its end
+// or closed it. Attempt spans are started only when the call's span is
+// recording (sampled). No header and no secret is recorded: url.full has
+// its userinfo removed and credential query parameters replaced by
+// REDACTED, and error messages have API-key-like strings masked.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) {
+		if tp != nil {
+			c.tracing.tp = tp
+		}
+	}
+}
+
+// WithMeterProvider sets the provider of the meter that records the
+// transport's metrics (MetricAttempts and the others). The default (and a
+// nil mp) is the global provider, otel.GetMeterProvider.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) {
+		if mp != nil {
+			c.tracing.mp = mp
+		}
+	}
+}
+
+// WithPropagators sets the propagator that injects the trace context (the
+// traceparent header, for the W3C Trace Context propagator) into every
+// attempt, so that a gateway that traces can join the trace. The default
+// (and a nil p) is the global propagator, otel.GetTextMapPropagator, which
+// injects nothing until the application sets one.
+func WithPropagators(p propagation.TextMapPropagator) Option {
+	return func(c *config) {
+		if p != nil {
+			c.tracing.prop = p
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/llmtransport/llmtransport/internal/redact"
 	"github.com/llmtransport/llmtransport/internal/wire"
 )
 
@@ -101,7 +102,7 @@ func peekModeOf(req *http.Request, resp *http.Response) peekMode {
 	switch {
 	case wire.HasPrefixFold(ct, "text/event-stream"):
 		return peekStream
-	case wire.HasPrefixFold(ct, "application/json") || containsFold(ct, "json"):
+	case wire.HasPrefixFold(ct, "application/json") || redact.ContainsFold(ct, "json"):
 		return peekHead
 	}
 	return peekNone

@@ -2,7 +2,6 @@ package llmtransport
 
 import (
 	"net/http"
-	"net/url"
 
 	"github.com/llmtransport/llmtransport/internal/redact"
 )
@@ -84,18 +83,3 @@ func (e *maskedError) Error() string { return e.msg }
 
 // Unwrap returns the error whose text was masked.
 func (e *maskedError) Unwrap() error { return e.err }
-
-// The root's names for internal/redact, kept for the files that call them
-// and are being reworked in parallel (tracing.go, classify_redact.go,
-// peek.go): each is the package's own, not a copy.
-// They go once those files call internal/redact directly.
-
-// redactSecrets masks API-key-like strings in s: see [redact.Secrets].
-func redactSecrets(s string) string { return redact.Secrets(s) }
-
-// redactURL returns u fit for the url.full attribute: see [redact.URL].
-func redactURL(u *url.URL) string { return redact.URL(u) }
-
-// containsFold reports whether s contains sub (lower case ASCII), ignoring
-// ASCII case: see [redact.ContainsFold].
-func containsFold(s, sub string) bool { return redact.ContainsFold(s, sub) }

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -26,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/llmtransport/llmtransport/classify"
+	"github.com/llmtransport/llmtransport/internal/redact"
 )
 
 // ScopeName is the instrumentation scope name of the tracer and the meter
@@ -82,56 +82,6 @@ const (
 	eventCooldownWait    = "cooldown wait"
 	eventBudgetExhausted = "retry budget exhausted"
 )
-
-// tracingConfig holds the OpenTelemetry options.
-type tracingConfig struct {
-	tp   trace.TracerProvider
-	mp   metric.MeterProvider
-	prop propagation.TextMapPropagator
-}
-
-// WithTracerProvider sets the provider of the tracer that records the spans.
-// The default (and a nil tp) is the global provider, otel.GetTracerProvider.
-//
-// Each call gets a client span named after its GenAI operation and model
-// ("chat gpt-4o") covering every attempt and wait, with one HTTP client
-// span per attempt beneath it (named by the method, "POST"). The call's
-// span ends when the caller has read the final response body to its end
-// or closed it. Attempt spans are started only when the call's span is
-// recording (sampled). No header and no secret is recorded: url.full has
-// its userinfo removed and credential query parameters replaced by
-// REDACTED, and error messages have API-key-like strings masked.
-func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(c *config) {
-		if tp != nil {
-			c.tracing.tp = tp
-		}
-	}
-}
-
-// WithMeterProvider sets the provider of the meter that records the
-// transport's metrics (MetricAttempts and the others). The default (and a
-// nil mp) is the global provider, otel.GetMeterProvider.
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(c *config) {
-		if mp != nil {
-			c.tracing.mp = mp
-		}
-	}
-}
-
-// WithPropagators sets the propagator that injects the trace context (the
-// traceparent header, for the W3C Trace Context propagator) into every
-// attempt, so that a gateway that traces can join the trace. The default
-// (and a nil p) is the global propagator, otel.GetTextMapPropagator, which
-// injects nothing until the application sets one.
-func WithPropagators(p propagation.TextMapPropagator) Option {
-	return func(c *config) {
-		if p != nil {
-			c.tracing.prop = p
-		}
-	}
-}
 
 // tracer records the spans and metrics of the transport.
 type tracer struct {
@@ -420,7 +370,7 @@ func (c *callTrace) end(cl *Classification, attempts int, err error) {
 		// of a stream was read): not a failure of the call.
 	case err != nil:
 		attrs = append(attrs, keyErrorType.String(callErrorType(err, cl, attempts)))
-		s.SetStatus(codes.Error, redactSecrets(err.Error()))
+		s.SetStatus(codes.Error, redact.Secrets(err.Error()))
 	case cl.Class != ClassSuccess:
 		attrs = append(attrs, keyErrorType.String(cl.Class.String()))
 		s.SetStatus(codes.Error, describe(cl))
@@ -464,15 +414,7 @@ func callErrorType(err error, cl *Classification, attempts int) string {
 // describe returns the status description of an error response: its
 // message, secrets masked, at most 256 bytes.
 func describe(cl *Classification) string {
-	msg := redactSecrets(cl.Message)
-	if len(msg) > 256 {
-		i := 256
-		for i > 0 && !utf8.RuneStart(msg[i]) {
-			i--
-		}
-		msg = msg[:i] + "…"
-	}
-	return msg
+	return redact.Truncate(redact.Secrets(cl.Message), 256)
 }
 
 // circuitChanged records a circuit's state change: a metric, and an event
@@ -516,7 +458,7 @@ func (t *tracer) startAttempt(ctx context.Context, cs *callSpan, req *http.Reque
 		keyMethod.String(method),
 		keyServerAddress.String(addr),
 		keyServerPort.Int(port),
-		keyURLFull.String(redactURL(req.URL)),
+		keyURLFull.String(redact.URL(req.URL)),
 	)
 	if !known {
 		attrs = append(attrs, keyMethodOrig.String(req.Method))
@@ -663,7 +605,7 @@ func (a attemptTrace) failed(err error, cl *Classification) {
 	if cl.Class == ClassTimeout || !errors.Is(err, context.Canceled) {
 		// Not a cancellation by the caller.
 		a.span.SetAttributes(keyErrorType.String(cl.Class.String()))
-		a.span.SetStatus(codes.Error, redactSecrets(err.Error()))
+		a.span.SetStatus(codes.Error, redact.Secrets(err.Error()))
 	}
 	a.span.End()
 }
@@ -717,7 +659,7 @@ func (b *spanBody) finish(readErr error) {
 		return
 	}
 	if readErr != nil && !errors.Is(readErr, context.Canceled) {
-		msg := redactSecrets(readErr.Error())
+		msg := redact.Secrets(readErr.Error())
 		b.span.SetAttributes(keyErrorType.String("body_read"))
 		b.span.SetStatus(codes.Error, msg)
 		if b.endCall.Load() {

@@ -1,6 +1,9 @@
 package redact
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // MaxMessage bounds the length of a message cleaned by Message.
 const MaxMessage = 4 << 10
@@ -10,13 +13,17 @@ const MaxMessage = 4 << 10
 // Secrets, the length is bounded to MaxMessage bytes (cut at a rune
 // boundary, "…" appended), and surrounding space is trimmed.
 func Message(msg string) string {
-	msg = Secrets(msg)
-	if len(msg) > MaxMessage {
-		cut := MaxMessage
-		for cut > 0 && msg[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		msg = msg[:cut] + "…"
+	return strings.TrimSpace(Truncate(Secrets(msg), MaxMessage))
+}
+
+// Truncate returns s cut to at most n bytes at a rune boundary, with "…"
+// appended when it was cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return strings.TrimSpace(msg)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
