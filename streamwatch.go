@@ -314,7 +314,7 @@ func (s *streamScan) reasons(v, key []byte) {
 		case "":
 		case "content_filter", "refusal":
 			s.suspect = max(s.suspect, verdictFiltered)
-		case "error":
+		case "error", "insufficient_system_resource": // DeepSeek: cut short for lack of capacity
 			s.suspect = max(s.suspect, verdictFinishError)
 		default:
 			s.finished = true

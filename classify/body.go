@@ -382,10 +382,15 @@ func (bi *bodyInfo) inBandError() bool {
 	default:
 		return false
 	}
-	return bi.err.has() || bi.choice.has() || bi.finishReason == "error" ||
+	return bi.err.has() || bi.choice.has() || errorFinish(bi.finishReason) ||
 		bi.respStatus == "failed" || bi.top.typ == "response.failed" ||
 		bi.top.typ == "error" || bi.object == "error" || bi.event == "error"
 }
+
+// errorFinish reports whether a finish reason says the generation failed:
+// "error", or DeepSeek's "insufficient_system_resource" (the generation was
+// cut short for lack of capacity).
+func errorFinish(r string) bool { return r == "error" || r == "insufficient_system_resource" }
 
 // sse reports whether the body was an event stream with events.
 func (bi *bodyInfo) sse() bool {

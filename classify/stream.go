@@ -435,7 +435,7 @@ func (f *eventFacts) note(p []jsonSeg, k jsonKind, raw []byte) {
 		switch {
 		case p[0].is("choices") && p[1].key == nil && p[2].is("finish_reason") && str:
 			f.reason(raw)
-			f.isError = f.isError || string(raw) == "error"
+			f.isError = f.isError || errorFinish(string(raw))
 		case p[0].is("choices") && p[1].key == nil && p[2].is("error"):
 			f.isError = f.isError || k == jsonObject || k == jsonString
 		case p[0].is("choices") && p[1].key == nil && p[2].is("delta"):
@@ -462,9 +462,9 @@ func (f *eventFacts) reason(raw []byte) {
 // filterReasons are the finish and stop reasons that mean the output was
 // withheld by a content filter: OpenAI and Azure content_filter (also a
 // Responses incomplete reason), Anthropic refusal, Gemini's safety
-// reasons.
+// reasons (and RECITATION: output withheld as a quotation of its sources).
 var filterReasons = [...]string{
-	"content_filter", "refusal", "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY",
+	"content_filter", "refusal", "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION",
 }
 
 // filterReason reports whether a finish reason means a content filter.
