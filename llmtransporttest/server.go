@@ -54,6 +54,8 @@ type Server struct {
 	byModel map[string]int
 	byFault map[string]int
 	log     []Request
+	start   time.Time          // when the first window of cfg.limit began
+	windows map[string]*window // per model, with cfg.limit
 }
 
 // Request is the record of one chat completion request the server answered.
@@ -102,6 +104,7 @@ type config struct {
 	latency    time.Duration
 	chunkDelay time.Duration
 	apiKey     string
+	limit      *RateLimit
 }
 
 // WithScript makes model answer its requests with faults, one each, in
@@ -176,12 +179,14 @@ func NewServer(opts ...Option) *Server {
 		done:    make(chan struct{}),
 		byModel: map[string]int{},
 		byFault: map[string]int{},
+		windows: map[string]*window{},
 	}
 	for _, o := range opts {
 		if o != nil {
 			o(&s.cfg)
 		}
 	}
+	s.start = time.Now()
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.srv.URL
 	return s
@@ -259,6 +264,12 @@ type chatRequest struct {
 	Messages []struct {
 		Content any `json:"content"`
 	} `json:"messages"`
+
+	// Read for the token cost of WithRateLimit.
+	MaxTokens           *int `json:"max_tokens"`
+	MaxCompletionTokens *int `json:"max_completion_tokens"`
+	MaxOutputTokens     *int `json:"max_output_tokens"`
+	N                   *int `json:"n"`
 }
 
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
@@ -276,11 +287,20 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	s.seq++
 	id := fmt.Sprintf("req_%06d", s.seq)
 	var f Fault
+	var limitHeader http.Header
+	limited := false
+	if err == nil && s.cfg.limit != nil && (s.cfg.apiKey == "" || r.Header.Get("Authorization") == "Bearer "+s.cfg.apiKey) {
+		var ok bool
+		limitHeader, ok = s.admit(req.Model, tokenCost(len(body), &req), now)
+		limited = !ok
+	}
 	switch {
 	case err != nil:
 		f = OpenAIError(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
 	case s.cfg.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.apiKey:
 		f = OpenAIError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
+	case limited:
+		f = windowLimited(limitHeader)
 	case s.cfg.scripts[req.Model] != nil:
 		f = s.cfg.scripts[req.Model](n)
 	case s.cfg.fallback != nil:
@@ -306,6 +326,9 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Header().Set("X-Request-Id", id)
+	for k, v := range limitHeader {
+		rec.Header()[k] = v
+	}
 	serve := f.serve
 	if serve == nil {
 		serve = serveOK

@@ -1,0 +1,349 @@
+package pacing
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Dim is a dimension of a rate limit: what a window counts.
+type Dim uint8
+
+// The dimensions the providers report.
+const (
+	// Requests counts requests: OpenAI's and Azure's
+	// x-ratelimit-*-requests, Anthropic's anthropic-ratelimit-requests-*.
+	Requests Dim = iota
+	// Tokens counts input and output tokens together: OpenAI's and Azure's
+	// x-ratelimit-*-tokens, Anthropic's anthropic-ratelimit-tokens-*.
+	Tokens
+	// InputTokens counts input tokens: Anthropic's
+	// anthropic-ratelimit-input-tokens-*.
+	InputTokens
+	// OutputTokens counts output tokens: Anthropic's
+	// anthropic-ratelimit-output-tokens-* (estimated by the server from
+	// max_tokens when the request starts).
+	OutputTokens
+	// NumDims is the number of dimensions.
+	NumDims
+)
+
+var dimNames = [NumDims]string{"requests", "tokens", "input-tokens", "output-tokens"}
+
+// String returns the dimension's name as the headers spell it: "requests",
+// "tokens", "input-tokens" or "output-tokens".
+func (d Dim) String() string {
+	if d < NumDims {
+		return dimNames[d]
+	}
+	return "dim(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Limits of what a rate-limit header may say and still be believed.
+const (
+	// MaxSaneWait bounds wait hints (Retry-After and its kin), as the
+	// root's wait-hint rules do: a longer one is taken as this long.
+	MaxSaneWait = 31 * 24 * time.Hour
+	// MaxReset is the longest window reset the pacer believes. A reset
+	// further away (a date in the year 3000, a Unix time read as seconds)
+	// makes the window unknown: pacing never waits on a number it cannot
+	// trust. A day covers the per-day limits (Groq's RPD/TPD).
+	MaxReset = 24 * time.Hour
+)
+
+// Window is what a response said about one dimension of its rate limit:
+// Limit units per window, Remaining of them left, and the window whole
+// again Reset after the response was read. The zero Window is unknown.
+type Window struct {
+	Limit     int64
+	Remaining int64
+	Reset     time.Duration
+}
+
+// Known reports whether w is usable: 0 ≤ Remaining ≤ Limit, Limit > 0
+// and 0 < Reset ≤ MaxReset. Anything else (a header missing, "-1", a
+// remaining above the limit, a reset of 0 or in a year) is unknown, and
+// unknown never paces.
+func (w Window) Known() bool {
+	return w.Limit > 0 && w.Remaining >= 0 && w.Remaining <= w.Limit && w.Reset > 0 && w.Reset <= MaxReset
+}
+
+// Limits is what one response said about each dimension.
+type Limits [NumDims]Window
+
+// Known reports whether any dimension is known.
+func (l *Limits) Known() bool {
+	for i := range l {
+		if l[i].Known() {
+			return true
+		}
+	}
+	return false
+}
+
+// headerSet names the limit, remaining and reset headers of one dimension,
+// in canonical form.
+type headerSet struct {
+	dim                     Dim
+	limit, remaining, reset string
+	// altReset is a reset header of another name, used when reset is
+	// absent (Azure's x-rate-limit-reset-*, in seconds).
+	altReset string
+	// rfc3339 marks Anthropic's resets, absolute RFC 3339 times.
+	rfc3339 bool
+}
+
+// openAIHeaders are OpenAI's (and Groq's, Azure's, LiteLLM's) x-ratelimit-*.
+// Resets are Go durations ("1s", "6m0s", "20ms"); Azure sends its own
+// x-rate-limit-reset-* in seconds beside them, or instead of them.
+var openAIHeaders = [...]headerSet{
+	{Requests, "X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests", "X-Rate-Limit-Reset-Requests", false},
+	{Tokens, "X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens", "X-Rate-Limit-Reset-Tokens", false},
+}
+
+// anthropicHeaders are Anthropic's anthropic-ratelimit-*, whose resets are
+// RFC 3339 times.
+var anthropicHeaders = [...]headerSet{
+	{Requests, "Anthropic-Ratelimit-Requests-Limit", "Anthropic-Ratelimit-Requests-Remaining", "Anthropic-Ratelimit-Requests-Reset", "", true},
+	{Tokens, "Anthropic-Ratelimit-Tokens-Limit", "Anthropic-Ratelimit-Tokens-Remaining", "Anthropic-Ratelimit-Tokens-Reset", "", true},
+	{InputTokens, "Anthropic-Ratelimit-Input-Tokens-Limit", "Anthropic-Ratelimit-Input-Tokens-Remaining", "Anthropic-Ratelimit-Input-Tokens-Reset", "", true},
+	{OutputTokens, "Anthropic-Ratelimit-Output-Tokens-Limit", "Anthropic-Ratelimit-Output-Tokens-Remaining", "Anthropic-Ratelimit-Output-Tokens-Reset", "", true},
+}
+
+// ParseHeaders reads the rate-limit headers of a response read at now:
+// OpenAI's, Groq's and Azure's x-ratelimit-{limit,remaining,reset}-
+// {requests,tokens} (resets as Go durations, or numbers as [ParseReset]
+// reads them; Azure's x-rate-limit-reset-{requests,tokens} in seconds when
+// the first is absent), and Anthropic's
+// anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
+// {limit,remaining,reset} (resets as RFC 3339 times, taken relative to the
+// response's Date, the server's clock, or to now without one). When both
+// families name a dimension, x-ratelimit-* wins. A dimension whose values
+// are missing, negative or inconsistent is left unknown ([Window.Known]).
+//
+// It does not allocate on well-formed headers.
+func ParseHeaders(h http.Header, now time.Time) Limits {
+	var l Limits
+	if len(h) == 0 {
+		return l
+	}
+	var server time.Time // the Date header, read when first needed
+	for i := range openAIHeaders {
+		hs := &openAIHeaders[i]
+		if w, ok := parseWindow(h, hs, now, &server); ok {
+			l[hs.dim] = w
+		}
+	}
+	for i := range anthropicHeaders {
+		hs := &anthropicHeaders[i]
+		if l[hs.dim].Known() {
+			continue
+		}
+		if w, ok := parseWindow(h, hs, now, &server); ok {
+			l[hs.dim] = w
+		}
+	}
+	return l
+}
+
+// parseWindow reads one dimension's headers; ok only when they are known.
+func parseWindow(h http.Header, hs *headerSet, now time.Time, server *time.Time) (Window, bool) {
+	lim, ok := ParseCount(first(h, hs.limit))
+	if !ok || lim <= 0 {
+		return Window{}, false
+	}
+	rem, ok := ParseCount(first(h, hs.remaining))
+	if !ok || rem > lim {
+		return Window{}, false
+	}
+	var d time.Duration
+	if hs.rfc3339 {
+		s := strings.TrimSpace(first(h, hs.reset))
+		if s == "" {
+			return Window{}, false
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return Window{}, false
+		}
+		d = t.Sub(serverTime(h, now, server))
+	} else {
+		var ok bool
+		if d, ok = ParseReset(first(h, hs.reset), serverTime(h, now, server)); !ok && hs.altReset != "" {
+			d, ok = ParseSeconds(first(h, hs.altReset))
+		}
+		if !ok {
+			return Window{}, false
+		}
+	}
+	w := Window{Limit: lim, Remaining: rem, Reset: d}
+	return w, w.Known()
+}
+
+// first returns the first value of the header key (canonical), without
+// canonicalising it again.
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// serverTime returns the response's Date (the server's clock), parsed once
+// into *cache, or now when there is no valid Date.
+func serverTime(h http.Header, now time.Time, cache *time.Time) time.Time {
+	if !cache.IsZero() {
+		return *cache
+	}
+	*cache = now
+	if d := first(h, "Date"); d != "" {
+		if t, err := http.ParseTime(d); err == nil {
+			*cache = t
+		}
+	}
+	return *cache
+}
+
+// ParseCount parses a count of a rate-limit header: a non-negative decimal
+// integer, optionally surrounded by spaces. "-1", "", "1e3", "12.5" and
+// numbers past 2⁶²are not counts.
+func ParseCount(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// ParseReset parses the value of an x-ratelimit-reset-* header as the time
+// until the window is whole again: a Go duration ("6m0s", "20ms", "1s",
+// "7.66s"), a protobuf duration ("47.5s"), a bare number of seconds ("1",
+// "0.5"), a Unix time in seconds or milliseconds (taken relative to now,
+// which should be the server's clock, the response's Date), or an RFC 3339
+// time (likewise). ok is false for values ≤ 0, "-1" placeholders, junk and
+// waits past [MaxSaneWait]. These are the root's wait-hint rules
+// (waithint.go), kept here so that the classifier can share them.
+func ParseReset(s string, now time.Time) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	if c := s[0]; c == '-' || c == '+' {
+		return 0, false // no reset is negative; "+1s" is not a format anyone sends
+	}
+	if isDecimal(s) {
+		if !strings.Contains(s, ".") && len(s) >= 10 && len(s) <= 13 {
+			n, _ := strconv.ParseInt(s, 10, 64)
+			switch {
+			case n > 1e11:
+				return absoluteWait(time.UnixMilli(n), now)
+			case n > 1e9:
+				return absoluteWait(time.Unix(n, 0), now)
+			}
+		}
+		return ParseSeconds(s)
+	}
+	if strings.IndexByte(s, 'T') > 0 && strings.IndexByte(s, ':') > 0 {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return 0, false
+		}
+		return absoluteWait(t, now)
+	}
+	return ParseDuration(s)
+}
+
+// absoluteWait is the wait until t, seen from now.
+func absoluteWait(t, now time.Time) (time.Duration, bool) {
+	return saneWait(t.Sub(now))
+}
+
+// isDecimal reports whether s is digits with at most one '.'.
+func isDecimal(s string) bool {
+	dot := false
+	digits := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits = true
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return digits
+}
+
+// ParseDuration parses a Go duration ("6m0s", "12ms"), a protobuf duration
+// ("47.174066935s") or a bare number of seconds, as a usable wait: ok is
+// false for values ≤ 0 and junk, and a wait past [MaxSaneWait] is taken as
+// MaxSaneWait.
+func ParseDuration(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || s[0] == '-' {
+		return 0, false
+	}
+	if isDecimal(s) {
+		return ParseSeconds(s)
+	}
+	if c := s[len(s)-1]; c == 's' || c == 'm' || c == 'h' {
+		if d, err := time.ParseDuration(s); err == nil {
+			return saneWait(d)
+		}
+		// A protobuf duration too large for time.ParseDuration ("99999999999s").
+		if t := strings.TrimSuffix(s, "s"); isDecimal(t) {
+			return ParseSeconds(t)
+		}
+	}
+	return 0, false
+}
+
+// ParseSeconds parses a (possibly fractional) number of seconds as a usable
+// wait (see [ParseDuration]).
+func ParseSeconds(s string) (time.Duration, bool) { return parseScaled(s, 1) }
+
+// ParseMillis parses a (possibly fractional) number of milliseconds as a
+// usable wait (see [ParseDuration]).
+func ParseMillis(s string) (time.Duration, bool) { return parseScaled(s, 1000) }
+
+func parseScaled(s string, per float64) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if !isDecimal(s) {
+		return 0, false // also keeps strconv from allocating an error
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, false
+	}
+	return secondsWait(f / per)
+}
+
+// secondsWait converts a number of seconds to a usable wait.
+func secondsWait(f float64) (time.Duration, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
+		return 0, false
+	}
+	if f > MaxSaneWait.Seconds() {
+		return MaxSaneWait, true
+	}
+	return saneWait(time.Duration(f * float64(time.Second)))
+}
+
+// saneWait reports whether d is a usable wait, capped at MaxSaneWait.
+func saneWait(d time.Duration) (time.Duration, bool) {
+	if d <= 0 {
+		return 0, false
+	}
+	return min(d, MaxSaneWait), true
+}
