@@ -216,9 +216,8 @@ func (s *keyState) wait(c *Cost, at int64) int64 {
 func (d *dimState) roll(at int64) {
 	if d.fresh || at < d.resetAt {
 		if d.fresh && at >= d.resetAt+d.span {
-			// The guessed window passed too.
-			d.resetAt = at
-			d.rem, d.eraPos, d.lost = d.limit, d.cum, 0
+			// The guessed window passed too: another one starts.
+			d.resetAt, d.lost = at, 0
 		}
 		return
 	}
