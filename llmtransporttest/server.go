@@ -12,7 +12,9 @@
 // carries an x-request-id header. The server counts requests per model and
 // per fault, so tests can assert how many attempts a client made, and logs
 // each request's body and the status and body it answered with, so they can
-// check that what a client read is what was sent.
+// check that what a client read is what was sent. With [WithRateLimit] it
+// enforces a window limit of requests and tokens per model and sends
+// OpenAI's x-ratelimit-* headers, and a 429 when a window is used up.
 //
 // The package uses only the standard library.
 package llmtransporttest
