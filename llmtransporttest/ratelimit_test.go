@@ -38,7 +38,9 @@ func TestRateLimitRequests(t *testing.T) {
 		}
 	}
 	resp := post(t, s, "m", false)
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	json.NewDecoder(resp.Body).Decode(&e)
 	if resp.StatusCode != 429 || e.Error.Code != "rate_limit_exceeded" || !strings.Contains(e.Error.Message, "Please try again in ") ||
 		resp.Header.Get("X-Ratelimit-Remaining-Requests") != "0" || resp.Header.Get("X-Ratelimit-Reset-Requests") == "" {
