@@ -51,11 +51,13 @@
 // an older state (it was counted before a response already seen) and is
 // ignored. The server counted a response's reset from a moment between
 // the request's sending and the response's reading, so the window ends
-// between sent+reset and read+reset: resetAt is the latest read+reset of
-// the window's responses, so that the pacer never sends early; and a
+// between sent+reset and read+reset. resetAt is the least read+reset of
+// the window's responses that are not older than rem (each is an upper
+// bound, late by its response's latency), so that the pacer never sends
+// early and waits no longer than the fastest response makes necessary. A
 // response whose sent+reset is later than resetAt is surely of a later
-// window (the server's window turned before our conservative end of it,
-// or its bucket refilled): it is believed at once, whatever it reports.
+// window (the server's window turned before our end of it, or its bucket
+// refilled): it is believed at once, whatever it reports.
 //
 // When resetAt passes, the window is whole again (rem = limit), and
 // responses to requests admitted before that moment are of the old window

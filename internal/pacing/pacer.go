@@ -97,7 +97,7 @@ type dimState struct {
 	limit   int64
 	rem     int64 // the least remaining reported in this window
 	eraPos  int64 // responses to requests admitted at or before it are of older windows
-	resetAt int64 // when this window is whole again: the latest its responses implied
+	resetAt int64 // when this window is whole again, at the latest
 	span    int64 // the longest reset reported in this window (≈ its length)
 	// lost is the cost of this window's requests that the server may have
 	// counted but whose responses said nothing (no response, no headers),
@@ -276,8 +276,9 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 // is of a window that surely ends after the known one.
 //
 // The server counted the reset from some moment between sent and at, so
-// the window ends between sent+Reset and at+Reset: the latter is what the
-// pacer waits for (it never sends early), the former is what proves a
+// the window ends between sent+Reset and at+Reset. The least at+Reset of
+// the window's responses (that are not older than what is known) is what
+// the pacer waits for: it never sends early. A sent+Reset past it proves a
 // later window.
 func (d *dimState) merge(w *Window, pos, sent, at int64) {
 	end := at + int64(w.Reset)
@@ -297,15 +298,18 @@ func (d *dimState) merge(w *Window, pos, sent, at int64) {
 		// bucket refilled. Responses to requests admitted before this
 		// one are of the old state from now on.
 		d.adopt(w, pos, end, pos)
-	case w.Remaining < d.rem:
-		d.limit, d.rem = w.Limit, w.Remaining
-		d.resetAt = max(d.resetAt, end)
-		d.span = max(d.span, int64(w.Reset))
-		if sent > d.lostAt {
+	case w.Remaining <= d.rem:
+		// Of this window, and not older than what is known: the
+		// window ends by the earliest such end (each is late by its
+		// response's latency).
+		if w.Remaining < d.rem && sent > d.lostAt {
 			// Sent after the lost requests were over: the server
 			// counted them before it, and in what it reports.
 			d.lost = 0
 		}
+		d.limit, d.rem = w.Limit, w.Remaining
+		d.resetAt = min(d.resetAt, end)
+		d.span = max(d.span, int64(w.Reset))
 	}
 }
 

@@ -19,15 +19,30 @@ import (
 
 var simDuration = flag.Duration("sim.duration", 3*time.Second, "how long each run of TestSimulation lasts")
 
-// simLimit is the fake gateway's limit in the simulation: 50 requests and
-// 10,000 tokens per 250 ms window (200 requests/s, 40,000 tokens/s), with
-// requests of 50–400 tokens, so that the token limit binds (≈ 40 requests a
-// window) and requests of different costs compete for it.
-var simLimit = llmtransporttest.RateLimit{Requests: 50, Tokens: 10000, Window: 250 * time.Millisecond}
+// simScenario is a fake gateway's limit and latency.
+type simScenario struct {
+	name  string
+	limit llmtransporttest.RateLimit
+	// latency is the fixed latency of every answer, and jitter the most
+	// added to it at random, so that responses come back out of order.
+	latency, jitter time.Duration
+}
+
+var simScenarios = []simScenario{
+	// 50 requests and 10,000 tokens per 250 ms window (200 requests/s,
+	// 40,000 tokens/s), with requests of 100–400 tokens, so that the
+	// token limit binds (≈ 40 requests a window) and requests of
+	// different costs compete for it.
+	{"tokens bind, 5 ms latency", llmtransporttest.RateLimit{Requests: 50, Tokens: 10000, Window: 250 * time.Millisecond}, 5 * time.Millisecond, 0},
+	// 30 requests and 7,500 tokens per 500 ms window, and latencies of
+	// 20–300 ms, so that responses of concurrent calls cross and the
+	// callers can send not much more than the limit (≈ 100 requests/s
+	// against 60): the limit is only reached if waits end on time.
+	{"both bind, 20–300 ms latency", llmtransporttest.RateLimit{Requests: 30, Tokens: 7500, Window: 500 * time.Millisecond}, 20 * time.Millisecond, 280 * time.Millisecond},
+}
 
 const (
 	simCallers = 16
-	simLatency = 5 * time.Millisecond
 	simModel   = "gpt-4o-mini"
 )
 
@@ -75,8 +90,17 @@ func simBodies() (bodies [][]byte, maxTokens []int64) {
 // simulate runs simCallers callers in a plain loop of requests against a
 // fake gateway that enforces simLimit, for d, deciding when to send by
 // mode.
-func simulate(t *testing.T, mode simMode, d time.Duration) simResult {
-	gw := llmtransporttest.NewServer(llmtransporttest.WithRateLimit(simLimit), llmtransporttest.WithLatency(simLatency))
+func simulate(t *testing.T, sc simScenario, mode simMode, d time.Duration) simResult {
+	simLimit := sc.limit
+	jitter := func(n int) llmtransporttest.Fault {
+		if sc.jitter <= 0 {
+			return llmtransporttest.OK()
+		}
+		r := rand.New(rand.NewPCG(uint64(n), 18))
+		return llmtransporttest.Delay(time.Duration(r.Int64N(int64(sc.jitter))), llmtransporttest.OK())
+	}
+	gw := llmtransporttest.NewServer(llmtransporttest.WithRateLimit(simLimit), llmtransporttest.WithLatency(sc.latency),
+		llmtransporttest.WithModel(simModel, jitter))
 	defer gw.Close()
 	client := gw.Client()
 	client.Transport.(*http.Transport).MaxIdleConnsPerHost = simCallers
@@ -180,7 +204,7 @@ func simulate(t *testing.T, mode simMode, d time.Duration) simResult {
 		switch {
 		case e.Status == http.StatusTooManyRequests:
 			r.limited++
-		case e.Status == http.StatusOK && e.Time.Before(okEnd):
+		case e.Status == http.StatusOK && !e.Time.Before(start) && e.Time.Before(okEnd):
 			r.ok++
 			r.okTokens += (len(e.Body) + 3) / 4
 			for i, b := range bodies {
@@ -199,7 +223,7 @@ func simulate(t *testing.T, mode simMode, d time.Duration) simResult {
 // TestSimulation measures, against the fake gateway's window limit with 16
 // concurrent callers, the share of upstream requests answered 429 and the
 // throughput, as a share of the limit that binds, for a plain loop of
-// requests, the same loop waiting out each 429's reset in a cooldown shared
+// requests, the same loop waiting out each 429's hint in a cooldown shared
 // by all callers (what the transport does today), and the loop driven by
 // the pacer. The pacer must keep 429s at or under 1 % and throughput at or
 // above 90 % of the limit (issue 18).
@@ -209,23 +233,26 @@ func TestSimulation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real-time simulation; skipped with -short")
 	}
-	var results []simResult
-	for _, mode := range []simMode{plainLoop, cooldown, paced} {
-		r := simulate(t, mode, *simDuration)
-		results = append(results, r)
-	}
-	t.Logf("limit %d requests and %d tokens per %v window, %d callers, %v upstream latency, %v per run",
-		simLimit.Requests, simLimit.Tokens, simLimit.Window, simCallers, simLatency, *simDuration)
-	t.Logf("%-13s %9s %9s %9s %9s %14s %14s", "mode", "upstream", "429s", "429 share", "ok", "of req limit", "of tok limit")
-	for _, r := range results {
-		t.Logf("%-13s %9d %9d %8.2f%% %9d %13.1f%% %13.1f%%", simModeNames[r.mode], r.sent, r.limited, 100*r.share(), r.ok, 100*r.utilReqs, 100*r.utilToks)
-	}
-	pr := results[paced]
-	t.Logf("pacer: %d waits, longest %v", pr.paceWaits, pr.maxWait)
-	if pr.share() > 0.01 {
-		t.Errorf("pacer: %.2f%% of upstream requests got a 429, want ≤ 1%%", 100*pr.share())
-	}
-	if pr.util() < 0.90 {
-		t.Errorf("pacer: throughput %.1f%% of the limit, want ≥ 90%%", 100*pr.util())
+	for _, sc := range simScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			var results []simResult
+			for _, mode := range []simMode{plainLoop, cooldown, paced} {
+				results = append(results, simulate(t, sc, mode, *simDuration))
+			}
+			t.Logf("limit %d requests and %d tokens per %v window, %d callers, %v–%v upstream latency, %v per run",
+				sc.limit.Requests, sc.limit.Tokens, sc.limit.Window, simCallers, sc.latency, sc.latency+sc.jitter, *simDuration)
+			t.Logf("%-13s %9s %9s %9s %9s %14s %14s", "mode", "upstream", "429s", "429 share", "ok", "of req limit", "of tok limit")
+			for _, r := range results {
+				t.Logf("%-13s %9d %9d %8.2f%% %9d %13.1f%% %13.1f%%", simModeNames[r.mode], r.sent, r.limited, 100*r.share(), r.ok, 100*r.utilReqs, 100*r.utilToks)
+			}
+			pr := results[paced]
+			t.Logf("pacer: %d waits, longest %v", pr.paceWaits, pr.maxWait)
+			if pr.share() > 0.01 {
+				t.Errorf("pacer: %.2f%% of upstream requests got a 429, want ≤ 1%%", 100*pr.share())
+			}
+			if pr.util() < 0.90 {
+				t.Errorf("pacer: throughput %.1f%% of the limit, want ≥ 90%%", 100*pr.util())
+			}
+		})
 	}
 }
