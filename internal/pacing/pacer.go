@@ -91,7 +91,13 @@ type keyState struct {
 // after its admission, so that positions order requests by admission.
 type dimState struct {
 	cum     int64 // cost admitted so far
-	held    int64 // cost of the requests in flight (reserved, not settled)
+	// held is the cost of the requests in flight (reserved, not settled)
+	// admitted since the last time a window passed (after position
+	// holdPos), prevHeld that of those admitted in the window before
+	// (after prevHoldPos). Those admitted earlier are no longer counted: a
+	// ticket never settled holds nothing back for more than two windows.
+	held, prevHeld       int64
+	holdPos, prevHoldPos int64
 	known   bool  // a response has said something
 	fresh   bool  // the known window has passed; no response of the next one yet
 	limit   int64
@@ -195,7 +201,7 @@ func (s *keyState) wait(c *Cost, at int64) int64 {
 		if c[i] > d.limit {
 			continue // never covered: let the server decide
 		}
-		if d.rem-d.held-d.lost >= c[i] {
+		if d.rem-d.held-d.prevHeld-d.lost >= c[i] {
 			continue
 		}
 		until := d.resetAt
@@ -218,11 +224,20 @@ func (d *dimState) roll(at int64) {
 		if d.fresh && at >= d.resetAt+d.span {
 			// The guessed window passed too: another one starts.
 			d.resetAt, d.lost = at, 0
+			d.shiftHeld()
 		}
 		return
 	}
 	d.fresh = true
 	d.rem, d.eraPos, d.lost = d.limit, d.cum, 0
+	d.shiftHeld()
+}
+
+// shiftHeld starts a window for reservations: what was held is now of the
+// previous window, and what was of the previous one is forgotten.
+func (d *dimState) shiftHeld() {
+	d.prevHeld, d.prevHoldPos = d.held, d.holdPos
+	d.held, d.holdPos = 0, d.cum
 }
 
 func (s *keyState) reserve(c *Cost, at int64) Ticket {
@@ -260,7 +275,7 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 	s.settle()
 	for i := range s.dims {
 		d := &s.dims[i]
-		d.unhold(t.cost[i])
+		d.unhold(t.cost[i], t.pos[i])
 		if l[i].Known() {
 			d.merge(&l[i], t.pos[i], t.at, at)
 		} else {
@@ -319,10 +334,14 @@ func (d *dimState) adopt(w *Window, pos, end, eraPos int64) {
 	d.resetAt, d.span = end, int64(w.Reset)
 }
 
-// unhold ends the reservation of cost c.
-func (d *dimState) unhold(c int64) {
-	if c > 0 {
+// unhold ends the reservation of cost c of the request at position pos.
+func (d *dimState) unhold(c, pos int64) {
+	switch {
+	case c <= 0:
+	case pos > d.holdPos:
 		d.held = max(d.held-c, 0)
+	case pos > d.prevHoldPos:
+		d.prevHeld = max(d.prevHeld-c, 0)
 	}
 }
 
@@ -346,7 +365,7 @@ func (t Ticket) Release() {
 	defer s.mu.Unlock()
 	s.settle()
 	for i := range s.dims {
-		s.dims[i].unhold(t.cost[i])
+		s.dims[i].unhold(t.cost[i], t.pos[i])
 	}
 }
 
@@ -365,7 +384,7 @@ func (t Ticket) Forget(now time.Time) {
 	s.settle()
 	for i := range s.dims {
 		d := &s.dims[i]
-		d.unhold(t.cost[i])
+		d.unhold(t.cost[i], t.pos[i])
 		d.lose(t.cost[i], t.pos[i], at)
 	}
 }

@@ -226,6 +226,28 @@ func TestLost(t *testing.T) {
 	}
 }
 
+// TestLeakedTickets: tickets never settled (a caller's bug) hold nothing
+// back for more than two windows: pacing never stalls.
+func TestLeakedTickets(t *testing.T) {
+	clk := newClock()
+	p := New[string](0)
+	tk := admit(t, p, one, clk.now())
+	l := reqs(10, 10, time.Second)
+	tk.ObserveLimits(&l, clk.now())
+	for range 10 {
+		admit(t, p, one, clk.now()) // never settled
+	}
+	if w := p.Wait("k", one, clk.now()); w != time.Second {
+		t.Fatalf("wait %v, want 1s", w)
+	}
+	clk.add(time.Second)
+	if w := p.Wait("k", one, clk.now()); w != time.Second {
+		t.Fatalf("in the next window, those in flight may land in it: wait %v, want 1s", w)
+	}
+	clk.add(time.Second)
+	admit(t, p, one, clk.now())
+}
+
 // TestSplitTokens: Anthropic's input and output token limits are paced
 // apart.
 func TestSplitTokens(t *testing.T) {

@@ -239,8 +239,12 @@ func TestSimulation(t *testing.T) {
 			for _, mode := range []simMode{plainLoop, cooldown, paced} {
 				results = append(results, simulate(t, sc, mode, *simDuration))
 			}
-			t.Logf("limit %d requests and %d tokens per %v window, %d callers, %v–%v upstream latency, %v per run",
-				sc.limit.Requests, sc.limit.Tokens, sc.limit.Window, simCallers, sc.latency, sc.latency+sc.jitter, *simDuration)
+			lat := sc.latency.String()
+			if sc.jitter > 0 {
+				lat += "–" + (sc.latency + sc.jitter).String()
+			}
+			t.Logf("limit %d requests and %d tokens per %v window, %d callers, %s upstream latency, %v per run",
+				sc.limit.Requests, sc.limit.Tokens, sc.limit.Window, simCallers, lat, *simDuration)
 			t.Logf("%-13s %9s %9s %9s %9s %14s %14s", "mode", "upstream", "429s", "429 share", "ok", "of req limit", "of tok limit")
 			for _, r := range results {
 				t.Logf("%-13s %9d %9d %8.2f%% %9d %13.1f%% %13.1f%%", simModeNames[r.mode], r.sent, r.limited, 100*r.share(), r.ok, 100*r.utilReqs, 100*r.utilToks)
