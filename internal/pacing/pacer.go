@@ -90,7 +90,15 @@ type keyState struct {
 // values of cum, the cost admitted so far: a request's position is cum
 // after its admission, so that positions order requests by admission.
 type dimState struct {
-	cum int64 // cost admitted so far
+	cum     int64 // cost admitted so far
+	known   bool  // a response has said something
+	fresh   bool  // the known window has passed; no response of the next one yet
+	limit   int64
+	rem     int64 // the least remaining reported in this window
+	eraPos  int64 // responses to requests admitted at or before it are of older windows
+	resetAt int64 // when this window is whole again, at the latest
+	span    int64 // the longest reset reported in this window (≈ its length)
+
 	// held is the cost of the requests in flight (reserved, not settled)
 	// admitted since the last time a window passed (after position
 	// holdPos), prevHeld that of those admitted in the window before
@@ -98,13 +106,7 @@ type dimState struct {
 	// ticket never settled holds nothing back for more than two windows.
 	held, prevHeld       int64
 	holdPos, prevHoldPos int64
-	known                bool // a response has said something
-	fresh                bool // the known window has passed; no response of the next one yet
-	limit                int64
-	rem                  int64 // the least remaining reported in this window
-	eraPos               int64 // responses to requests admitted at or before it are of older windows
-	resetAt              int64 // when this window is whole again, at the latest
-	span                 int64 // the longest reset reported in this window (≈ its length)
+
 	// lost is the cost of this window's requests that the server may have
 	// counted but whose responses said nothing (no response, no headers),
 	// settled last at lostAt.
