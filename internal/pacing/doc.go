@@ -46,18 +46,22 @@
 // the requests in flight (held), and the cost of requests that ended
 // without a response that said anything (lost).
 //
-// Responses of concurrent calls arrive out of order, so what is left only
-// goes down within a window: a response that reports more than rem is of
-// an older state (it was counted before a response already seen) and is
-// ignored. The server counted a response's reset from a moment between
-// the request's sending and the response's reading, so the window ends
-// between sent+reset and read+reset. resetAt is the least read+reset of
-// the window's responses that are not older than rem (each is an upper
-// bound, late by its response's latency), so that the pacer never sends
-// early and waits no longer than the fastest response makes necessary. A
-// response whose sent+reset is later than resetAt is surely of a later
-// window (the server's window turned before our end of it, or its bucket
-// refilled): it is believed at once, whatever it reports.
+// Responses of concurrent calls arrive out of order. The server counted
+// a response's reset from a moment between the request's sending and the
+// response's reading, so its window ends between lo = sent+reset and
+// hi = read+reset. The known window ends between the latest lo and the
+// least hi (resetAt) of its responses; the pacer waits for resetAt, so it
+// never sends early, and no longer than the fastest response makes
+// necessary. A response is then:
+//   - of a later window when its lo is past resetAt (the server's window
+//     turned before our end of it, or its bucket refilled): believed at
+//     once, whatever it reports;
+//   - of an earlier window when its hi is before the known lo (a
+//     straggler): ignored;
+//   - else of the known window, where what is left only goes down: the
+//     least remaining reported is kept, and a report of more is of an
+//     older state (a response that overtook a newer one) and is ignored.
+//     So an older response never raises what is left within a window.
 //
 // When resetAt passes, the window is whole again (rem = limit), and
 // responses to requests admitted before that moment are of the old window

@@ -96,6 +96,7 @@ type dimState struct {
 	limit   int64
 	rem     int64 // the least remaining reported in this window
 	eraPos  int64 // responses to requests admitted at or before it are of older windows
+	lo      int64 // when this window is whole again, at the earliest
 	resetAt int64 // when this window is whole again, at the latest
 	span    int64 // the longest reset reported in this window (≈ its length)
 
@@ -287,53 +288,52 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 }
 
 // merge folds w, reported by the response to the request admitted at
-// position pos and time sent, and read at `at`, into d. What is left in a
-// window only goes down: a report of more than d knows is of an older
-// state (a response that overtook a newer one) and is ignored, unless it
-// is of a window that surely ends after the known one.
+// position pos and time sent, and read at `at`, into d.
 //
 // The server counted the reset from some moment between sent and at, so
-// the window ends between sent+Reset and at+Reset. The least at+Reset of
-// the window's responses (that are not older than what is known) is what
-// the pacer waits for: it never sends early. A sent+Reset past it proves a
-// later window.
+// its window ends between lo = sent+Reset and hi = at+Reset. The known
+// window ends between d.lo (the latest lo of its responses) and
+// d.resetAt (the least hi): the pacer waits for the latter, so it never
+// sends early. A response whose lo is past d.resetAt is surely of a later
+// window (the server's window turned before our end of it, or its bucket
+// refilled): it is believed, whatever it reports. One whose hi is before
+// d.lo is surely of an earlier window (a straggler): it is ignored. The
+// others are of the known window, where what is left only goes down: a
+// report of more than rem is of an older state (a response that overtook
+// a newer one) and is ignored.
 func (d *dimState) merge(w *Window, pos, sent, at int64) {
-	end := at + int64(w.Reset)
+	lo, hi := sent+int64(w.Reset), at+int64(w.Reset)
 	if d.known {
 		d.roll(at)
 	}
 	switch {
 	case !d.known:
-		d.adopt(w, pos, end, 0)
+		d.adopt(w, lo, hi, 0)
 	case pos <= d.eraPos:
-		// Sent before this window began: of the window that passed.
+		// Admitted before the known window passed: of that window, or
+		// cannot be told from it.
 	case d.fresh:
-		d.adopt(w, pos, end, d.eraPos)
-	case sent+int64(w.Reset) > d.resetAt:
-		// A window that ends after the known one surely does: the
-		// server's window turned before our (late) end of it, or its
-		// bucket refilled. Responses to requests admitted before this
-		// one are of the old state from now on.
-		d.adopt(w, pos, end, pos)
+		d.adopt(w, lo, hi, d.eraPos)
+	case lo > d.resetAt:
+		d.adopt(w, lo, hi, d.eraPos)
+	case hi < d.lo:
+		// Of an earlier window.
 	case w.Remaining <= d.rem:
-		// Of this window, and not older than what is known: the
-		// window ends by the earliest such end (each is late by its
-		// response's latency).
 		if w.Remaining < d.rem && sent > d.lostAt {
 			// Sent after the lost requests were over: the server
 			// counted them before it, and in what it reports.
 			d.lost = 0
 		}
 		d.limit, d.rem = w.Limit, w.Remaining
-		d.resetAt = min(d.resetAt, end)
+		d.lo, d.resetAt = max(d.lo, lo), min(d.resetAt, hi)
 		d.span = max(d.span, int64(w.Reset))
 	}
 }
 
-func (d *dimState) adopt(w *Window, pos, end, eraPos int64) {
+func (d *dimState) adopt(w *Window, lo, hi, eraPos int64) {
 	d.known, d.fresh = true, false
 	d.limit, d.rem, d.eraPos, d.lost = w.Limit, w.Remaining, eraPos, 0
-	d.resetAt, d.span = end, int64(w.Reset)
+	d.lo, d.resetAt, d.span = lo, hi, int64(w.Reset)
 }
 
 // unhold ends the reservation of cost c of the request at position pos.

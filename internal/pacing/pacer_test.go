@@ -355,39 +355,97 @@ func (f *fakeLimit) serve() Limits {
 	return reqs(f.limit, f.limit-f.used, reset)
 }
 
-// TestPacedCallers drives 16 callers in fake time (synctest) against a
-// fixed window of 30 requests per second with latencies of 2–20 ms, so
-// that responses arrive out of order: no 429, and the limit used.
-func TestPacedCallers(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := &fakeLimit{limit: 30, window: time.Second, start: time.Now()}
-		p := New[string](0)
-		stop := time.Now().Add(20 * time.Second)
-		var wg sync.WaitGroup
-		for g := range 16 {
-			wg.Go(func() {
-				for i := 0; time.Now().Before(stop); i++ {
-					w, tk := p.Admit("k", one, time.Now())
-					if w > 0 {
-						time.Sleep(w)
-						continue
-					}
-					time.Sleep(time.Duration(1+(g*7+i*3)%10) * time.Millisecond) // to the server
-					l := f.serve()
-					time.Sleep(time.Duration(1+(g*5+i*11)%10) * time.Millisecond) // and back
-					tk.ObserveLimits(&l, time.Now())
+// fakeBucket is a token bucket, in memory, for synctest: capacity limit,
+// refilled at limit per window, whose reset is the time until it is full
+// (as OpenAI and Anthropic define theirs).
+type fakeBucket struct {
+	mu       sync.Mutex
+	limit    float64
+	window   time.Duration
+	level    float64
+	at       time.Time
+	ok, over int
+}
+
+func (f *fakeBucket) serve() Limits {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	rate := f.limit / f.window.Seconds()
+	f.level = min(f.limit, f.level+rate*now.Sub(f.at).Seconds())
+	f.at = now
+	if f.level >= 1 {
+		f.level--
+		f.ok++
+	} else {
+		f.over++
+	}
+	full := time.Duration((f.limit - f.level) / rate * float64(time.Second))
+	full = (full + time.Millisecond - 1).Truncate(time.Millisecond)
+	if full <= 0 {
+		full = time.Millisecond
+	}
+	return reqs(int(f.limit), int(f.level), full)
+}
+
+// paceCallers runs 16 callers for 20 s of fake time (synctest) against
+// serve, the limiter, with latencies of 1 to maxLat each way, varied so
+// that responses arrive out of order.
+func paceCallers(t *testing.T, maxLat time.Duration, serve func() Limits) {
+	p := New[string](0)
+	stop := time.Now().Add(20 * time.Second)
+	step := max(maxLat/10, time.Millisecond)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				w, tk := p.Admit("k", one, time.Now())
+				if w > 0 {
+					time.Sleep(w)
+					continue
 				}
+				time.Sleep(time.Duration(1+(g*7+i*3)%10) * step) // to the server
+				l := serve()
+				time.Sleep(time.Duration(1+(g*5+i*11)%10) * step) // and back
+				tk.ObserveLimits(&l, time.Now())
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestPacedCallers: 16 callers against a fixed window and against a token
+// bucket (whose reset is "full again", as OpenAI and Anthropic define
+// theirs) of 30 requests per second, with latencies up to 10, 100 and
+// 300 ms each way: no request over the limit, and the limit used.
+func TestPacedCallers(t *testing.T) {
+	for _, maxLat := range []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond} {
+		t.Run("window/"+maxLat.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeLimit{limit: 30, window: time.Second, start: time.Now()}
+				paceCallers(t, maxLat, f.serve)
+				check(t, f.ok, f.over, 20*30, 95)
 			})
-		}
-		wg.Wait()
-		t.Logf("%d ok, %d over the limit, of %d possible", f.ok, f.over, 20*f.limit)
-		if f.over != 0 {
-			t.Errorf("%d requests over the limit", f.over)
-		}
-		if f.ok < 20*f.limit*95/100 {
-			t.Errorf("%d ok, want ≥ 95%% of %d", f.ok, 20*f.limit)
-		}
-	})
+		})
+		t.Run("bucket/"+maxLat.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeBucket{limit: 30, window: time.Second, level: 30, at: time.Now()}
+				paceCallers(t, maxLat, f.serve)
+				check(t, f.ok, f.over, 30+20*30, 90)
+			})
+		})
+	}
+}
+
+func check(t *testing.T, ok, over, possible, pct int) {
+	t.Helper()
+	t.Logf("%d ok, %d over the limit, of %d possible", ok, over, possible)
+	if over != 0 {
+		t.Errorf("%d requests over the limit", over)
+	}
+	if ok < possible*pct/100 {
+		t.Errorf("%d ok, want ≥ %d%% of %d", ok, pct, possible)
+	}
 }
 
 // TestConcurrent hammers one pacer from many goroutines (for -race).
