@@ -67,8 +67,11 @@
 // responses to requests admitted before that moment are of the old window
 // or cannot be told from it: they are ignored, and the first response to
 // a request admitted since sets the new window. Fixed windows and token
-// buckets both fit: for a bucket, "whole again" is when it is full, so
-// waiting for it is never early.
+// buckets both fit: for a bucket, "whole again" is when it is full (as
+// OpenAI and Anthropic define their resets), which the pacer may think
+// at most one response's latency early, against a bucket that has been
+// refilling meanwhile (tests: no request over the limit with latencies up
+// to 300 ms each way).
 //
 // # Reservations
 //
@@ -81,7 +84,10 @@
 // response is subtracted twice: pacing errs towards waiting.) A request
 // that ends without a response that says anything stays counted (lost)
 // until a response to a request sent after it reports, or the window
-// passes; one that was not sent at all gives its cost back.
+// passes; one that was not sent at all gives its cost back. Reservations
+// made before a window passed count in the next window too (they may land
+// in it), then are forgotten: a ticket never settled holds nothing back
+// for more than two windows.
 //
 // # Decision
 //
