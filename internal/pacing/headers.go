@@ -171,7 +171,12 @@ func parseWindow(h http.Header, hs *headerSet, now time.Time, server *time.Time)
 		d = t.Sub(serverTime(h, now, server))
 	} else {
 		var ok bool
-		if d, ok = ParseReset(first(h, hs.reset), serverTime(h, now, server)); !ok && hs.altReset != "" {
+		v := first(h, hs.reset)
+		ref := now // unused by relative values, which are most
+		if absolute(v) {
+			ref = serverTime(h, now, server)
+		}
+		if d, ok = ParseReset(v, ref); !ok && hs.altReset != "" {
 			d, ok = ParseSeconds(first(h, hs.altReset))
 		}
 		if !ok {
@@ -189,6 +194,22 @@ func first(h http.Header, key string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// absolute reports whether the reset value v may be an absolute time,
+// which ParseReset takes relative to the server's clock: a date, or ten
+// digits or more.
+func absolute(v string) bool {
+	digits := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == 'T':
+			return true
+		}
+	}
+	return digits >= 10
 }
 
 // serverTime returns the response's Date (the server's clock), parsed once
@@ -226,85 +247,79 @@ func ParseCount(s string) (int64, bool) {
 }
 
 // ParseReset parses the value of an x-ratelimit-reset-* header as the time
-// until the window is whole again: a Go duration ("6m0s", "20ms", "1s",
-// "7.66s"), a protobuf duration ("47.5s"), a bare number of seconds ("1",
-// "0.5"), a Unix time in seconds or milliseconds (taken relative to now,
-// which should be the server's clock, the response's Date), or an RFC 3339
-// time (likewise). ok is false for values ≤ 0, "-1" placeholders, junk and
-// waits past [MaxSaneWait]. These are the root's wait-hint rules
-// (waithint.go), kept here so that the classifier can share them.
+// until the window is whole again: an integer above 10¹¹ is a Unix time in
+// milliseconds and one above 10⁹ a Unix time in seconds (both taken
+// relative to now, which should be the server's clock, the response's
+// Date), another integer a number of seconds; an RFC 3339 time is taken
+// relative to now too; anything else is read by [ParseDuration] ("6m0s",
+// "20ms", "1s", "7.66s", "0.5"). ok is false for values ≤ 0, "-1"
+// placeholders and junk; a wait past [MaxSaneWait] is taken as
+// MaxSaneWait.
+//
+// These are the rules of the root's wait hints (waithint.go's
+// parseResetValue, parseDuration, parseSeconds and parseMillis), kept here
+// so that the classifier can share them; ParseReset also reads RFC 3339
+// times.
 func ParseReset(s string, now time.Time) (time.Duration, bool) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, false
 	}
-	if c := s[0]; c == '-' || c == '+' {
-		return 0, false // no reset is negative; "+1s" is not a format anyone sends
-	}
-	if isDecimal(s) {
-		if !strings.Contains(s, ".") && len(s) >= 10 && len(s) <= 13 {
-			n, _ := strconv.ParseInt(s, 10, 64)
-			switch {
-			case n > 1e11:
-				return absoluteWait(time.UnixMilli(n), now)
-			case n > 1e9:
-				return absoluteWait(time.Unix(n, 0), now)
-			}
+	if n, ok := parseInt(s); ok {
+		switch {
+		case n > 1e11:
+			return saneWait(time.UnixMilli(n).Sub(now))
+		case n > 1e9:
+			return saneWait(time.Unix(n, 0).Sub(now))
 		}
-		return ParseSeconds(s)
+		return secondsWait(float64(n))
 	}
-	if strings.IndexByte(s, 'T') > 0 && strings.IndexByte(s, ':') > 0 {
+	if len(s) >= len("2006-01-02T15:04:05Z") && s[4] == '-' && s[10] == 'T' {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
 			return 0, false
 		}
-		return absoluteWait(t, now)
+		return saneWait(t.Sub(now))
 	}
 	return ParseDuration(s)
 }
 
-// absoluteWait is the wait until t, seen from now.
-func absoluteWait(t, now time.Time) (time.Duration, bool) {
-	return saneWait(t.Sub(now))
-}
-
-// isDecimal reports whether s is digits with at most one '.'.
-func isDecimal(s string) bool {
-	dot := false
-	digits := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9':
-			digits = true
-		case c == '.' && !dot:
-			dot = true
-		default:
-			return false
-		}
+// parseInt parses an optionally signed decimal integer of at most 18
+// digits, without allocating on failure as strconv does.
+func parseInt(s string) (int64, bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
 	}
-	return digits
-}
-
-// ParseDuration parses a Go duration ("6m0s", "12ms"), a protobuf duration
-// ("47.174066935s") or a bare number of seconds, as a usable wait: ok is
-// false for values ≤ 0 and junk, and a wait past [MaxSaneWait] is taken as
-// MaxSaneWait.
-func ParseDuration(s string) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" || s[0] == '-' {
+	n, ok := ParseCount(s)
+	if !ok || s != strings.TrimSpace(s) {
 		return 0, false
 	}
-	if isDecimal(s) {
-		return ParseSeconds(s)
+	if neg {
+		n = -n
 	}
-	if c := s[len(s)-1]; c == 's' || c == 'm' || c == 'h' {
-		if d, err := time.ParseDuration(s); err == nil {
-			return saneWait(d)
-		}
-		// A protobuf duration too large for time.ParseDuration ("99999999999s").
-		if t := strings.TrimSuffix(s, "s"); isDecimal(t) {
-			return ParseSeconds(t)
-		}
+	return n, true
+}
+
+// ParseDuration parses a Go duration ("6m0s", "12ms", "+1.5s"), a protobuf
+// duration ("47.174066935s", also past what a Go duration holds) or a bare
+// number of seconds ("2", "0.75", "1e3"), as a usable wait: ok is false for
+// values ≤ 0, NaN, infinities and junk, and a wait past [MaxSaneWait] is
+// taken as MaxSaneWait.
+func ParseDuration(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	if isFloat(s) {
+		return ParseSeconds(s) // what time.ParseDuration refuses, without its error
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return saneWait(d)
+	}
+	// A protobuf duration too large for time.ParseDuration ("99999999999s").
+	if t, ok := strings.CutSuffix(s, "s"); ok && isFloat(t) {
+		return ParseSeconds(t)
 	}
 	return 0, false
 }
@@ -319,14 +334,30 @@ func ParseMillis(s string) (time.Duration, bool) { return parseScaled(s, 1000) }
 
 func parseScaled(s string, per float64) (time.Duration, bool) {
 	s = strings.TrimSpace(s)
-	if !isDecimal(s) {
-		return 0, false // also keeps strconv from allocating an error
+	if !isFloat(s) {
+		return 0, false // NaN and Inf are junk anyway; this spares strconv's error
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return 0, false
+		return 0, false // syntax, or out of range ("1e309", "1e-400")
 	}
 	return secondsWait(f / per)
+}
+
+// isFloat reports whether s is made only of the bytes of a decimal
+// floating-point number (digits, '.', 'e', 'E', '+', '-'), with a digit.
+func isFloat(s string) bool {
+	digit := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-':
+		default:
+			return false
+		}
+	}
+	return digit
 }
 
 // secondsWait converts a number of seconds to a usable wait.

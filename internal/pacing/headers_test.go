@@ -133,13 +133,18 @@ func TestParseReset(t *testing.T) {
 		{"1792567680", 30 * time.Second, true},    // Unix s
 		{"2026-10-21T07:28:00Z", 30 * time.Second, true},
 		{"99999999999s", MaxSaneWait, true},
-		{"1e9", 0, false},
+		{"1e3", 1000 * time.Second, true},
+		{"1e300", MaxSaneWait, true},
+		{"1e309", 0, false},
+		{"1e-12", 0, false},
+		{"+1s", time.Second, true},
+		{"+5", 5 * time.Second, true},
+		{"99999999999", MaxSaneWait, true}, // Unix seconds in the year 5138
 		{"", 0, false},
 		{"0", 0, false},
 		{"0s", 0, false},
 		{"-1", 0, false},
 		{"-1s", 0, false},
-		{"+1s", 0, false},
 		{"NaN", 0, false},
 		{"Inf", 0, false},
 		{"soon", 0, false},
@@ -163,7 +168,7 @@ func TestParseReset(t *testing.T) {
 func TestParseHeadersAllocs(t *testing.T) {
 	now := time.Date(2026, 10, 21, 7, 27, 31, 0, time.UTC)
 	for name, h := range map[string]http.Header{
-		"openai": hdr(
+		"openai": hdr("Date", testDate,
 			"x-ratelimit-limit-requests", "60", "x-ratelimit-remaining-requests", "59", "x-ratelimit-reset-requests", "1s",
 			"x-ratelimit-limit-tokens", "150000", "x-ratelimit-remaining-tokens", "149984", "x-ratelimit-reset-tokens", "6m0s"),
 		"anthropic": hdr("Date", testDate,

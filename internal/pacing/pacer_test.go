@@ -312,7 +312,7 @@ func TestMaxKeys(t *testing.T) {
 func TestHotPathAllocs(t *testing.T) {
 	clk := newClock()
 	p := New[string](0)
-	h := hdr("x-ratelimit-limit-requests", "10000", "x-ratelimit-remaining-requests", "9000", "x-ratelimit-reset-requests", "1m0s",
+	h := hdr("Date", testDate, "x-ratelimit-limit-requests", "10000", "x-ratelimit-remaining-requests", "9000", "x-ratelimit-reset-requests", "1m0s",
 		"x-ratelimit-limit-tokens", "10000000", "x-ratelimit-remaining-tokens", "9000000", "x-ratelimit-reset-tokens", "1m0s")
 	c := Estimate(1024, 256, 1)
 	_, tk := p.Admit("k", c, clk.now())
@@ -474,7 +474,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func BenchmarkPacerAdmitObserve(b *testing.B) {
-	h := hdr("x-ratelimit-limit-requests", "10000", "x-ratelimit-remaining-requests", "9000", "x-ratelimit-reset-requests", "1m0s",
+	h := hdr("Date", testDate, "x-ratelimit-limit-requests", "10000", "x-ratelimit-remaining-requests", "9000", "x-ratelimit-reset-requests", "1m0s",
 		"x-ratelimit-limit-tokens", "10000000", "x-ratelimit-remaining-tokens", "9000000", "x-ratelimit-reset-tokens", "1m0s")
 	c := Estimate(1024, 256, 1)
 	b.Run("serial", func(b *testing.B) {
