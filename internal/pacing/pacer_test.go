@@ -498,3 +498,73 @@ func BenchmarkPacerAdmitObserve(b *testing.B) {
 		})
 	})
 }
+
+// FuzzPacer runs a sequence of operations read from the input on one key
+// and checks the invariants: no panic, no negative wait, no wait past two
+// of the longest resets reported, no reservation below zero, and no wait
+// at all while nothing known was reported.
+func FuzzPacer(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add([]byte{0, 0, 0, 3, 10, 200, 3, 0, 0, 4, 4, 4, 4, 4, 5, 250, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		clk := newClock()
+		p := New[int](0)
+		var tks []Ticket
+		known := false
+		var longest time.Duration
+		for i := 0; i+1 < len(ops); i += 2 {
+			op, arg := ops[i]%6, int64(ops[i+1])
+			c := Cost{Requests: 1, Tokens: arg}
+			switch op {
+			case 0:
+				w, tk := p.Admit(0, c, clk.now())
+				if w < 0 || w > 2*longest || !known && w != 0 {
+					t.Fatalf("wait %v (known %v, longest reset %v)", w, known, longest)
+				}
+				if w == 0 {
+					tks = append(tks, tk)
+				}
+			case 1:
+				tks = append(tks, p.Reserve(0, c, clk.now()))
+			case 2, 3:
+				if len(tks) == 0 {
+					continue
+				}
+				tk := tks[0]
+				tks = tks[1:]
+				l := Limits{Requests: {arg % 7, arg % 5, time.Duration(arg%9) * 100 * time.Millisecond},
+					Tokens: {arg, arg / 2, time.Duration(arg%4) * time.Second}}
+				if op == 3 {
+					l = Limits{}
+				}
+				for _, w := range l {
+					if w.Known() {
+						known = true
+						longest = max(longest, w.Reset)
+					}
+				}
+				tk.ObserveLimits(&l, clk.now())
+			case 4:
+				if len(tks) > 0 {
+					if arg%2 == 0 {
+						tks[0].Release()
+					} else {
+						tks[0].Forget(clk.now())
+					}
+					tks = tks[1:]
+				}
+			case 5:
+				clk.add(time.Duration(arg) * 10 * time.Millisecond)
+			}
+			s := p.m[0]
+			if s == nil {
+				continue
+			}
+			for i := range s.dims {
+				if d := &s.dims[i]; d.held < 0 || d.prevHeld < 0 || d.lost < 0 {
+					t.Fatalf("negative reservation: %+v", *d)
+				}
+			}
+		}
+	})
+}
