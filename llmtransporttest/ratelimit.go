@@ -1,6 +1,7 @@
 package llmtransporttest
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -63,17 +64,23 @@ type window struct {
 // tokenCost is what the server charges a request against its token limit.
 func tokenCost(bodyLen int, req *chatRequest) int {
 	out := 0
-	for _, p := range [...]*int{req.MaxTokens, req.MaxCompletionTokens, req.MaxOutputTokens} {
-		if p != nil && *p > 0 {
-			out = *p
+	for _, v := range [...]json.RawMessage{req.MaxTokens, req.MaxCompletionTokens, req.MaxOutputTokens} {
+		if n := count(v); n > 0 {
+			out = n
 			break
 		}
 	}
-	n := 1
-	if req.N != nil && *req.N > 1 {
-		n = *req.N
-	}
+	n := max(count(req.N), 1)
 	return (bodyLen+3)/4 + n*out
+}
+
+// count reads a JSON number as a count: 0 for anything else, or past 2³⁰.
+func count(v json.RawMessage) int {
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || !(f > 0) || f > 1<<30 {
+		return 0
+	}
+	return int(f)
 }
 
 // admit counts a request of model at now against the rate limit, and

@@ -267,11 +267,12 @@ type chatRequest struct {
 		Content any `json:"content"`
 	} `json:"messages"`
 
-	// Read for the token cost of WithRateLimit.
-	MaxTokens           *int `json:"max_tokens"`
-	MaxCompletionTokens *int `json:"max_completion_tokens"`
-	MaxOutputTokens     *int `json:"max_output_tokens"`
-	N                   *int `json:"n"`
+	// Read for the token cost of WithRateLimit, as written: a value of
+	// any type is accepted (and counts as 0 unless it is a number).
+	MaxTokens           json.RawMessage `json:"max_tokens"`
+	MaxCompletionTokens json.RawMessage `json:"max_completion_tokens"`
+	MaxOutputTokens     json.RawMessage `json:"max_output_tokens"`
+	N                   json.RawMessage `json:"n"`
 }
 
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
