@@ -1,6 +1,7 @@
 package pacing
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"testing"
@@ -446,6 +447,65 @@ func check(t *testing.T, ok, over, possible, pct int) {
 	if ok < possible*pct/100 {
 		t.Errorf("%d ok, want ≥ %d%% of %d", ok, pct, possible)
 	}
+}
+
+// TestPacedMixedCosts is TestSimulation's second scenario in fake time
+// (synctest), free of the machine's load: 30 requests and 7,500 tokens per
+// 500 ms window, requests of 95–405 tokens, 16 callers, answers 20–300 ms
+// after the server counted them, for 60 s.
+func TestPacedMixedCosts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window = 500 * time.Millisecond
+		var mu sync.Mutex
+		start := time.Now()
+		idx := int64(-1)
+		var usedR, usedT, ok, over, okT int64
+		serve := func(c Cost) Limits {
+			mu.Lock()
+			defer mu.Unlock()
+			now := time.Now()
+			if i := int64(now.Sub(start) / window); i != idx {
+				idx, usedR, usedT = i, 0, 0
+			}
+			if usedR+1 <= 30 && usedT+c[Tokens] <= 7500 {
+				usedR, usedT, ok, okT = usedR+1, usedT+c[Tokens], ok+1, okT+c[Tokens]
+			} else {
+				over++
+			}
+			r := (start.Add(time.Duration(idx+1)*window).Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond)
+			return Limits{Requests: {30, 30 - usedR, r}, Tokens: {7500, 7500 - usedT, r}}
+		}
+		p := New[string](0)
+		stop := time.Now().Add(60 * time.Second)
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(g), 18))
+				for time.Now().Before(stop) {
+					c := Estimate(int64(380+rng.IntN(40)), int64(25*rng.IntN(13)), 1)
+					w, tk := p.Admit("k", c, time.Now())
+					if w > 0 {
+						time.Sleep(w)
+						continue
+					}
+					time.Sleep(time.Millisecond)
+					l := serve(c)
+					time.Sleep(20*time.Millisecond + time.Duration(rng.Int64N(int64(280*time.Millisecond))))
+					tk.ObserveLimits(&l, time.Now())
+				}
+			})
+		}
+		wg.Wait()
+		windows := int64(60 * time.Second / window)
+		util := max(float64(ok)/float64(windows*30), float64(okT)/float64(windows*7500))
+		t.Logf("%d ok, %d over the limit, %.1f%% of the limit", ok, over, 100*util)
+		if over != 0 {
+			t.Errorf("%d requests over the limit", over)
+		}
+		if util < 0.9 {
+			t.Errorf("%.1f%% of the limit, want ≥ 90%%", 100*util)
+		}
+	})
 }
 
 // TestConcurrent hammers one pacer from many goroutines (for -race).

@@ -254,7 +254,14 @@ func TestSimulation(t *testing.T) {
 			if pr.share() > 0.01 {
 				t.Errorf("pacer: %.2f%% of upstream requests got a 429, want ≤ 1%%", 100*pr.share())
 			}
-			if pr.util() < 0.90 {
+			switch pl := results[plainLoop]; {
+			case pl.util() < 0.95:
+				// Even a plain loop could not reach the limit: the
+				// machine is too loaded for the throughput to say
+				// anything of the pacer (TestPacedMixedCosts measures
+				// it in fake time).
+				t.Logf("plain loop at %.1f%% of the limit: throughput not judged", 100*pl.util())
+			case pr.util() < 0.90:
 				t.Errorf("pacer: throughput %.1f%% of the limit, want ≥ 90%%", 100*pr.util())
 			}
 		})
