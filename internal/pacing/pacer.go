@@ -184,6 +184,31 @@ func (p *Pacer[K]) Wait(key K, c Cost, now time.Time) time.Duration {
 	return time.Duration(s.wait(&c, p.ns(now)))
 }
 
+// Learned returns what the pacer knows of key's windows at now, for the
+// root's state snapshot: per dimension the limit, the least remaining
+// reported in the current window, and the time until it is whole again;
+// the zero Window for a dimension not known, or whose window has passed
+// with none of the next seen.
+func (p *Pacer[K]) Learned(key K, now time.Time) Limits {
+	var l Limits
+	p.mu.RLock()
+	s := p.m[key]
+	p.mu.RUnlock()
+	if s == nil {
+		return l
+	}
+	at := p.ns(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.dims {
+		d := &s.dims[i]
+		if d.known && !d.fresh && at < d.resetAt {
+			l[i] = Window{Limit: d.limit, Remaining: d.rem, Reset: time.Duration(d.resetAt - at)}
+		}
+	}
+	return l
+}
+
 // Len returns the number of keys tracked.
 func (p *Pacer[K]) Len() int {
 	p.mu.RLock()

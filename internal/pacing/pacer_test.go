@@ -84,6 +84,9 @@ func TestPacesUntilReset(t *testing.T) {
 	if w, tk := p.Admit("k", one, clk.add(100*time.Millisecond)); w != 900*time.Millisecond || tk.s != nil {
 		t.Fatalf("third request: wait %v, ticket %v; want 900ms and none", w, tk.s != nil)
 	}
+	if got, want := p.Learned("k", clk.now()), reqs(10, 2, 900*time.Millisecond); got != want {
+		t.Fatalf("Learned = %+v, want %+v", got, want)
+	}
 	// Other keys are not held back.
 	if w, _ := p.Admit("other", one, clk.now()); w != 0 {
 		t.Fatalf("another key waits %v", w)
@@ -91,6 +94,9 @@ func TestPacesUntilReset(t *testing.T) {
 	// Past the reset the window is whole again, for as many requests as
 	// it holds, and then for a window's length from its start.
 	clk.add(900 * time.Millisecond)
+	if got := p.Learned("k", clk.now()); got != (Limits{}) {
+		t.Fatalf("Learned after the window = %+v, want nothing", got)
+	}
 	for range 8 {
 		admit(t, p, one, clk.now())
 	}
