@@ -229,7 +229,7 @@ func serverTime(h http.Header, now time.Time, cache *time.Time) time.Time {
 
 // ParseCount parses a count of a rate-limit header: a non-negative decimal
 // integer, optionally surrounded by spaces. "-1", "", "1e3", "12.5" and
-// numbers past 2⁶²are not counts.
+// numbers of more than 18 digits are not counts.
 func ParseCount(s string) (int64, bool) {
 	s = strings.TrimSpace(s)
 	if s == "" || len(s) > 18 {
