@@ -49,7 +49,8 @@
 // Responses of concurrent calls arrive out of order. The server counted
 // a response's reset from a moment between the request's sending and the
 // response's reading, so its window ends between lo = sent+reset and
-// hi = read+reset. The known window ends between the latest lo and the
+// hi = read+reset (lo less a second when the reset was taken relative to
+// the Date header, whose seconds are whole). The known window ends between the latest lo and the
 // least hi (resetAt) of its responses; the pacer waits for resetAt, so it
 // never sends early, and no longer than the fastest response makes
 // necessary. A response is then:

@@ -60,6 +60,11 @@ type Window struct {
 	Limit     int64
 	Remaining int64
 	Reset     time.Duration
+	// slack is how much earlier than Reset the window may be whole again:
+	// a second when Reset was taken relative to the response's Date,
+	// which has whole seconds (the server's clock then was up to a second
+	// past it).
+	slack time.Duration
 }
 
 // Known reports whether w is usable: 0 ≤ Remaining ≤ Limit, Limit > 0
@@ -129,7 +134,7 @@ func ParseHeaders(h http.Header, now time.Time) Limits {
 	if len(h) == 0 {
 		return l
 	}
-	var server time.Time // the Date header, read when first needed
+	var server serverClock // the Date header, read when first needed
 	for i := range openAIHeaders {
 		hs := &openAIHeaders[i]
 		if w, ok := parseWindow(h, hs, now, &server); ok {
@@ -149,7 +154,7 @@ func ParseHeaders(h http.Header, now time.Time) Limits {
 }
 
 // parseWindow reads one dimension's headers; ok only when they are known.
-func parseWindow(h http.Header, hs *headerSet, now time.Time, server *time.Time) (Window, bool) {
+func parseWindow(h http.Header, hs *headerSet, now time.Time, server *serverClock) (Window, bool) {
 	lim, ok := ParseCount(first(h, hs.limit))
 	if !ok || lim <= 0 {
 		return Window{}, false
@@ -158,7 +163,7 @@ func parseWindow(h http.Header, hs *headerSet, now time.Time, server *time.Time)
 	if !ok || rem > lim {
 		return Window{}, false
 	}
-	var d time.Duration
+	var d, slack time.Duration
 	if hs.rfc3339 {
 		s := strings.TrimSpace(first(h, hs.reset))
 		if s == "" {
@@ -168,22 +173,30 @@ func parseWindow(h http.Header, hs *headerSet, now time.Time, server *time.Time)
 		if err != nil {
 			return Window{}, false
 		}
-		d = t.Sub(serverTime(h, now, server))
+		ref, date := server.get(h, now)
+		d = t.Sub(ref)
+		if date {
+			slack = time.Second
+		}
 	} else {
 		var ok bool
 		v := first(h, hs.reset)
 		ref := now // unused by relative values, which are most
 		if absolute(v) {
-			ref = serverTime(h, now, server)
+			var date bool
+			if ref, date = server.get(h, now); date {
+				slack = time.Second
+			}
 		}
 		if d, ok = ParseReset(v, ref); !ok && hs.altReset != "" {
+			slack = 0
 			d, ok = ParseSeconds(first(h, hs.altReset))
 		}
 		if !ok {
 			return Window{}, false
 		}
 	}
-	w := Window{Limit: lim, Remaining: rem, Reset: d}
+	w := Window{Limit: lim, Remaining: rem, Reset: d, slack: min(slack, d)}
 	return w, w.Known()
 }
 
@@ -212,19 +225,25 @@ func absolute(v string) bool {
 	return digits >= 10
 }
 
-// serverTime returns the response's Date (the server's clock), parsed once
-// into *cache, or now when there is no valid Date.
-func serverTime(h http.Header, now time.Time, cache *time.Time) time.Time {
-	if !cache.IsZero() {
-		return *cache
-	}
-	*cache = now
-	if d := first(h, "Date"); d != "" {
-		if t, err := http.ParseTime(d); err == nil {
-			*cache = t
+// serverClock is the server's clock as a response's Date tells it, read
+// once per response.
+type serverClock struct {
+	t          time.Time
+	read, date bool
+}
+
+// get returns the response's Date, and true, or now and false when it has
+// no valid Date.
+func (c *serverClock) get(h http.Header, now time.Time) (time.Time, bool) {
+	if !c.read {
+		c.read, c.t = true, now
+		if d := first(h, "Date"); d != "" {
+			if t, err := http.ParseTime(d); err == nil {
+				c.t, c.date = t, true
+			}
 		}
 	}
-	return *cache
+	return c.t, c.date
 }
 
 // ParseCount parses a count of a rate-limit header: a non-negative decimal

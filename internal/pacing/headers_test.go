@@ -28,18 +28,18 @@ func TestParseHeaders(t *testing.T) {
 		{"openai", hdr(
 			"x-ratelimit-limit-requests", "60", "x-ratelimit-remaining-requests", "59", "x-ratelimit-reset-requests", "1s",
 			"x-ratelimit-limit-tokens", "150000", "x-ratelimit-remaining-tokens", "149984", "x-ratelimit-reset-tokens", "6m0s",
-		), Limits{Requests: {60, 59, time.Second}, Tokens: {150000, 149984, 6 * time.Minute}}},
+		), Limits{Requests: {60, 59, time.Second, 0}, Tokens: {150000, 149984, 6 * time.Minute, 0}}},
 		{"openai short resets", hdr(
 			"x-ratelimit-limit-requests", "10000", "x-ratelimit-remaining-requests", "9999", "x-ratelimit-reset-requests", "20ms",
 			"x-ratelimit-limit-tokens", "30000", "x-ratelimit-remaining-tokens", "29000", "x-ratelimit-reset-tokens", "7.66s",
-		), Limits{Requests: {10000, 9999, 20 * time.Millisecond}, Tokens: {30000, 29000, 7660 * time.Millisecond}}},
+		), Limits{Requests: {10000, 9999, 20 * time.Millisecond, 0}, Tokens: {30000, 29000, 7660 * time.Millisecond, 0}}},
 		{"bare seconds and spaces", hdr(
 			"x-ratelimit-limit-requests", " 20 ", "x-ratelimit-remaining-requests", "0", "x-ratelimit-reset-requests", " 0.5 ",
-		), Limits{Requests: {20, 0, 500 * time.Millisecond}}},
+		), Limits{Requests: {20, 0, 500 * time.Millisecond, 0}}},
 		{"azure reset in seconds under its own name", hdr(
 			"x-ratelimit-limit-tokens", "1000", "x-ratelimit-remaining-tokens", "0", "x-rate-limit-reset-tokens", "55",
 			"x-ratelimit-limit-requests", "20", "x-ratelimit-remaining-requests", "3", "x-rate-limit-reset-requests", "1",
-		), Limits{Requests: {20, 3, time.Second}, Tokens: {1000, 0, 55 * time.Second}}},
+		), Limits{Requests: {20, 3, time.Second, 0}, Tokens: {1000, 0, 55 * time.Second, 0}}},
 		{"azure responses placeholders", hdr(
 			"x-ratelimit-limit-tokens", "-1", "x-ratelimit-remaining-tokens", "-1", "x-ratelimit-reset-tokens", "0",
 		), Limits{}},
@@ -71,14 +71,14 @@ func TestParseHeaders(t *testing.T) {
 			"anthropic-ratelimit-input-tokens-limit", "40000", "anthropic-ratelimit-input-tokens-remaining", "0", "anthropic-ratelimit-input-tokens-reset", "2026-10-21T07:27:42Z",
 			"anthropic-ratelimit-output-tokens-limit", "8000", "anthropic-ratelimit-output-tokens-remaining", "7000", "anthropic-ratelimit-output-tokens-reset", "2026-10-21T07:27:31.5Z",
 		), Limits{
-			Requests:     {50, 49, time.Second},
-			Tokens:       {90000, 80000, 30 * time.Second},
-			InputTokens:  {40000, 0, 12 * time.Second},
-			OutputTokens: {8000, 7000, 1500 * time.Millisecond},
+			Requests:     {50, 49, time.Second, time.Second},
+			Tokens:       {90000, 80000, 30 * time.Second, time.Second},
+			InputTokens:  {40000, 0, 12 * time.Second, time.Second},
+			OutputTokens: {8000, 7000, 1500 * time.Millisecond, time.Second},
 		}},
 		{"anthropic without Date: relative to now", hdr(
 			"anthropic-ratelimit-requests-limit", "50", "anthropic-ratelimit-requests-remaining", "0", "anthropic-ratelimit-requests-reset", "2026-10-21T07:27:41Z",
-		), Limits{Requests: {50, 0, 10 * time.Second}}},
+		), Limits{Requests: {50, 0, 10 * time.Second, 0}}},
 		{"anthropic reset in the past", hdr(
 			"Date", testDate,
 			"anthropic-ratelimit-requests-limit", "50", "anthropic-ratelimit-requests-remaining", "0", "anthropic-ratelimit-requests-reset", "2026-10-21T07:27:00Z",
@@ -89,11 +89,11 @@ func TestParseHeaders(t *testing.T) {
 		{"x-ratelimit wins over anthropic", hdr(
 			"x-ratelimit-limit-requests", "60", "x-ratelimit-remaining-requests", "1", "x-ratelimit-reset-requests", "2s",
 			"anthropic-ratelimit-requests-limit", "50", "anthropic-ratelimit-requests-remaining", "0", "anthropic-ratelimit-requests-reset", "2026-10-21T07:27:41Z",
-		), Limits{Requests: {60, 1, 2 * time.Second}}},
+		), Limits{Requests: {60, 1, 2 * time.Second, 0}}},
 		{"anthropic fills in for an unknown x-ratelimit", hdr(
 			"x-ratelimit-limit-requests", "-1", "x-ratelimit-remaining-requests", "-1", "x-ratelimit-reset-requests", "0",
 			"anthropic-ratelimit-requests-limit", "50", "anthropic-ratelimit-requests-remaining", "0", "anthropic-ratelimit-requests-reset", "2026-10-21T07:27:41Z",
-		), Limits{Requests: {50, 0, 10 * time.Second}}},
+		), Limits{Requests: {50, 0, 10 * time.Second, 0}}},
 		{"none", hdr("Content-Type", "application/json"), Limits{}},
 	}
 	for _, c := range cases {

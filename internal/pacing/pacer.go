@@ -316,7 +316,8 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 // position pos and time sent, and read at `at`, into d.
 //
 // The server counted the reset from some moment between sent and at, so
-// its window ends between lo = sent+Reset and hi = at+Reset. The known
+// its window ends between lo = sent+Reset (less the reset's slack) and
+// hi = at+Reset. The known
 // window ends between d.lo (the latest lo of its responses) and
 // d.resetAt (the least hi): the pacer waits for the latter, so it never
 // sends early. A response whose lo is past d.resetAt is surely of a later
@@ -327,7 +328,7 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 // report of more than rem is of an older state (a response that overtook
 // a newer one) and is ignored.
 func (d *dimState) merge(w *Window, pos, sent, at int64) {
-	lo, hi := sent+int64(w.Reset), at+int64(w.Reset)
+	lo, hi := sent+int64(w.Reset-w.slack), at+int64(w.Reset)
 	if d.known {
 		d.roll(at)
 	}

@@ -2,6 +2,7 @@ package pacing
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"testing"
@@ -20,7 +21,7 @@ var one = Cost{Requests: 1}
 
 // reqs is a response's x-ratelimit-*-requests.
 func reqs(limit, remaining int, reset time.Duration) Limits {
-	return Limits{Requests: {int64(limit), int64(remaining), reset}}
+	return Limits{Requests: {int64(limit), int64(remaining), reset, 0}}
 }
 
 // admit admits c for key k and fails when it has to wait.
@@ -116,7 +117,7 @@ func TestReservations(t *testing.T) {
 	p := New[string](0)
 	c := Cost{Requests: 1, Tokens: 100}
 	tk := admit(t, p, c, clk.now())
-	l := Limits{Requests: {100, 99, time.Minute}, Tokens: {1000, 400, time.Minute}}
+	l := Limits{Requests: {100, 99, time.Minute, 0}, Tokens: {1000, 400, time.Minute, 0}}
 	tk.ObserveLimits(&l, clk.now())
 	a := admit(t, p, c, clk.now())
 	b := admit(t, p, c, clk.now())
@@ -128,7 +129,7 @@ func TestReservations(t *testing.T) {
 	a.Release()
 	admit(t, p, c, clk.now())
 	// b's response says what the server counted: 300 left after it.
-	l = Limits{Requests: {100, 97, time.Minute}, Tokens: {1000, 300, time.Minute}}
+	l = Limits{Requests: {100, 97, time.Minute, 0}, Tokens: {1000, 300, time.Minute, 0}}
 	b.ObserveLimits(&l, clk.now())
 	// 300 - 3 × 100 still in flight = 0.
 	if w := p.Wait("k", c, clk.now()); w != time.Minute {
@@ -162,6 +163,26 @@ func TestOlderResponseNeverRaises(t *testing.T) {
 	}
 	if w, _ := p.Admit("k", one, clk.now()); w == 0 {
 		t.Fatal("a fifth request goes: an older response raised what is left")
+	}
+}
+
+// TestDateSlack: a reset taken relative to the Date header (whole
+// seconds) may be up to a second long, which must not make an older
+// response look like one of a later window.
+func TestDateSlack(t *testing.T) {
+	clk := newClock() // 07:00:00
+	p := New[string](0)
+	a := admit(t, p, one, clk.now())
+	b := admit(t, p, one, clk.now())
+	anthropic := func(date string, remaining string) http.Header {
+		return hdr("Date", date, "anthropic-ratelimit-requests-limit", "10",
+			"anthropic-ratelimit-requests-remaining", remaining, "anthropic-ratelimit-requests-reset", "2026-10-21T07:01:00Z")
+	}
+	b.Observe(anthropic("Wed, 21 Oct 2026 07:00:00 GMT", "3"), clk.add(100*time.Millisecond))
+	// a was counted first, just before 07:00:00 on the server's clock.
+	a.Observe(anthropic("Wed, 21 Oct 2026 06:59:59 GMT", "5"), clk.add(50*time.Millisecond))
+	if got := p.Learned("k", clk.now())[Requests].Remaining; got != 3 {
+		t.Fatalf("remaining %d, want 3: the older response raised it", got)
 	}
 }
 
@@ -262,7 +283,7 @@ func TestSplitTokens(t *testing.T) {
 	p := New[string](0)
 	c := Estimate(400, 1000, 1) // 100 in, 1000 out
 	tk := admit(t, p, c, clk.now())
-	l := Limits{InputTokens: {40000, 30000, 10 * time.Second}, OutputTokens: {8000, 1500, 20 * time.Second}}
+	l := Limits{InputTokens: {40000, 30000, 10 * time.Second, 0}, OutputTokens: {8000, 1500, 20 * time.Second, 0}}
 	tk.ObserveLimits(&l, clk.now())
 	admit(t, p, c, clk.now())
 	if w := p.Wait("k", c, clk.now()); w != 20*time.Second {
@@ -479,7 +500,7 @@ func TestPacedMixedCosts(t *testing.T) {
 				over++
 			}
 			r := (start.Add(time.Duration(idx+1)*window).Sub(now) + time.Millisecond - 1).Truncate(time.Millisecond)
-			return Limits{Requests: {30, 30 - usedR, r}, Tokens: {7500, 7500 - usedT, r}}
+			return Limits{Requests: {30, 30 - usedR, r, 0}, Tokens: {7500, 7500 - usedT, r, 0}}
 		}
 		p := New[string](0)
 		stop := time.Now().Add(60 * time.Second)
@@ -598,8 +619,8 @@ func FuzzPacer(f *testing.F) {
 				}
 				tk := tks[0]
 				tks = tks[1:]
-				l := Limits{Requests: {arg % 7, arg % 5, time.Duration(arg%9) * 100 * time.Millisecond},
-					Tokens: {arg, arg / 2, time.Duration(arg%4) * time.Second}}
+				l := Limits{Requests: {arg % 7, arg % 5, time.Duration(arg%9) * 100 * time.Millisecond, 0},
+					Tokens: {arg, arg / 2, time.Duration(arg%4) * time.Second, 0}}
 				if op == 3 {
 					l = Limits{}
 				}
