@@ -41,8 +41,9 @@ func Estimate(bodyLen, maxOutput, n int64) Cost {
 }
 
 // DefaultMaxKeys is the number of keys a Pacer tracks unless New is told
-// otherwise: 65,536 keys of about 400 bytes, ~26 MB at most.
-const DefaultMaxKeys = 1 << 16
+// otherwise: 16,384 keys of about 550 bytes with their map entries,
+// ~9 MB at most.
+const DefaultMaxKeys = 1 << 14
 
 // minSweep is the smallest table that is swept.
 const minSweep = 1024
@@ -52,8 +53,9 @@ const minSweep = 1024
 // with [New]; it is safe for concurrent use. See the package documentation
 // for the design.
 //
-// Every method takes the current time: the Pacer reads no clock, starts no
-// goroutine and never sleeps. A key is whatever the caller scopes a limit
+// Every method takes the current time: the Pacer reads no clock (but for
+// the origin New takes, which only differences are counted from), starts
+// no goroutine and never sleeps. A key is whatever the caller scopes a limit
 // to (the root uses host, model and credential fingerprint).
 type Pacer[K comparable] struct {
 	epoch time.Time
