@@ -12,7 +12,9 @@
 // carries an x-request-id header. The server counts requests per model and
 // per fault, so tests can assert how many attempts a client made, and logs
 // each request's body and the status and body it answered with, so they can
-// check that what a client read is what was sent.
+// check that what a client read is what was sent. With [WithRateLimit] it
+// enforces a window limit of requests and tokens per model and sends
+// OpenAI's x-ratelimit-* headers, and a 429 when a window is used up.
 //
 // The package uses only the standard library.
 package llmtransporttest
@@ -54,6 +56,8 @@ type Server struct {
 	byModel map[string]int
 	byFault map[string]int
 	log     []Request
+	start   time.Time          // when the first window of cfg.limit began
+	windows map[string]*window // per model, with cfg.limit
 }
 
 // Request is the record of one chat completion request the server answered.
@@ -102,6 +106,7 @@ type config struct {
 	latency    time.Duration
 	chunkDelay time.Duration
 	apiKey     string
+	limit      *RateLimit
 }
 
 // WithScript makes model answer its requests with faults, one each, in
@@ -176,12 +181,14 @@ func NewServer(opts ...Option) *Server {
 		done:    make(chan struct{}),
 		byModel: map[string]int{},
 		byFault: map[string]int{},
+		windows: map[string]*window{},
 	}
 	for _, o := range opts {
 		if o != nil {
 			o(&s.cfg)
 		}
 	}
+	s.start = time.Now()
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.srv.URL
 	return s
@@ -259,6 +266,13 @@ type chatRequest struct {
 	Messages []struct {
 		Content any `json:"content"`
 	} `json:"messages"`
+
+	// Read for the token cost of WithRateLimit, as written: a value of
+	// any type is accepted (and counts as 0 unless it is a number).
+	MaxTokens           json.RawMessage `json:"max_tokens"`
+	MaxCompletionTokens json.RawMessage `json:"max_completion_tokens"`
+	MaxOutputTokens     json.RawMessage `json:"max_output_tokens"`
+	N                   json.RawMessage `json:"n"`
 }
 
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
@@ -276,11 +290,20 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	s.seq++
 	id := fmt.Sprintf("req_%06d", s.seq)
 	var f Fault
+	var limitHeader http.Header
+	limited := false
+	if err == nil && s.cfg.limit != nil && (s.cfg.apiKey == "" || r.Header.Get("Authorization") == "Bearer "+s.cfg.apiKey) {
+		var ok bool
+		limitHeader, ok = s.admit(req.Model, tokenCost(len(body), &req), now)
+		limited = !ok
+	}
 	switch {
 	case err != nil:
 		f = OpenAIError(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
 	case s.cfg.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.apiKey:
 		f = OpenAIError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
+	case limited:
+		f = windowLimited(limitHeader)
 	case s.cfg.scripts[req.Model] != nil:
 		f = s.cfg.scripts[req.Model](n)
 	case s.cfg.fallback != nil:
@@ -306,6 +329,9 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Header().Set("X-Request-Id", id)
+	for k, v := range limitHeader {
+		rec.Header()[k] = v
+	}
 	serve := f.serve
 	if serve == nil {
 		serve = serveOK

@@ -1,0 +1,113 @@
+// Package pacing slows requests down before a rate limit answers 429
+// rather than after (issue 18). It learns each key's limits from the
+// rate-limit headers of its responses, keeps what requests in flight will
+// use, and tells a request how long to wait for the window that cannot
+// cover it to be whole again. It is the engine of the root's WithPacing:
+// it knows nothing of RoundTrip, reads no clock (every call takes the
+// time), starts no goroutine, never sleeps and holds no lock across a
+// wait. It uses only the standard library.
+//
+// # Headers
+//
+// [ParseHeaders] reads OpenAI's, Groq's and Azure's
+// x-ratelimit-{limit,remaining,reset}-{requests,tokens} (resets as Go
+// durations, "6m0s", "20ms", "1s", or numbers as [ParseReset] reads them;
+// Azure's x-rate-limit-reset-{requests,tokens}, in seconds, when the first
+// is absent) and Anthropic's anthropic-ratelimit-{requests,tokens,
+// input-tokens,output-tokens}-{limit,remaining,reset} (RFC 3339 resets,
+// relative to the response's Date). Each dimension ([Dim]) is a [Window]:
+// limit, remaining, and the time until the window is whole again.
+//
+// Unknowns never pace. A dimension is known only when all three values
+// are there and believable: 0 ≤ remaining ≤ limit, limit > 0, 0 < reset ≤
+// [MaxReset] (a day). Absent headers, Azure's -1/0 placeholders, a
+// remaining above the limit, a reset in the past or in the year 3000 leave
+// it unknown, and an unknown dimension makes nobody wait. Azure's short
+// windows (limits per 1 or 10 s) need nothing special: their resets are
+// short, so are the waits, and a window that passed is forgotten.
+// Without a reset (Azure often sends only remaining counts) the wait could
+// not be bounded, so the dimension is unknown.
+//
+// # Cost
+//
+// [Estimate] counts a request as the servers do: 1 request; ⌈body bytes /
+// 4⌉ input tokens (OpenAI counts a character estimate of the prompt; the
+// whole body stands in for it and overestimates a little); n × max output
+// tokens output tokens (max_tokens, max_completion_tokens or
+// max_output_tokens as written in the body, 0 when absent; OpenAI counts
+// max_tokens, Anthropic estimates output from it at the start); tokens =
+// input + output. The root passes numbers it read in its scan of the body.
+//
+// # State and merging
+//
+// Each key (the root keys by host, model and credential fingerprint) has,
+// per dimension: the limit, the least remaining reported in the current
+// window (rem), when that window is whole again (resetAt), the cost of
+// the requests in flight (held), and the cost of requests that ended
+// without a response that said anything (lost).
+//
+// Responses of concurrent calls arrive out of order. The server counted
+// a response's reset from a moment between the request's sending and the
+// response's reading, so its window ends between lo = sent+reset and
+// hi = read+reset (lo less a second when the reset was taken relative to
+// the Date header, whose seconds are whole). The known window ends between the latest lo and the
+// least hi (resetAt) of its responses; the pacer waits for resetAt, so it
+// never sends early, and no longer than the fastest response makes
+// necessary. A response is then:
+//   - of a later window when its lo is past resetAt (the server's window
+//     turned before our end of it, or its bucket refilled): believed at
+//     once, whatever it reports;
+//   - of an earlier window when its hi is before the known lo (a
+//     straggler): ignored;
+//   - else of the known window, where what is left only goes down: the
+//     least remaining reported is kept, and a report of more is of an
+//     older state (a response that overtook a newer one) and is ignored.
+//     So an older response never raises what is left within a window.
+//
+// When resetAt passes, the window is whole again (rem = limit), and
+// responses to requests admitted before that moment are of the old window
+// or cannot be told from it: they are ignored, and the first response to
+// a request admitted since sets the new window. Fixed windows and token
+// buckets both fit: for a bucket, "whole again" is when it is full (as
+// OpenAI and Anthropic define their resets), which the pacer may think
+// at most one response's latency early, against a bucket that has been
+// refilling meanwhile (tests: no request over the limit with latencies up
+// to 300 ms each way).
+//
+// # Reservations
+//
+// Admit reserves a request's cost until its ticket is settled. A request
+// is covered when rem − held − lost ≥ its cost. rem is what the server had
+// left when it counted the response that reported it, which it counted
+// after the requests it reports and before those still in flight: so the
+// requests in flight are the ones not in rem, and held is subtracted
+// whole. (A request in flight that the server counted before that
+// response is subtracted twice: pacing errs towards waiting.) A request
+// that ends without a response that says anything stays counted (lost)
+// until a response to a request sent after it reports, or the window
+// passes; one that was not sent at all gives its cost back. Reservations
+// made before a window passed count in the next window too (they may land
+// in it), then are forgotten: a ticket never settled holds nothing back
+// for more than two windows.
+//
+// # Decision
+//
+// [Pacer.Admit] returns 0 and a reserving [Ticket] when every known
+// dimension covers the cost, or when nothing is known. Otherwise it
+// returns the longest time until an uncovered window is whole again and
+// reserves nothing; a request that costs more than a whole limit is never
+// paced (it can never be covered: the server decides). A window used up
+// before any response of it came back is waited on for as long as the
+// previous window lasted, from its start. The caller bounds the wait by
+// its own cap and deadline: past them it sends at once ([Pacer.Reserve])
+// and lets the server decide.
+//
+// # Cost of a call and memory
+//
+// Admit and Observe are O(1): a map lookup under a read lock and a few
+// arithmetic steps under the key's own lock; on a known key they do not
+// allocate. The table holds at most maxKeys keys; keys with nothing in
+// flight and no window to wait for are swept, in sweeps whose cost is
+// amortised over the keys added since the last one. A key that finds the
+// table full of keys in use is not paced.
+package pacing

@@ -1,0 +1,399 @@
+package pacing
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Dim is a dimension of a rate limit: what a window counts.
+type Dim uint8
+
+// The dimensions the providers report.
+const (
+	// Requests counts requests: OpenAI's and Azure's
+	// x-ratelimit-*-requests, Anthropic's anthropic-ratelimit-requests-*.
+	Requests Dim = iota
+	// Tokens counts input and output tokens together: OpenAI's and Azure's
+	// x-ratelimit-*-tokens, Anthropic's anthropic-ratelimit-tokens-*.
+	Tokens
+	// InputTokens counts input tokens: Anthropic's
+	// anthropic-ratelimit-input-tokens-*.
+	InputTokens
+	// OutputTokens counts output tokens: Anthropic's
+	// anthropic-ratelimit-output-tokens-* (estimated by the server from
+	// max_tokens when the request starts).
+	OutputTokens
+	// NumDims is the number of dimensions.
+	NumDims
+)
+
+var dimNames = [NumDims]string{"requests", "tokens", "input-tokens", "output-tokens"}
+
+// String returns the dimension's name as the headers spell it: "requests",
+// "tokens", "input-tokens" or "output-tokens".
+func (d Dim) String() string {
+	if d < NumDims {
+		return dimNames[d]
+	}
+	return "dim(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Limits of what a rate-limit header may say and still be believed.
+const (
+	// MaxSaneWait bounds wait hints (Retry-After and its kin), as the
+	// root's wait-hint rules do: a longer one is taken as this long.
+	MaxSaneWait = 31 * 24 * time.Hour
+	// MaxReset is the longest window reset the pacer believes. A reset
+	// further away (a date in the year 3000, a Unix time read as seconds)
+	// makes the window unknown: pacing never waits on a number it cannot
+	// trust. A day covers the per-day limits (Groq's RPD/TPD).
+	MaxReset = 24 * time.Hour
+)
+
+// Window is what a response said about one dimension of its rate limit:
+// Limit units per window, Remaining of them left, and the window whole
+// again Reset after the response was read. The zero Window is unknown.
+type Window struct {
+	Limit     int64
+	Remaining int64
+	Reset     time.Duration
+	// slack is how much earlier than Reset the window may be whole again:
+	// a second when Reset was taken relative to the response's Date,
+	// which has whole seconds (the server's clock then was up to a second
+	// past it).
+	slack time.Duration
+}
+
+// Known reports whether w is usable: 0 ≤ Remaining ≤ Limit, Limit > 0
+// and 0 < Reset ≤ MaxReset. Anything else (a header missing, "-1", a
+// remaining above the limit, a reset of 0 or in a year) is unknown, and
+// unknown never paces.
+func (w Window) Known() bool {
+	return w.Limit > 0 && w.Remaining >= 0 && w.Remaining <= w.Limit && w.Reset > 0 && w.Reset <= MaxReset
+}
+
+// Limits is what one response said about each dimension.
+type Limits [NumDims]Window
+
+// Known reports whether any dimension is known.
+func (l *Limits) Known() bool {
+	for i := range l {
+		if l[i].Known() {
+			return true
+		}
+	}
+	return false
+}
+
+// headerSet names the limit, remaining and reset headers of one dimension,
+// in canonical form.
+type headerSet struct {
+	dim                     Dim
+	limit, remaining, reset string
+	// altReset is a reset header of another name, used when reset is
+	// absent (Azure's x-rate-limit-reset-*, in seconds).
+	altReset string
+	// rfc3339 marks Anthropic's resets, absolute RFC 3339 times.
+	rfc3339 bool
+}
+
+// openAIHeaders are OpenAI's (and Groq's, Azure's, LiteLLM's) x-ratelimit-*.
+// Resets are Go durations ("1s", "6m0s", "20ms"); Azure sends its own
+// x-rate-limit-reset-* in seconds beside them, or instead of them.
+var openAIHeaders = [...]headerSet{
+	{Requests, "X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests", "X-Rate-Limit-Reset-Requests", false},
+	{Tokens, "X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens", "X-Rate-Limit-Reset-Tokens", false},
+}
+
+// anthropicHeaders are Anthropic's anthropic-ratelimit-*, whose resets are
+// RFC 3339 times.
+var anthropicHeaders = [...]headerSet{
+	{Requests, "Anthropic-Ratelimit-Requests-Limit", "Anthropic-Ratelimit-Requests-Remaining", "Anthropic-Ratelimit-Requests-Reset", "", true},
+	{Tokens, "Anthropic-Ratelimit-Tokens-Limit", "Anthropic-Ratelimit-Tokens-Remaining", "Anthropic-Ratelimit-Tokens-Reset", "", true},
+	{InputTokens, "Anthropic-Ratelimit-Input-Tokens-Limit", "Anthropic-Ratelimit-Input-Tokens-Remaining", "Anthropic-Ratelimit-Input-Tokens-Reset", "", true},
+	{OutputTokens, "Anthropic-Ratelimit-Output-Tokens-Limit", "Anthropic-Ratelimit-Output-Tokens-Remaining", "Anthropic-Ratelimit-Output-Tokens-Reset", "", true},
+}
+
+// ParseHeaders reads the rate-limit headers of a response read at now:
+// OpenAI's, Groq's and Azure's x-ratelimit-{limit,remaining,reset}-
+// {requests,tokens} (resets as Go durations, or numbers as [ParseReset]
+// reads them; Azure's x-rate-limit-reset-{requests,tokens} in seconds when
+// the first is absent), and Anthropic's
+// anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
+// {limit,remaining,reset} (resets as RFC 3339 times, taken relative to the
+// response's Date, the server's clock, or to now without one). When both
+// families name a dimension, x-ratelimit-* wins. A dimension whose values
+// are missing, negative or inconsistent is left unknown ([Window.Known]).
+//
+// It does not allocate on well-formed headers.
+func ParseHeaders(h http.Header, now time.Time) Limits {
+	var l Limits
+	if len(h) == 0 {
+		return l
+	}
+	var server serverClock // the Date header, read when first needed
+	for i := range openAIHeaders {
+		hs := &openAIHeaders[i]
+		if w, ok := parseWindow(h, hs, now, &server); ok {
+			l[hs.dim] = w
+		}
+	}
+	for i := range anthropicHeaders {
+		hs := &anthropicHeaders[i]
+		if l[hs.dim].Known() {
+			continue
+		}
+		if w, ok := parseWindow(h, hs, now, &server); ok {
+			l[hs.dim] = w
+		}
+	}
+	return l
+}
+
+// parseWindow reads one dimension's headers; ok only when they are known.
+func parseWindow(h http.Header, hs *headerSet, now time.Time, server *serverClock) (Window, bool) {
+	lim, ok := ParseCount(first(h, hs.limit))
+	if !ok || lim <= 0 {
+		return Window{}, false
+	}
+	rem, ok := ParseCount(first(h, hs.remaining))
+	if !ok || rem > lim {
+		return Window{}, false
+	}
+	var d, slack time.Duration
+	if hs.rfc3339 {
+		s := strings.TrimSpace(first(h, hs.reset))
+		if s == "" {
+			return Window{}, false
+		}
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return Window{}, false
+		}
+		ref, date := server.get(h, now)
+		d = t.Sub(ref)
+		if date {
+			slack = time.Second
+		}
+	} else {
+		var ok bool
+		v := first(h, hs.reset)
+		ref := now // unused by relative values, which are most
+		if absolute(v) {
+			var date bool
+			if ref, date = server.get(h, now); date {
+				slack = time.Second
+			}
+		}
+		if d, ok = ParseReset(v, ref); !ok && hs.altReset != "" {
+			slack = 0
+			d, ok = ParseSeconds(first(h, hs.altReset))
+		}
+		if !ok {
+			return Window{}, false
+		}
+	}
+	w := Window{Limit: lim, Remaining: rem, Reset: d, slack: min(slack, d)}
+	return w, w.Known()
+}
+
+// first returns the first value of the header key (canonical), without
+// canonicalising it again.
+func first(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// absolute reports whether the reset value v may be an absolute time,
+// which ParseReset takes relative to the server's clock: a date, or ten
+// digits or more.
+func absolute(v string) bool {
+	digits := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == 'T':
+			return true
+		}
+	}
+	return digits >= 10
+}
+
+// serverClock is the server's clock as a response's Date tells it, read
+// once per response.
+type serverClock struct {
+	t          time.Time
+	read, date bool
+}
+
+// get returns the response's Date, and true, or now and false when it has
+// no valid Date.
+func (c *serverClock) get(h http.Header, now time.Time) (time.Time, bool) {
+	if !c.read {
+		c.read, c.t = true, now
+		if d := first(h, "Date"); d != "" {
+			if t, err := http.ParseTime(d); err == nil {
+				c.t, c.date = t, true
+			}
+		}
+	}
+	return c.t, c.date
+}
+
+// ParseCount parses a count of a rate-limit header: a non-negative decimal
+// integer, optionally surrounded by spaces. "-1", "", "1e3", "12.5" and
+// numbers of more than 18 digits are not counts.
+func ParseCount(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// ParseReset parses the value of an x-ratelimit-reset-* header as the time
+// until the window is whole again: an integer above 10¹¹ is a Unix time in
+// milliseconds and one above 10⁹ a Unix time in seconds (both taken
+// relative to now, which should be the server's clock, the response's
+// Date), another integer a number of seconds; an RFC 3339 time is taken
+// relative to now too; anything else is read by [ParseDuration] ("6m0s",
+// "20ms", "1s", "7.66s", "0.5"). ok is false for values ≤ 0, "-1"
+// placeholders and junk; a wait past [MaxSaneWait] is taken as
+// MaxSaneWait.
+//
+// These are the rules of the root's wait hints (waithint.go's
+// parseResetValue, parseDuration, parseSeconds and parseMillis), kept here
+// so that the classifier can share them; ParseReset also reads RFC 3339
+// times.
+func ParseReset(s string, now time.Time) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	if n, ok := parseInt(s); ok {
+		switch {
+		case n > 1e11:
+			return saneWait(time.UnixMilli(n).Sub(now))
+		case n > 1e9:
+			return saneWait(time.Unix(n, 0).Sub(now))
+		}
+		return secondsWait(float64(n))
+	}
+	if len(s) >= len("2006-01-02T15:04:05Z") && s[4] == '-' && s[10] == 'T' {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return 0, false
+		}
+		return saneWait(t.Sub(now))
+	}
+	return ParseDuration(s)
+}
+
+// parseInt parses an optionally signed decimal integer of at most 18
+// digits, without allocating on failure as strconv does.
+func parseInt(s string) (int64, bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	n, ok := ParseCount(s)
+	if !ok || s != strings.TrimSpace(s) {
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// ParseDuration parses a Go duration ("6m0s", "12ms", "+1.5s"), a protobuf
+// duration ("47.174066935s", also past what a Go duration holds) or a bare
+// number of seconds ("2", "0.75", "1e3"), as a usable wait: ok is false for
+// values ≤ 0, NaN, infinities and junk, and a wait past [MaxSaneWait] is
+// taken as MaxSaneWait.
+func ParseDuration(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, false
+	}
+	if isFloat(s) {
+		return ParseSeconds(s) // what time.ParseDuration refuses, without its error
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return saneWait(d)
+	}
+	// A protobuf duration too large for time.ParseDuration ("99999999999s").
+	if t, ok := strings.CutSuffix(s, "s"); ok && isFloat(t) {
+		return ParseSeconds(t)
+	}
+	return 0, false
+}
+
+// ParseSeconds parses a (possibly fractional) number of seconds as a usable
+// wait (see [ParseDuration]).
+func ParseSeconds(s string) (time.Duration, bool) { return parseScaled(s, 1) }
+
+// ParseMillis parses a (possibly fractional) number of milliseconds as a
+// usable wait (see [ParseDuration]).
+func ParseMillis(s string) (time.Duration, bool) { return parseScaled(s, 1000) }
+
+func parseScaled(s string, per float64) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if !isFloat(s) {
+		return 0, false // NaN and Inf are junk anyway; this spares strconv's error
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, false // syntax, or out of range ("1e309", "1e-400")
+	}
+	return secondsWait(f / per)
+}
+
+// isFloat reports whether s is made only of the bytes of a decimal
+// floating-point number (digits, '.', 'e', 'E', '+', '-'), with a digit.
+func isFloat(s string) bool {
+	digit := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-':
+		default:
+			return false
+		}
+	}
+	return digit
+}
+
+// secondsWait converts a number of seconds to a usable wait.
+func secondsWait(f float64) (time.Duration, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
+		return 0, false
+	}
+	if f > MaxSaneWait.Seconds() {
+		return MaxSaneWait, true
+	}
+	return saneWait(time.Duration(f * float64(time.Second)))
+}
+
+// saneWait reports whether d is a usable wait, capped at MaxSaneWait.
+func saneWait(d time.Duration) (time.Duration, bool) {
+	if d <= 0 {
+		return 0, false
+	}
+	return min(d, MaxSaneWait), true
+}

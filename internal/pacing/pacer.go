@@ -1,0 +1,481 @@
+package pacing
+
+import (
+	"math"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Cost is what one request uses of each dimension, as [Estimate] counts
+// it. Index it by [Dim]: Cost{Requests: 1, Tokens: 900}.
+type Cost [NumDims]int64
+
+// Estimate returns the cost of a request whose body is bodyLen bytes long,
+// that asks for at most maxOutput output tokens per choice
+// (max_tokens, max_completion_tokens or max_output_tokens; 0 when the body
+// names none) and n choices (0 or less: 1):
+//
+//	Requests     = 1
+//	InputTokens  = ⌈bodyLen / 4⌉
+//	OutputTokens = n × maxOutput
+//	Tokens       = InputTokens + OutputTokens
+//
+// It is the estimate the servers make themselves: OpenAI counts a
+// character-based estimate of the prompt plus max_tokens, Anthropic
+// estimates output tokens from max_tokens when the request starts. The
+// whole body stands in for the prompt: its JSON punctuation and the other
+// fields make it an overestimate, which errs on the side of waiting.
+// Results saturate at math.MaxInt64/4 per dimension.
+func Estimate(bodyLen, maxOutput, n int64) Cost {
+	const most = math.MaxInt64 / 4
+	bodyLen = min(max(bodyLen, 0), most)
+	maxOutput = max(maxOutput, 0)
+	n = max(n, 1)
+	in := (bodyLen + 3) / 4
+	out := int64(most)
+	if maxOutput == 0 || n <= most/maxOutput {
+		out = min(n*maxOutput, most)
+	}
+	return Cost{Requests: 1, Tokens: min(in+out, most), InputTokens: in, OutputTokens: out}
+}
+
+// DefaultMaxKeys is the number of keys a Pacer tracks unless New is told
+// otherwise: 16,384 keys of about 550 bytes with their map entries,
+// ~9 MB at most.
+const DefaultMaxKeys = 1 << 14
+
+// minSweep is the smallest table that is swept.
+const minSweep = 1024
+
+// Pacer learns the rate limits of keys from the headers of their responses
+// and tells requests how long to wait so as not to exceed them. Make one
+// with [New]; it is safe for concurrent use. See the package documentation
+// for the design.
+//
+// Every method takes the current time: the Pacer reads no clock (but for
+// the origin New takes, which only differences are counted from), starts
+// no goroutine and never sleeps. A key is whatever the caller scopes a limit
+// to (the root uses host, model and credential fingerprint).
+type Pacer[K comparable] struct {
+	epoch time.Time
+	max   int
+
+	mu      sync.RWMutex
+	m       map[K]*keyState
+	sweepAt int
+	swept   int64
+}
+
+// New returns a Pacer that tracks at most maxKeys keys (0 or less:
+// [DefaultMaxKeys]). A key seen when the table is full of keys still in
+// use is not paced.
+func New[K comparable](maxKeys int) *Pacer[K] {
+	if maxKeys <= 0 {
+		maxKeys = DefaultMaxKeys
+	}
+	return &Pacer[K]{epoch: time.Now(), max: maxKeys, m: map[K]*keyState{}, sweepAt: min(minSweep, maxKeys), swept: math.MinInt64 / 2}
+}
+
+// keyState is the state of one key. Its lock is held only for the few
+// arithmetic steps of one call, never across a wait.
+type keyState struct {
+	epoch *time.Time
+	mu    sync.Mutex
+	// inflight counts the tickets not yet settled; a key with tickets in
+	// flight is never swept.
+	inflight int64
+	dims     [NumDims]dimState
+}
+
+// dimState is what is known of one dimension of one key. Positions are
+// values of cum, the cost admitted so far: a request's position is cum
+// after its admission, so that positions order requests by admission.
+type dimState struct {
+	cum     int64 // cost admitted so far
+	known   bool  // a response has said something
+	fresh   bool  // the known window has passed; no response of the next one yet
+	limit   int64
+	rem     int64 // the least remaining reported in this window
+	eraPos  int64 // responses to requests admitted at or before it are of older windows
+	lo      int64 // when this window is whole again, at the earliest
+	resetAt int64 // when this window is whole again, at the latest
+	span    int64 // the longest reset reported in this window (≈ its length)
+
+	// held is the cost of the requests in flight (reserved, not settled)
+	// admitted since the last time a window passed (after position
+	// holdPos), prevHeld that of those admitted in the window before
+	// (after prevHoldPos). Those admitted earlier are no longer counted: a
+	// ticket never settled holds nothing back for more than two windows.
+	held, prevHeld       int64
+	holdPos, prevHoldPos int64
+
+	// lost is the cost of this window's requests that the server may have
+	// counted but whose responses said nothing (no response, no headers),
+	// settled last at lostAt.
+	lost, lostAt int64
+}
+
+// Ticket is the reservation of a request admitted by [Pacer.Admit] or
+// [Pacer.Reserve]. Settle it exactly once: [Ticket.Observe] when a
+// response (of any status) came back, [Ticket.Release] when the request
+// was not sent, [Ticket.Forget] when it was sent but no response came
+// back. The zero Ticket (a key not paced) settles as a no-op.
+type Ticket struct {
+	s    *keyState
+	pos  [NumDims]int64 // cum after this request was admitted
+	cost Cost
+	at   int64 // when it was admitted
+}
+
+func (p *Pacer[K]) ns(now time.Time) int64 { return int64(now.Sub(p.epoch)) }
+
+// Admit decides whether a request of cost c for key may go at now. When it
+// may, wait is 0 and t reserves c until it is settled. Otherwise wait is
+// how long to wait for the window that does not cover c to be whole again,
+// and t is the zero Ticket: the caller either waits and calls Admit again
+// (another request may have taken the room meanwhile), or, when the wait
+// is past its cap or its deadline, sends at once with [Pacer.Reserve] and
+// lets the server decide.
+//
+// wait is 0 whenever the pacer does not know: no response of the key has
+// said anything yet, the headers were absent or not believable, the window
+// has passed and none of the next has been seen, or c is more than the
+// whole limit (such a request can never be covered).
+func (p *Pacer[K]) Admit(key K, c Cost, now time.Time) (wait time.Duration, t Ticket) {
+	s := p.state(key, now)
+	if s == nil {
+		return 0, Ticket{}
+	}
+	at := p.ns(now)
+	s.mu.Lock()
+	if w := s.wait(&c, at); w > 0 {
+		s.mu.Unlock()
+		return time.Duration(w), Ticket{}
+	}
+	t = s.reserve(&c, at)
+	s.mu.Unlock()
+	return 0, t
+}
+
+// Reserve reserves c for a request of key sent at now whatever the pacer
+// thinks: for a request whose wait was past what its caller accepts.
+func (p *Pacer[K]) Reserve(key K, c Cost, now time.Time) Ticket {
+	s := p.state(key, now)
+	if s == nil {
+		return Ticket{}
+	}
+	at := p.ns(now)
+	s.mu.Lock()
+	t := s.reserve(&c, at)
+	s.mu.Unlock()
+	return t
+}
+
+// Wait returns what [Pacer.Admit] would, without reserving anything: for
+// snapshots and tests.
+func (p *Pacer[K]) Wait(key K, c Cost, now time.Time) time.Duration {
+	p.mu.RLock()
+	s := p.m[key]
+	p.mu.RUnlock()
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Duration(s.wait(&c, p.ns(now)))
+}
+
+// Learned returns what the pacer knows of key's windows at now, for the
+// root's state snapshot: per dimension the limit, the least remaining
+// reported in the current window, and the time until it is whole again;
+// the zero Window for a dimension not known, or whose window has passed
+// with none of the next seen.
+func (p *Pacer[K]) Learned(key K, now time.Time) Limits {
+	var l Limits
+	p.mu.RLock()
+	s := p.m[key]
+	p.mu.RUnlock()
+	if s == nil {
+		return l
+	}
+	at := p.ns(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.dims {
+		d := &s.dims[i]
+		if d.known && !d.fresh && at < d.resetAt {
+			l[i] = Window{Limit: d.limit, Remaining: d.rem, Reset: time.Duration(d.resetAt - at)}
+		}
+	}
+	return l
+}
+
+// Len returns the number of keys tracked.
+func (p *Pacer[K]) Len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.m)
+}
+
+// wait returns how long (ns) a request of cost c must wait at `at`; 0 when
+// it is covered or nothing is known.
+func (s *keyState) wait(c *Cost, at int64) int64 {
+	var w int64
+	for i := range s.dims {
+		d := &s.dims[i]
+		if c[i] <= 0 || !d.known {
+			continue
+		}
+		d.roll(at)
+		if c[i] > d.limit {
+			continue // never covered: let the server decide
+		}
+		if d.rem-d.held-d.prevHeld-d.lost >= c[i] {
+			continue
+		}
+		until := d.resetAt
+		if d.fresh {
+			// Used up before any response of the window came back:
+			// wait for as long as a window lasted, from its start.
+			until = d.resetAt + d.span
+		}
+		w = max(w, until-at)
+	}
+	return w
+}
+
+// roll starts the next window once the known one has passed: whole again,
+// counted from the requests admitted from now on. Responses to requests
+// admitted before are of the window that passed (or cannot be told from
+// them) and are not heeded.
+func (d *dimState) roll(at int64) {
+	if d.fresh || at < d.resetAt {
+		if d.fresh && at >= d.resetAt+d.span {
+			// The guessed window passed too: another one starts.
+			d.resetAt, d.lost = at, 0
+			d.shiftHeld()
+		}
+		return
+	}
+	d.fresh = true
+	d.rem, d.eraPos, d.lost = d.limit, d.cum, 0
+	d.shiftHeld()
+}
+
+// shiftHeld starts a window for reservations: what was held is now of the
+// previous window, and what was of the previous one is forgotten.
+func (d *dimState) shiftHeld() {
+	d.prevHeld, d.prevHoldPos = d.held, d.holdPos
+	d.held, d.holdPos = 0, d.cum
+}
+
+func (s *keyState) reserve(c *Cost, at int64) Ticket {
+	t := Ticket{s: s, cost: *c, at: at}
+	for i := range s.dims {
+		if c[i] > 0 {
+			s.dims[i].cum += c[i]
+			s.dims[i].held += c[i]
+		}
+		t.pos[i] = s.dims[i].cum
+	}
+	s.inflight++
+	return t
+}
+
+// Observe settles t with the rate-limit headers of its response (any
+// status, a 429 included), read at now.
+func (t Ticket) Observe(h http.Header, now time.Time) {
+	if t.s == nil {
+		return
+	}
+	l := ParseHeaders(h, now)
+	t.ObserveLimits(&l, now)
+}
+
+// ObserveLimits is [Ticket.Observe] with headers already parsed.
+func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
+	s := t.s
+	if s == nil {
+		return
+	}
+	at := int64(now.Sub(*s.epoch))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settle()
+	for i := range s.dims {
+		d := &s.dims[i]
+		d.unhold(t.cost[i], t.pos[i])
+		if l[i].Known() {
+			d.merge(&l[i], t.pos[i], t.at, at)
+		} else {
+			d.lose(t.cost[i], t.pos[i], at)
+		}
+	}
+}
+
+// merge folds w, reported by the response to the request admitted at
+// position pos and time sent, and read at `at`, into d.
+//
+// The server counted the reset from some moment between sent and at, so
+// its window ends between lo = sent+Reset (less the reset's slack) and
+// hi = at+Reset. The known
+// window ends between d.lo (the latest lo of its responses) and
+// d.resetAt (the least hi): the pacer waits for the latter, so it never
+// sends early. A response whose lo is past d.resetAt is surely of a later
+// window (the server's window turned before our end of it, or its bucket
+// refilled): it is believed, whatever it reports. One whose hi is before
+// d.lo is surely of an earlier window (a straggler): it is ignored. The
+// others are of the known window, where what is left only goes down: a
+// report of more than rem is of an older state (a response that overtook
+// a newer one) and is ignored.
+func (d *dimState) merge(w *Window, pos, sent, at int64) {
+	lo, hi := sent+int64(w.Reset-w.slack), at+int64(w.Reset)
+	if d.known {
+		d.roll(at)
+	}
+	switch {
+	case !d.known:
+		d.adopt(w, lo, hi, 0)
+	case pos <= d.eraPos:
+		// Admitted before the known window passed: of that window, or
+		// cannot be told from it.
+	case d.fresh:
+		d.adopt(w, lo, hi, d.eraPos)
+	case lo > d.resetAt:
+		d.adopt(w, lo, hi, d.eraPos)
+	case hi < d.lo:
+		// Of an earlier window.
+	case w.Remaining <= d.rem:
+		if w.Remaining < d.rem && sent > d.lostAt {
+			// Sent after the lost requests were over: the server
+			// counted them before it, and in what it reports.
+			d.lost = 0
+		}
+		d.limit, d.rem = w.Limit, w.Remaining
+		d.lo, d.resetAt = max(d.lo, lo), min(d.resetAt, hi)
+		d.span = max(d.span, int64(w.Reset))
+	}
+}
+
+func (d *dimState) adopt(w *Window, lo, hi, eraPos int64) {
+	d.known, d.fresh = true, false
+	d.limit, d.rem, d.eraPos, d.lost = w.Limit, w.Remaining, eraPos, 0
+	d.lo, d.resetAt, d.span = lo, hi, int64(w.Reset)
+}
+
+// unhold ends the reservation of cost c of the request at position pos.
+func (d *dimState) unhold(c, pos int64) {
+	switch {
+	case c <= 0:
+	case pos > d.holdPos:
+		d.held = max(d.held-c, 0)
+	case pos > d.prevHoldPos:
+		d.prevHeld = max(d.prevHeld-c, 0)
+	}
+}
+
+// lose counts cost c of the request at position pos, over at `at`, as
+// lost: the server may have counted it, no response said so.
+func (d *dimState) lose(c, pos, at int64) {
+	if c > 0 && d.known && pos > d.eraPos {
+		d.lost += c
+		d.lostAt = max(d.lostAt, at)
+	}
+}
+
+// Release settles t for a request that was not sent: its cost is given
+// back.
+func (t Ticket) Release() {
+	s := t.s
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settle()
+	for i := range s.dims {
+		s.dims[i].unhold(t.cost[i], t.pos[i])
+	}
+}
+
+// Forget settles t for a request that was sent but got no response (a
+// transport error, a cancel), at now: the server may have counted it, so
+// its cost stays counted until a response to a request sent after now
+// reports what is left, or the window passes.
+func (t Ticket) Forget(now time.Time) {
+	s := t.s
+	if s == nil {
+		return
+	}
+	at := int64(now.Sub(*s.epoch))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settle()
+	for i := range s.dims {
+		d := &s.dims[i]
+		d.unhold(t.cost[i], t.pos[i])
+		d.lose(t.cost[i], t.pos[i], at)
+	}
+}
+
+func (s *keyState) settle() {
+	if s.inflight > 0 {
+		s.inflight--
+	}
+}
+
+// state returns the state of key, made if need be; nil when the table is
+// full of keys in use.
+func (p *Pacer[K]) state(key K, now time.Time) *keyState {
+	p.mu.RLock()
+	s := p.m[key]
+	p.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	at := p.ns(now)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s = p.m[key]; s != nil {
+		return s
+	}
+	if n := len(p.m); n >= p.max {
+		// Full: sweep at most once a second, so that a table full of
+		// keys in use does not cost a sweep per new key.
+		if at-p.swept >= int64(time.Second) {
+			p.sweep(at)
+		}
+		if len(p.m) >= p.max {
+			return nil
+		}
+	} else if n >= p.sweepAt {
+		p.sweep(at)
+	}
+	s = &keyState{epoch: &p.epoch}
+	p.m[key] = s
+	return s
+}
+
+// sweep drops the keys that are idle: no ticket in flight and no window
+// that would make a request wait. It sets the size of the next sweep to
+// twice what is left, so that sweeps cost O(1) per key added. p.mu is
+// held.
+func (p *Pacer[K]) sweep(at int64) {
+	p.swept = at
+	for k, s := range p.m {
+		s.mu.Lock()
+		idle := s.inflight == 0
+		for i := range s.dims {
+			d := &s.dims[i]
+			if d.known && (at < d.resetAt || d.fresh && at < d.resetAt+d.span) {
+				idle = false
+			}
+		}
+		s.mu.Unlock()
+		if idle {
+			delete(p.m, k)
+		}
+	}
+	p.sweepAt = min(max(2*len(p.m), minSweep), p.max)
+}
