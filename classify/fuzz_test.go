@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/llmtransport/llmtransport/internal/hint"
 	"github.com/llmtransport/llmtransport/internal/redact"
 )
 
@@ -87,12 +88,12 @@ func FuzzWaitHint(f *testing.F) {
 		}
 		d, ok := parseRetryAfter(v, now)
 		check("parseRetryAfter", d, ok)
-		d, ok = parseMillis(v)
-		check("parseMillis", d, ok)
-		d, ok = parseDuration(v)
-		check("parseDuration", d, ok)
-		d, ok = parseResetValue(v, now)
-		check("parseResetValue", d, ok)
+		d, ok = hint.ParseMillis(v)
+		check("hint.ParseMillis", d, ok)
+		d, ok = hint.ParseDuration(v)
+		check("hint.ParseDuration", d, ok)
+		d, ok = hint.ParseReset(v, now)
+		check("hint.ParseReset", d, ok)
 		d, ok = messageWait(strings.ToLower(v), now)
 		check("messageWait", d, ok)
 		d, ok = durationPhrase(strings.ToLower(v))

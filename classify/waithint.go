@@ -1,20 +1,20 @@
 package classify
 
 import (
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/hint"
 )
 
 // maxSaneWait bounds wait hints: a longer one (Retry-After: 99999999999, a
 // date in the year 3000) is taken as this long — far above any retry cap, so
 // the response goes back at once instead of being retried on a backoff the
-// server never asked for. Values ≤ 0, -1 placeholders, NaN and infinities
-// are junk and ignored. Real hints reach a day (Azure's "retry after 86400
-// seconds").
-const maxSaneWait = 31 * 24 * time.Hour
+// server never asked for (see [hint.MaxSaneWait]; the values are parsed by
+// the rules of internal/hint, which the pacer shares).
+const maxSaneWait = hint.MaxSaneWait
 
 // resetHeader names a reset header, the remaining-count header of the same
 // dimension, and the source name reported for it.
@@ -49,7 +49,7 @@ var azureResets = [...]resetHeader{
 // lower-cased message text. The hint is found whatever the class: whether
 // to wait for it is the retry layer's decision.
 func waitHint(h http.Header, bi *bodyInfo, text string) (time.Duration, string) {
-	if d, ok := parseMillis(h.Get("Retry-After-Ms")); ok {
+	if d, ok := hint.ParseMillis(h.Get("Retry-After-Ms")); ok {
 		return d, "retry-after-ms"
 	}
 	now := referenceTime(h)
@@ -58,7 +58,7 @@ func waitHint(h http.Header, bi *bodyInfo, text string) (time.Duration, string) 
 	}
 	e := bi.container()
 	for _, rd := range [...]string{e.retryDelay, bi.nested.retryDelay} {
-		if d, ok := parseDuration(rd); ok {
+		if d, ok := hint.ParseDuration(rd); ok {
 			return d, "body:retryDelay"
 		}
 	}
@@ -66,16 +66,16 @@ func waitHint(h http.Header, bi *bodyInfo, text string) (time.Duration, string) 
 		return d, src
 	}
 	for _, r := range azureResets {
-		if d, ok := parseSeconds(h.Get(r.reset)); ok {
+		if d, ok := hint.ParseSeconds(h.Get(r.reset)); ok {
 			return d, r.source
 		}
 	}
 	for _, v := range [...]string{e.resetHeader, bi.nested.resetHeader} {
-		if d, ok := parseResetValue(v, now); ok {
+		if d, ok := hint.ParseReset(v, now); ok {
 			return d, "body:x-ratelimit-reset"
 		}
 	}
-	if d, ok := parseSeconds(bi.retryAfter); ok {
+	if d, ok := hint.ParseSeconds(bi.retryAfter); ok {
 		return d, "body:retry_after"
 	}
 	if d, ok := messageWait(text, now); ok {
@@ -110,7 +110,7 @@ func exhaustedReset(h http.Header, now time.Time) (time.Duration, string) {
 		if err != nil {
 			continue
 		}
-		if d, ok := saneWait(t.Sub(now)); ok && d > best {
+		if d, ok := hint.SaneWait(t.Sub(now)); ok && d > best {
 			best, src = d, r.source
 		}
 	}
@@ -121,49 +121,11 @@ func exhaustedReset(h http.Header, now time.Time) (time.Duration, string) {
 		if strings.TrimSpace(h.Get(r.remaining)) != "0" {
 			continue
 		}
-		if d, ok := parseDuration(h.Get(r.reset)); ok && d > best {
+		if d, ok := hint.ParseDuration(h.Get(r.reset)); ok && d > best {
 			best, src = d, r.source
 		}
 	}
 	return best, src
-}
-
-// saneWait reports whether d is a usable wait, capped at maxSaneWait.
-func saneWait(d time.Duration) (time.Duration, bool) {
-	if d <= 0 {
-		return 0, false
-	}
-	return min(d, maxSaneWait), true
-}
-
-// secondsWait converts a number of seconds to a usable wait.
-func secondsWait(f float64) (time.Duration, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
-		return 0, false
-	}
-	if f > maxSaneWait.Seconds() {
-		return maxSaneWait, true
-	}
-	return saneWait(time.Duration(f * float64(time.Second)))
-}
-
-// parseSeconds parses a (possibly fractional) number of seconds.
-func parseSeconds(s string) (time.Duration, bool) { return parseScaled(s, 1) }
-
-// parseMillis parses a (possibly fractional) number of milliseconds.
-func parseMillis(s string) (time.Duration, bool) { return parseScaled(s, 1000) }
-
-// parseScaled parses a number of seconds × per, as a usable wait.
-func parseScaled(s string, per float64) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false
-	}
-	return secondsWait(f / per)
 }
 
 // parseRetryAfter parses a Retry-After value: seconds (integer or float) or
@@ -174,46 +136,13 @@ func parseRetryAfter(s string, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if c := s[0]; c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' {
-		return parseSeconds(s)
+		return hint.ParseSeconds(s)
 	}
 	t, err := http.ParseTime(s)
 	if err != nil {
 		return 0, false
 	}
-	return saneWait(t.Sub(now))
-}
-
-// parseDuration parses a Go duration ("6m0s", "12ms"), a protobuf duration
-// ("47.174066935s") or a bare number of seconds.
-func parseDuration(s string) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return saneWait(d)
-	}
-	// A protobuf duration too large for time.ParseDuration ("99999999999s").
-	return parseSeconds(strings.TrimSuffix(s, "s"))
-}
-
-// parseResetValue parses an X-RateLimit-Reset value: a Unix time in
-// milliseconds or seconds (taken relative to now), or a number of seconds.
-func parseResetValue(s string, now time.Time) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	switch {
-	case err != nil:
-		return parseDuration(s)
-	case n > 1e11:
-		return saneWait(time.UnixMilli(n).Sub(now))
-	case n > 1e9:
-		return saneWait(time.Unix(n, 0).Sub(now))
-	}
-	return secondsWait(float64(n))
+	return hint.SaneWait(t.Sub(now))
 }
 
 // waitPhrases introduce a wait in message text ("Please try again in
@@ -252,7 +181,7 @@ func messageWait(text string, now time.Time) (time.Duration, bool) {
 			}
 			tok = strings.TrimRight(tok, ".")
 			if t, err := time.Parse(time.RFC3339, strings.ToUpper(tok)); err == nil {
-				d, ok := saneWait(t.Sub(now))
+				d, ok := hint.SaneWait(t.Sub(now))
 				try(i, d, ok)
 			}
 		}
@@ -273,7 +202,7 @@ func durationPhrase(s string) (time.Duration, bool) {
 		return 0, false
 	}
 	if d, err := time.ParseDuration(strings.TrimRight(s[:j], ".")); err == nil {
-		return saneWait(d)
+		return hint.SaneWait(d)
 	}
 	k := 0
 	for k < len(s) && (s[k] >= '0' && s[k] <= '9' || s[k] == '.') {
@@ -303,5 +232,5 @@ func durationPhrase(s string) (time.Duration, bool) {
 	default:
 		return 0, false
 	}
-	return secondsWait(f * unit.Seconds())
+	return hint.SecondsWait(f * unit.Seconds())
 }

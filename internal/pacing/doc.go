@@ -11,7 +11,7 @@
 //
 // [ParseHeaders] reads OpenAI's, Groq's and Azure's
 // x-ratelimit-{limit,remaining,reset}-{requests,tokens} (resets as Go
-// durations, "6m0s", "20ms", "1s", or numbers as [ParseReset] reads them;
+// durations, "6m0s", "20ms", "1s", or numbers as [hint.ParseReset] reads them;
 // Azure's x-rate-limit-reset-{requests,tokens}, in seconds, when the first
 // is absent) and Anthropic's anthropic-ratelimit-{requests,tokens,
 // input-tokens,output-tokens}-{limit,remaining,reset} (RFC 3339 resets,

@@ -1,11 +1,12 @@
 package pacing
 
 import (
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/hint"
 )
 
 // Dim is a dimension of a rate limit: what a window counts.
@@ -43,9 +44,9 @@ func (d Dim) String() string {
 
 // Limits of what a rate-limit header may say and still be believed.
 const (
-	// MaxSaneWait bounds wait hints (Retry-After and its kin), as the
-	// root's wait-hint rules do: a longer one is taken as this long.
-	MaxSaneWait = 31 * 24 * time.Hour
+	// MaxSaneWait bounds wait hints (Retry-After and its kin): a longer
+	// one is taken as this long (see [hint.MaxSaneWait]).
+	MaxSaneWait = hint.MaxSaneWait
 	// MaxReset is the longest window reset the pacer believes. A reset
 	// further away (a date in the year 3000, a Unix time read as seconds)
 	// makes the window unknown: pacing never waits on a number it cannot
@@ -119,7 +120,7 @@ var anthropicHeaders = [...]headerSet{
 
 // ParseHeaders reads the rate-limit headers of a response read at now:
 // OpenAI's, Groq's and Azure's x-ratelimit-{limit,remaining,reset}-
-// {requests,tokens} (resets as Go durations, or numbers as [ParseReset]
+// {requests,tokens} (resets as Go durations, or numbers as [hint.ParseReset]
 // reads them; Azure's x-rate-limit-reset-{requests,tokens} in seconds when
 // the first is absent), and Anthropic's
 // anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
@@ -155,11 +156,11 @@ func ParseHeaders(h http.Header, now time.Time) Limits {
 
 // parseWindow reads one dimension's headers; ok only when they are known.
 func parseWindow(h http.Header, hs *headerSet, now time.Time, server *serverClock) (Window, bool) {
-	lim, ok := ParseCount(first(h, hs.limit))
+	lim, ok := hint.ParseCount(first(h, hs.limit))
 	if !ok || lim <= 0 {
 		return Window{}, false
 	}
-	rem, ok := ParseCount(first(h, hs.remaining))
+	rem, ok := hint.ParseCount(first(h, hs.remaining))
 	if !ok || rem > lim {
 		return Window{}, false
 	}
@@ -188,9 +189,9 @@ func parseWindow(h http.Header, hs *headerSet, now time.Time, server *serverCloc
 				slack = time.Second
 			}
 		}
-		if d, ok = ParseReset(v, ref); !ok && hs.altReset != "" {
+		if d, ok = hint.ParseReset(v, ref); !ok && hs.altReset != "" {
 			slack = 0
-			d, ok = ParseSeconds(first(h, hs.altReset))
+			d, ok = hint.ParseSeconds(first(h, hs.altReset))
 		}
 		if !ok {
 			return Window{}, false
@@ -244,156 +245,4 @@ func (c *serverClock) get(h http.Header, now time.Time) (time.Time, bool) {
 		}
 	}
 	return c.t, c.date
-}
-
-// ParseCount parses a count of a rate-limit header: a non-negative decimal
-// integer, optionally surrounded by spaces. "-1", "", "1e3", "12.5" and
-// numbers of more than 18 digits are not counts.
-func ParseCount(s string) (int64, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-// ParseReset parses the value of an x-ratelimit-reset-* header as the time
-// until the window is whole again: an integer above 10¹¹ is a Unix time in
-// milliseconds and one above 10⁹ a Unix time in seconds (both taken
-// relative to now, which should be the server's clock, the response's
-// Date), another integer a number of seconds; an RFC 3339 time is taken
-// relative to now too; anything else is read by [ParseDuration] ("6m0s",
-// "20ms", "1s", "7.66s", "0.5"). ok is false for values ≤ 0, "-1"
-// placeholders and junk; a wait past [MaxSaneWait] is taken as
-// MaxSaneWait.
-//
-// These are the rules of the root's wait hints (waithint.go's
-// parseResetValue, parseDuration, parseSeconds and parseMillis), kept here
-// so that the classifier can share them; ParseReset also reads RFC 3339
-// times.
-func ParseReset(s string, now time.Time) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	if n, ok := parseInt(s); ok {
-		switch {
-		case n > 1e11:
-			return saneWait(time.UnixMilli(n).Sub(now))
-		case n > 1e9:
-			return saneWait(time.Unix(n, 0).Sub(now))
-		}
-		return secondsWait(float64(n))
-	}
-	if len(s) >= len("2006-01-02T15:04:05Z") && s[4] == '-' && s[10] == 'T' {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return 0, false
-		}
-		return saneWait(t.Sub(now))
-	}
-	return ParseDuration(s)
-}
-
-// parseInt parses an optionally signed decimal integer of at most 18
-// digits, without allocating on failure as strconv does.
-func parseInt(s string) (int64, bool) {
-	neg := false
-	if s != "" && (s[0] == '-' || s[0] == '+') {
-		neg, s = s[0] == '-', s[1:]
-	}
-	n, ok := ParseCount(s)
-	if !ok || s != strings.TrimSpace(s) {
-		return 0, false
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
-}
-
-// ParseDuration parses a Go duration ("6m0s", "12ms", "+1.5s"), a protobuf
-// duration ("47.174066935s", also past what a Go duration holds) or a bare
-// number of seconds ("2", "0.75", "1e3"), as a usable wait: ok is false for
-// values ≤ 0, NaN, infinities and junk, and a wait past [MaxSaneWait] is
-// taken as MaxSaneWait.
-func ParseDuration(s string) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	if isFloat(s) {
-		return ParseSeconds(s) // what time.ParseDuration refuses, without its error
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return saneWait(d)
-	}
-	// A protobuf duration too large for time.ParseDuration ("99999999999s").
-	if t, ok := strings.CutSuffix(s, "s"); ok && isFloat(t) {
-		return ParseSeconds(t)
-	}
-	return 0, false
-}
-
-// ParseSeconds parses a (possibly fractional) number of seconds as a usable
-// wait (see [ParseDuration]).
-func ParseSeconds(s string) (time.Duration, bool) { return parseScaled(s, 1) }
-
-// ParseMillis parses a (possibly fractional) number of milliseconds as a
-// usable wait (see [ParseDuration]).
-func ParseMillis(s string) (time.Duration, bool) { return parseScaled(s, 1000) }
-
-func parseScaled(s string, per float64) (time.Duration, bool) {
-	s = strings.TrimSpace(s)
-	if !isFloat(s) {
-		return 0, false // NaN and Inf are junk anyway; this spares strconv's error
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false // syntax, or out of range ("1e309", "1e-400")
-	}
-	return secondsWait(f / per)
-}
-
-// isFloat reports whether s is made only of the bytes of a decimal
-// floating-point number (digits, '.', 'e', 'E', '+', '-'), with a digit.
-func isFloat(s string) bool {
-	digit := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9':
-			digit = true
-		case c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-':
-		default:
-			return false
-		}
-	}
-	return digit
-}
-
-// secondsWait converts a number of seconds to a usable wait.
-func secondsWait(f float64) (time.Duration, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
-		return 0, false
-	}
-	if f > MaxSaneWait.Seconds() {
-		return MaxSaneWait, true
-	}
-	return saneWait(time.Duration(f * float64(time.Second)))
-}
-
-// saneWait reports whether d is a usable wait, capped at MaxSaneWait.
-func saneWait(d time.Duration) (time.Duration, bool) {
-	if d <= 0 {
-		return 0, false
-	}
-	return min(d, MaxSaneWait), true
 }

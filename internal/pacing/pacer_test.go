@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/llmtransport/llmtransport/internal/hint"
 )
 
 // clock is a fake clock: the pacer reads no clock of its own.
@@ -379,7 +381,7 @@ func (f *fakeLimit) serve() Limits {
 		f.over++
 	}
 	end := f.start.Add(time.Duration(idx+1) * f.window)
-	reset, _ := ParseDuration(strconv.FormatInt(int64((end.Sub(now)+time.Millisecond-1)/time.Millisecond), 10) + "ms")
+	reset, _ := hint.ParseDuration(strconv.FormatInt(int64((end.Sub(now)+time.Millisecond-1)/time.Millisecond), 10) + "ms")
 	return reqs(f.limit, f.limit-f.used, reset)
 }
 

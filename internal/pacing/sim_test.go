@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtransport/llmtransport/internal/hint"
 	"github.com/llmtransport/llmtransport/internal/pacing"
 	"github.com/llmtransport/llmtransport/llmtransporttest"
 )
@@ -113,7 +114,7 @@ func simulate(t *testing.T, sc simScenario, mode simMode, d time.Duration) simRe
 		t.Fatal(err)
 	}
 	probe.Body.Close()
-	reset, ok := pacing.ParseDuration(probe.Header.Get("X-Ratelimit-Reset-Requests"))
+	reset, ok := hint.ParseDuration(probe.Header.Get("X-Ratelimit-Reset-Requests"))
 	if !ok {
 		t.Fatalf("probe: no reset in %v", probe.Header)
 	}
