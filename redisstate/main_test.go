@@ -2,6 +2,7 @@ package redisstate
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -39,6 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
 	redisBinary, _ = exec.LookPath("redis-server")
 	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
 		sharedAddr = addr
@@ -50,7 +52,10 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "FAIL:", skipReason, "and", requireEnv+"=1")
 			return 1
 		}
-		fmt.Fprintln(os.Stderr, "redisstate: integration tests skipped:", skipReason)
+		fmt.Fprintln(os.Stderr, "redisstate: integration tests and the Example skipped:", skipReason)
+		if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
+			_ = flag.Set("test.run", "^(Test|Fuzz)") // the Example needs a server
+		}
 		return m.Run()
 	}
 	srv, err := startServer(freePort())
@@ -60,6 +65,7 @@ func run(m *testing.M) int {
 	}
 	defer srv.stop()
 	sharedAddr = srv.addr
+	os.Setenv("REDIS_ADDR", srv.addr) // for the Example
 	return m.Run()
 }
 
@@ -136,4 +142,11 @@ func startServer(port int) (*server, error) {
 func (s *server) stop() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
+}
+
+// leakCheck checks, after every cleanup of t, that t left no goroutine.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/llmtransport/llmtransport"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 )
 
 func newClient(t testing.TB, addr string) *redis.Client {
@@ -102,6 +101,7 @@ func subscribed(t testing.TB, s *State, h *holds) {
 }
 
 func TestPublishReachesAnotherState(t *testing.T) {
+	leakCheck(t)
 	addr := needRedis(t)
 	a := newState(t, newClient(t, addr))
 	b := newState(t, newClient(t, addr))
@@ -141,6 +141,7 @@ func TestPublishReachesAnotherState(t *testing.T) {
 }
 
 func TestExtendOnly(t *testing.T) {
+	leakCheck(t)
 	addr := needRedis(t)
 	rc := newClient(t, addr)
 	a := newState(t, newClient(t, addr))
@@ -181,6 +182,7 @@ func TestExtendOnly(t *testing.T) {
 }
 
 func TestBackfillAtStart(t *testing.T) {
+	leakCheck(t)
 	addr := needRedis(t)
 	a := newState(t, newClient(t, addr))
 	sync := subscribe(t, a)
@@ -198,6 +200,7 @@ func TestBackfillAtStart(t *testing.T) {
 }
 
 func TestNamespacesAreSeparate(t *testing.T) {
+	leakCheck(t)
 	addr := needRedis(t)
 	a := New(newClient(t, addr), WithNamespace(t.Name()+"-a"))
 	defer a.Close()
@@ -219,6 +222,7 @@ func TestNamespacesAreSeparate(t *testing.T) {
 }
 
 func TestLeaseExclusive(t *testing.T) {
+	leakCheck(t)
 	addr := needRedis(t)
 	const n = 8
 	states := make([]*State, n)
@@ -260,6 +264,7 @@ func TestLeaseExclusive(t *testing.T) {
 }
 
 func TestNoSecretInRedis(t *testing.T) {
+	leakCheck(t)
 	addr := needRedis(t)
 	const secret = "sk-proj-LIVESECRETabcdefghijklmnopqrstuvwxyz0123456789"
 	rc := newClient(t, addr)
@@ -409,12 +414,12 @@ func TestFormatRoundTrip(t *testing.T) {
 }
 
 func TestPublishInvalidAndClosed(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	leakCheck(t)
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
 	s := New(c)
 	s.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m"}) // no TTL: invalid
-	s.Publish(llmtransport.Hold{Host: "h"})                                           // no kind
+	s.Publish(llmtransport.Hold{Host: "h"})                                          // no kind
 	_ = s.Close()
 	_ = s.Close()
 	s.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m", TTL: time.Second})
@@ -427,6 +432,7 @@ func TestPublishInvalidAndClosed(t *testing.T) {
 // Lease grants within the timeout, Publish never blocks, stop and Close
 // return, with the client's default options.
 func TestSilentServer(t *testing.T) {
+	leakCheck(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,154 @@
+package redisstate
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/llmtransport/llmtransport"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// ownServer starts a redis-server for t alone, killed at its end.
+func ownServer(t *testing.T) *server {
+	t.Helper()
+	needBinary(t)
+	srv, err := startServer(freePort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.stop)
+	return srv
+}
+
+// TestRestartRestoresHolds: Redis restarts empty (no persistence); the
+// watchers reconnect, the publisher re-sends its live holds (its epoch
+// token is gone), holds published while Redis was down are sent too, and
+// a new subscriber backfills them all.
+func TestRestartRestoresHolds(t *testing.T) {
+	leakCheck(t)
+	srv := ownServer(t)
+	a := newState(t, newClient(t, srv.addr))
+	b := newState(t, newClient(t, srv.addr))
+	subscribe(t, a) // a's watcher restores a's holds
+	got := subscribe(t, b)
+	subscribed(t, b, got)
+
+	a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "before", TTL: 30 * time.Second, Reason: "overloaded"})
+	got.wait(t, 5*time.Second, is(llmtransport.HoldOpen, "before"))
+
+	srv.stop()
+	a.Publish(llmtransport.Hold{Kind: llmtransport.HoldCooldown, Host: "h", Model: "during", Credential: a.Fingerprint("k"),
+		TTL: 30 * time.Second, Reason: "rate_limited"})
+	srv2, err := startServer(srv.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv2.stop)
+
+	// Both come back to b by push or backfill once the watchers reconnect.
+	for _, model := range []string{"before", "during"} {
+		h := got.wait(t, 10*time.Second, func(h llmtransport.Hold) bool { return h.Model == model && h.TTL > 0 })
+		if h.TTL > 30*time.Second || h.TTL < 20*time.Second {
+			t.Fatalf("%s restored with TTL %v", model, h.TTL)
+		}
+	}
+	rc := newClient(t, srv2.addr)
+	key := a.keys.holdKey(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "before"})
+	if p := rc.PTTL(context.Background(), key).Val(); p <= 20*time.Second || p > 30*time.Second {
+		t.Fatalf("restored PTTL %v", p)
+	}
+	// A replica started now backfills both.
+	c := newState(t, newClient(t, srv2.addr))
+	got3 := subscribe(t, c)
+	got3.wait(t, 5*time.Second, is(llmtransport.HoldOpen, "before"))
+	_ = c.Close()
+	_ = a.Close()
+	_ = b.Close()
+}
+
+// TestRedisKilled: Redis dies mid-run. Publish never blocks, Lease grants
+// within the timeout, the failures are counted, and everything stops.
+func TestRedisKilled(t *testing.T) {
+	leakCheck(t)
+	srv := ownServer(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	a := newState(t, newClient(t, srv.addr), WithMeterProvider(mp))
+	b := newState(t, newClient(t, srv.addr))
+	got := subscribe(t, b)
+	subscribe(t, a)
+	subscribed(t, b, got)
+	a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m", TTL: 30 * time.Second})
+	got.wait(t, 5*time.Second, is(llmtransport.HoldOpen, "m"))
+
+	srv.stop()
+
+	slack := 100 * time.Millisecond
+	if raceEnabled {
+		slack = 250 * time.Millisecond
+	}
+	for i := range 5 {
+		start := time.Now()
+		ok, _ := a.Lease(context.Background(), "h", "m", time.Second)
+		if d := time.Since(start); !ok || d > DefaultTimeout+slack {
+			t.Fatalf("Lease %d with Redis down: granted=%v after %v", i, ok, d)
+		}
+	}
+	var worst time.Duration
+	for range 10000 {
+		start := time.Now()
+		a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m2", TTL: 10 * time.Second})
+		worst = max(worst, time.Since(start))
+	}
+	if worst > slack {
+		t.Fatalf("a Publish took %v with Redis down", worst)
+	}
+	start := time.Now()
+	_ = a.Close()
+	_ = b.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with Redis down", d)
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	sums := counters(rm)
+	if sums[MetricPublished] < 1 || sums[MetricErrors] < 1 || sums[MetricDropped] < 1 || sums[MetricReceived] < 1 {
+		t.Fatalf("metrics %v", sums)
+	}
+	if sums[MetricDropped+" queue_full"] < 1 {
+		t.Fatalf("10000 holds against a dead Redis and none dropped for a full queue: %v", sums)
+	}
+	if sums[MetricLag] < 1 {
+		t.Fatalf("no propagation lag recorded: %v", sums)
+	}
+}
+
+// counters sums every counter by name (and by name and llm.shared.reason),
+// and counts histogram samples.
+func counters(rm metricdata.ResourceMetrics) map[string]int64 {
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] += p.Value
+					if r, ok := p.Attributes.Value(attribute.Key("llm.shared.reason")); ok {
+						out[m.Name+" "+r.AsString()] += p.Value
+					}
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					out[m.Name] += int64(p.Count)
+				}
+			}
+		}
+	}
+	return out
+}
