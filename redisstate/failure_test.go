@@ -47,13 +47,26 @@ func TestRestartRestoresHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv2.stop)
+	dumpOnFailure = func(t testing.TB) {
+		rc := newClient(t, srv2.addr)
+		t.Logf("keys %v", rc.Keys(context.Background(), "*").Val())
+		a.mu.Lock()
+		for k, o := range a.own {
+			t.Logf("own %s %+v", k, *o)
+		}
+		t.Logf("paused %v sending %v queue %d", a.pausedTil, a.sending.Load(), len(a.queue))
+		a.mu.Unlock()
+	}
+	defer func() { dumpOnFailure = nil }()
 
 	// Both come back to b by push or backfill once the watchers reconnect.
-	for _, model := range []string{"before", "during"} {
-		h := got.wait(t, 10*time.Second, func(h llmtransport.Hold) bool { return h.Model == model && h.TTL > 0 })
+	want := map[string]bool{"before": true, "during": true}
+	for len(want) > 0 {
+		h := got.wait(t, 10*time.Second, func(h llmtransport.Hold) bool { return want[h.Model] && h.TTL > 0 })
 		if h.TTL > 30*time.Second || h.TTL < 20*time.Second {
-			t.Fatalf("%s restored with TTL %v", model, h.TTL)
+			t.Fatalf("%s restored with TTL %v", h.Model, h.TTL)
 		}
+		delete(want, h.Model)
 	}
 	rc := newClient(t, srv2.addr)
 	key := a.keys.holdKey(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "before"})
@@ -76,36 +89,32 @@ func TestRedisKilled(t *testing.T) {
 	srv := ownServer(t)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	a := newState(t, newClient(t, srv.addr), WithMeterProvider(mp))
+	a := newState(t, newClient(t, srv.addr), WithMeterProvider(mp), WithTimeout(DefaultTimeout))
 	b := newState(t, newClient(t, srv.addr))
 	got := subscribe(t, b)
-	subscribe(t, a)
+	subscribed(t, a, subscribe(t, a))
 	subscribed(t, b, got)
 	a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m", TTL: 30 * time.Second})
 	got.wait(t, 5*time.Second, is(llmtransport.HoldOpen, "m"))
 
 	srv.stop()
 
-	slack := 100 * time.Millisecond
-	if raceEnabled {
-		slack = 250 * time.Millisecond
-	}
-	for i := range 5 {
+	var leases, publishes []time.Duration
+	for range 5 {
 		start := time.Now()
 		ok, _ := a.Lease(context.Background(), "h", "m", time.Second)
-		if d := time.Since(start); !ok || d > DefaultTimeout+slack {
-			t.Fatalf("Lease %d with Redis down: granted=%v after %v", i, ok, d)
+		leases = append(leases, time.Since(start))
+		if !ok {
+			t.Fatal("a dead Redis refused the lease")
 		}
 	}
-	var worst time.Duration
+	bounded(t, "Lease", leases, DefaultTimeout+slack())
 	for range 10000 {
 		start := time.Now()
 		a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m2", TTL: 10 * time.Second})
-		worst = max(worst, time.Since(start))
+		publishes = append(publishes, time.Since(start))
 	}
-	if worst > slack {
-		t.Fatalf("a Publish took %v with Redis down", worst)
-	}
+	bounded(t, "Publish", publishes, slack())
 	start := time.Now()
 	_ = a.Close()
 	_ = b.Close()

@@ -8,28 +8,38 @@ import "github.com/redis/go-redis/v9"
 //	KEYS[1] the hold key (the open key for a release)
 //	KEYS[2] the namespace's index
 //	KEYS[3] the circuit's lease key (deleted by a release)
+//	KEYS[4] the namespace's epoch key
 //	ARGV[1] TTL in milliseconds; "0" for a release
 //	ARGV[2] the value
 //	ARGV[3] the channel
 //	ARGV[4] the message head "llmt1|SENT|"
+//	ARGV[5] a new epoch token, used when the epoch key is missing
+//	ARGV[6] the epoch key's TTL in milliseconds
 //
 // A hold whose key already lives at least as long as ARGV[1] is kept as it
-// is and nothing is published (returns -PTTL, ≤ 0); otherwise the key is
+// is and nothing is published (result -PTTL, ≤ 0); otherwise the key is
 // SET with PX ARGV[1] (its TTL is relative: no clock of any host is
-// compared) and the hold published with its TTL (returns the TTL). The
+// compared) and the hold published with its TTL (result: the TTL). The
 // index is scored with the expiry on the Redis server's own clock (TIME),
-// pruned of the expired, and lives as long as its longest hold.
+// pruned of the expired, and lives as long as its longest hold. Returns
+// {result, epoch token}: the epoch under which the hold was written.
 var publishScript = redis.NewScript(`
+local e = redis.call('GET', KEYS[4])
+if not e then
+  e = ARGV[5]
+  redis.call('SET', KEYS[4], e)
+end
+redis.call('PEXPIRE', KEYS[4], ARGV[6])
 local ttl = tonumber(ARGV[1])
 if ttl <= 0 then
   redis.call('DEL', KEYS[1], KEYS[3])
   redis.call('ZREM', KEYS[2], KEYS[1])
   redis.call('PUBLISH', ARGV[3], ARGV[4] .. '0|' .. ARGV[2])
-  return 0
+  return {0, e}
 end
 local cur = redis.call('PTTL', KEYS[1])
 if cur >= ttl then
-  return -cur
+  return {-cur, e}
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 local t = redis.call('TIME')
@@ -41,7 +51,7 @@ if ittl < ttl then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. ttl .. '|' .. ARGV[2])
-return ttl
+return {ttl, e}
 `)
 
 // backfillScript returns the live holds of a namespace as a flat list

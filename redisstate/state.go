@@ -10,6 +10,7 @@ import (
 	"errors"
 	"hash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/llmtransport/llmtransport"
@@ -35,8 +36,9 @@ const (
 	// it reconnects.
 	DefaultHealthCheck = 5 * time.Second
 	// DefaultPauseAfterError is how long the sender stops writing after a
-	// failed write (holds meanwhile are dropped as "unavailable", and
-	// re-sent by a subscribed State when its watcher reconnects).
+	// failed write: holds meanwhile are dropped as "unavailable" and
+	// remembered; then the live holds not written are tried again (and
+	// again after every reconnection of a watcher).
 	DefaultPauseAfterError = time.Second
 	// Reconnection backoff of the watcher: from minBackoff doubling to
 	// maxBackoff, with up to 50 % jitter.
@@ -153,9 +155,12 @@ type State struct {
 
 	queue chan job
 
+	isClosed atomic.Bool // Close has begun (read by Publish without the lock)
+	sending  atomic.Bool // a sender goroutine runs
+
 	mu        sync.Mutex
 	closed    bool
-	sending   bool
+	closing   chan struct{} // closed by Close
 	sender    sync.WaitGroup
 	subs      map[*watcher]struct{}
 	own       map[string]*ownHold // holds this State published, by key
@@ -175,7 +180,8 @@ type job struct {
 type ownHold struct {
 	h     llmtransport.Hold
 	until time.Time
-	sent  bool
+	sent  bool   // written to Redis…
+	epoch string // …under this epoch token
 }
 
 // fingerprinter is an HMAC with its buffers, pooled.
@@ -208,14 +214,15 @@ func New(client redis.UniversalClient, opts ...Option) *State {
 		cfg.mp = otel.GetMeterProvider()
 	}
 	s := &State{
-		client: client,
-		cfg:    cfg,
-		keys:   newKeys(cfg.namespace),
-		token:  randomToken(),
-		slots:  make(chan struct{}, maxCalls),
-		queue:  make(chan job, cfg.queueSize),
-		subs:   make(map[*watcher]struct{}),
-		own:    make(map[string]*ownHold),
+		client:  client,
+		cfg:     cfg,
+		keys:    newKeys(cfg.namespace),
+		token:   randomToken(),
+		slots:   make(chan struct{}, maxCalls),
+		queue:   make(chan job, cfg.queueSize),
+		subs:    make(map[*watcher]struct{}),
+		closing: make(chan struct{}),
+		own:     make(map[string]*ownHold),
 	}
 	secret := cfg.secret
 	s.fp.New = func() any {
@@ -280,50 +287,86 @@ func valid(h llmtransport.Hold) bool {
 	return len(h.Host)+len(h.Model)+len(h.Reason) <= maxHoldText
 }
 
+// enqueue hands j to the sender without taking a lock: an atomic load, a
+// channel send that does not wait, and the start of the sender when none
+// runs.
 func (s *State) enqueue(j job) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.isClosed.Load() {
 		s.drop("closed")
 		return
 	}
 	select {
 	case s.queue <- j:
 	default:
-		s.mu.Unlock()
 		s.drop("queue_full")
 		return
 	}
-	if !s.sending {
-		s.sending = true
+	if !s.sending.Load() && s.sending.CompareAndSwap(false, true) {
+		s.mu.Lock()
+		if s.closed { // Close has begun: it waits for no new sender
+			s.mu.Unlock()
+			s.drop("closed")
+			return
+		}
 		s.sender.Add(1)
+		s.mu.Unlock()
 		go s.send()
 	}
-	s.mu.Unlock()
 }
 
 func (s *State) drop(reason string) {
 	s.m.count(s.m.dropped, keyReason.String(reason))
 }
 
-// send writes the queued holds one by one, and ends when the queue is
-// empty: no goroutine lives while there is nothing to send.
+// send writes the queued holds one by one. After a failed write it pauses
+// for DefaultPauseAfterError (holds meanwhile are dropped as unavailable,
+// and remembered), then queues again the live holds it could not write,
+// and so on while Redis fails. It ends when the queue is empty and nothing
+// is left to retry: no goroutine lives while there is nothing to send.
 func (s *State) send() {
 	defer s.sender.Done()
 	for {
 		select {
 		case j := <-s.queue:
 			s.write(j)
+			continue
 		default:
-			s.mu.Lock()
-			if len(s.queue) == 0 {
-				s.sending = false
-				s.mu.Unlock()
-				return
+		}
+		s.mu.Lock()
+		retryAt := s.pausedTil
+		retry := !s.closed && !retryAt.IsZero() && s.unsentLocked()
+		s.mu.Unlock()
+		if retry {
+			t := time.NewTimer(time.Until(retryAt))
+			select {
+			case <-t.C:
+			case <-s.closing:
+				t.Stop()
 			}
-			s.mu.Unlock()
+			s.resend("", false)
+			continue
+		}
+		s.sending.Store(false)
+		// A hold queued after the queue looked empty, whose Publish saw
+		// this sender still running, is this sender's to write.
+		if len(s.queue) == 0 || !s.sending.CompareAndSwap(false, true) {
+			return
 		}
 	}
+}
+
+// unsentLocked reports whether a live hold of this State's is not written;
+// s.mu held.
+func (s *State) unsentLocked() bool {
+	now := time.Now()
+	for k, o := range s.own {
+		if !o.until.After(now) {
+			delete(s.own, k)
+		} else if !o.sent {
+			return true
+		}
+	}
+	return false
 }
 
 // write runs the publish script for one hold.
@@ -357,11 +400,19 @@ func (s *State) write(j job) {
 	}
 	lease := s.keys.leaseKey(h.Host, h.Model)
 	var res int64
+	var epoch string
 	err := s.call(context.Background(), func(ctx context.Context) error {
-		var err error
-		res, err = publishScript.Run(ctx, s.client, []string{key, s.keys.index, lease},
-			ms, encodeValue(h), s.keys.channel, messageHead(j.at)).Int64()
-		return err
+		v, err := publishScript.Run(ctx, s.client, []string{key, s.keys.index, lease, s.keys.epoch},
+			ms, encodeValue(h), s.keys.channel, messageHead(j.at), randomToken(), epochTTL.Milliseconds()).Slice()
+		if err != nil {
+			return err
+		}
+		if len(v) != 2 {
+			return errFormat
+		}
+		res, _ = v[0].(int64)
+		epoch, _ = v[1].(string)
+		return nil
 	})
 	if err != nil {
 		s.m.count(s.m.errors, keyOp.String("publish"))
@@ -373,7 +424,7 @@ func (s *State) write(j job) {
 	}
 	s.mu.Lock()
 	if o := s.own[key]; o != nil {
-		o.sent = true
+		o.sent, o.epoch = true, epoch
 	}
 	s.mu.Unlock()
 	outcome := "stored"
@@ -414,10 +465,11 @@ func (s *State) forget(h llmtransport.Hold) {
 	s.mu.Unlock()
 }
 
-// resend queues again the live holds this State published that were not
-// written, or all of them when Redis lost its data (lost), and lets the
-// sender write at once.
-func (s *State) resend(lost bool) {
+// resend lets the sender write at once and queues again the live holds
+// this State published that Redis does not have: those not written, and
+// with checkEpoch those written under another epoch token than epoch
+// (Redis lost its data since).
+func (s *State) resend(epoch string, checkEpoch bool) {
 	now := time.Now()
 	var jobs []job
 	s.mu.Lock()
@@ -427,7 +479,7 @@ func (s *State) resend(lost bool) {
 			delete(s.own, k)
 			continue
 		}
-		if lost || !o.sent {
+		if !o.sent || (checkEpoch && o.epoch != epoch) {
 			h := o.h
 			h.TTL = o.until.Sub(now)
 			jobs = append(jobs, job{h: h, at: now})
@@ -507,6 +559,8 @@ func (s *State) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.isClosed.Store(true)
+	close(s.closing)
 	subs := make([]*watcher, 0, len(s.subs))
 	for w := range s.subs {
 		subs = append(subs, w)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,11 +24,15 @@ func newClient(t testing.TB, addr string) *redis.Client {
 
 func newState(t testing.TB, c redis.UniversalClient, opts ...Option) *State {
 	t.Helper()
-	opts = append([]Option{WithNamespace(t.Name())}, opts...)
+	// A generous timeout where the bound is not under test: the machine's
+	// two cores are shared, and -race slows every call.
+	opts = append([]Option{WithNamespace(t.Name()), WithTimeout(time.Second)}, opts...)
 	s := New(c, opts...)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+var dumpOnFailure func(testing.TB)
 
 // holds collects what a subscription delivers.
 type holds struct{ ch chan llmtransport.Hold }
@@ -52,6 +57,9 @@ func (h *holds) wait(t testing.TB, d time.Duration, match func(llmtransport.Hold
 				return x
 			}
 		case <-timer.C:
+			if dumpOnFailure != nil {
+				dumpOnFailure(t)
+			}
 			t.Fatalf("no matching hold within %v", d)
 			return llmtransport.Hold{}
 		}
@@ -466,30 +474,52 @@ func TestSilentServer(t *testing.T) {
 	s := New(c, WithTimeout(20*time.Millisecond))
 	stop := s.Subscribe(func(llmtransport.Hold) {})
 
-	for range 3 {
+	var leases, publishes []time.Duration
+	for range 5 {
 		start := time.Now()
 		ok, _ := s.Lease(context.Background(), "h", "m", time.Second)
-		if d := time.Since(start); !ok || d > 250*time.Millisecond {
-			t.Fatalf("Lease on a silent server: granted=%v after %v", ok, d)
+		leases = append(leases, time.Since(start))
+		if !ok {
+			t.Fatal("a silent server refused the lease")
 		}
 	}
-	start := time.Now()
+	bounded(t, "Lease", leases, 20*time.Millisecond+slack())
 	for range 10000 {
+		start := time.Now()
 		s.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m", TTL: time.Second})
+		publishes = append(publishes, time.Since(start))
 	}
-	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Fatalf("10000 Publish took %v", d)
-	}
-	start = time.Now()
+	bounded(t, "Publish", publishes, slack())
+	start := time.Now()
 	stop()
-	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Fatalf("stop took %v", d)
-	}
+	bounded(t, "stop", []time.Duration{time.Since(start)}, 20*time.Millisecond+slack())
 	// Close waits for the calls abandoned at the timeout: they end by the
 	// client's own read timeout (3 s by default).
 	start = time.Now()
 	_ = s.Close()
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("Close took %v", d)
+	}
+}
+
+// slack is the scheduling delay tolerated on top of a bound: the machine's
+// two cores are shared, and -race slows everything.
+func slack() time.Duration {
+	if raceEnabled {
+		return 300 * time.Millisecond
+	}
+	return 100 * time.Millisecond
+}
+
+// bounded fails t unless the median of ds is within limit and none
+// reaches 2.5 s (go-redis alone waits 1.7 s on a refusing server, 3-5 s
+// on a silent one: calls that waited for Redis would show in the median;
+// the worst case only rules out a hang, the machine being shared).
+func bounded(t *testing.T, what string, ds []time.Duration, limit time.Duration) {
+	t.Helper()
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	if med, worst := sorted[len(sorted)/2], sorted[len(sorted)-1]; med > limit || worst >= 2500*time.Millisecond {
+		t.Fatalf("%s: median %v (limit %v), worst %v (limit 2.5s)", what, med, limit, worst)
 	}
 }

@@ -23,7 +23,6 @@ type watcher struct {
 
 	mu     sync.Mutex
 	ps     *redis.PubSub
-	epoch  string // the last epoch token seen
 	closed bool
 }
 
@@ -226,12 +225,8 @@ func (w *watcher) backfill(ctx context.Context) bool {
 		}
 		return false
 	}
-	// A token this watcher did not see before means Redis lost the
-	// namespace (or this is the first connection, when nothing of this
-	// State's can be lost yet — re-sending is then harmless: extend-only).
-	lost := w.epoch != "" && epoch != w.epoch
-	w.epoch = epoch
-	s.resend(lost)
+	// Holds written under another token were lost with Redis's data.
+	s.resend(epoch, true)
 
 	var vals []any
 	err = s.call(ctx, func(ctx context.Context) error {
