@@ -2,6 +2,7 @@ package redisstate
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +161,83 @@ func counters(rm metricdata.ResourceMetrics) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// TestServerFrozen: the real server stops answering mid-run (SIGSTOP: it
+// still accepts connections, and answers nothing). Lease and Publish stay
+// bounded, the subscriber's health check notices, and after SIGCONT the
+// subscriber is back: it receives what is published.
+func TestServerFrozen(t *testing.T) {
+	leakCheck(t)
+	srv := ownServer(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	a := newState(t, newClient(t, srv.addr), WithTimeout(DefaultTimeout))
+	b := newState(t, newClient(t, srv.addr), WithMeterProvider(mp), WithHealthCheck(100*time.Millisecond))
+	got := subscribe(t, b)
+	subscribed(t, b, got)
+
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = srv.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+
+	var leases, publishes []time.Duration
+	for range 5 {
+		start := time.Now()
+		ok, _ := a.Lease(context.Background(), "h", "m", time.Second)
+		leases = append(leases, time.Since(start))
+		if !ok {
+			t.Fatal("a frozen Redis refused the lease")
+		}
+	}
+	bounded(t, "Lease", leases, DefaultTimeout+slack())
+	for range 1000 {
+		start := time.Now()
+		a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "frozen", TTL: 10 * time.Second})
+		publishes = append(publishes, time.Since(start))
+	}
+	bounded(t, "Publish", publishes, slack())
+
+	// The subscriber's health check fails (bounded polling of its metrics).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		if counters(rm)[MetricErrors] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber did not notice a frozen server")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resume()
+
+	// Back: a new hold reaches b (and the frozen-time one, re-sent or
+	// backfilled, may too).
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		a.Publish(llmtransport.Hold{Kind: llmtransport.HoldCooldown, Host: "h", Model: "after", TTL: 10 * time.Second})
+		select {
+		case h := <-got.ch:
+			if h.Model == "after" {
+				return
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber never came back after SIGCONT")
+		}
+	}
 }

@@ -161,6 +161,8 @@ type State struct {
 	mu        sync.Mutex
 	closed    bool
 	closing   chan struct{} // closed by Close
+	wake      chan struct{} // ends the sender's pause
+	leases    sync.WaitGroup
 	sender    sync.WaitGroup
 	subs      map[*watcher]struct{}
 	own       map[string]*ownHold // holds this State published, by key
@@ -222,6 +224,7 @@ func New(client redis.UniversalClient, opts ...Option) *State {
 		queue:   make(chan job, cfg.queueSize),
 		subs:    make(map[*watcher]struct{}),
 		closing: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 		own:     make(map[string]*ownHold),
 	}
 	secret := cfg.secret
@@ -340,6 +343,9 @@ func (s *State) send() {
 			t := time.NewTimer(time.Until(retryAt))
 			select {
 			case <-t.C:
+			case <-s.wake: // a watcher reconnected: it re-sent them
+				t.Stop()
+				continue
 			case <-s.closing:
 				t.Stop()
 			}
@@ -489,6 +495,10 @@ func (s *State) resend(epoch string, checkEpoch bool) {
 	for _, j := range jobs {
 		s.enqueue(j)
 	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // call runs fn in a goroutine of its own, bounded by the State's timeout
@@ -528,6 +538,14 @@ func (s *State) Lease(ctx context.Context, host, model string, ttl time.Duration
 	if ms <= 0 {
 		return true, 0
 	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return true, 0
+	}
+	s.leases.Add(1)
+	s.mu.Unlock()
+	defer s.leases.Done()
 	var res int64
 	err := s.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -554,6 +572,7 @@ func (s *State) Close() error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.leases.Wait()
 		s.sender.Wait()
 		s.calls.Wait()
 		return nil
@@ -569,6 +588,7 @@ func (s *State) Close() error {
 	for _, w := range subs {
 		w.stop()
 	}
+	s.leases.Wait()
 	s.sender.Wait()
 	s.calls.Wait()
 	return nil

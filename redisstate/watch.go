@@ -120,7 +120,7 @@ func (w *watcher) session(ctx context.Context) (subscribed bool) {
 	// Messages published from now on queue on the connection: the
 	// backfill below misses nothing.
 	if !w.backfill(ctx) {
-		return true
+		return false // backs off as a failed subscription
 	}
 
 	pinged := false
