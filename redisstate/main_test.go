@@ -107,9 +107,10 @@ func freePort() int {
 
 // startServer starts redis-server on 127.0.0.1:port, without persistence,
 // and returns once it answers PING.
-func startServer(port int) (*server, error) {
-	cmd := exec.Command(redisBinary, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
+func startServer(port int, extra ...string) (*server, error) {
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--loglevel", "warning"}, extra...)
+	cmd := exec.Command(redisBinary, args...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
