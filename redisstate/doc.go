@@ -39,22 +39,26 @@
 // whatever the client's own options: the call runs in a goroutine of its
 // own and is abandoned at the timeout (at most eight at once; beyond,
 // calls fail at once). Lease then grants (the process probes on its own,
-// as without shared state), a hold is dropped (and re-sent by a subscribed
-// State when its watcher reconnects), a subscription is retried with
-// backoff (50 ms doubling to 2 s, jittered). After a failed write the
-// sender pauses for DefaultPauseAfterError, dropping holds at once, so a
-// dead Redis cannot back the queue up. A subscription silent for
-// [WithHealthCheck] (DefaultHealthCheck, 5 s) is pinged, and reconnected
-// when the pong does not come within the timeout. An abandoned call ends
-// by the client's own timeouts (go-redis: 3 s reads by default; set
-// ContextTimeoutEnabled on the client to have them end at this package's
-// timeout too); [State.Close] waits for them. The package never changes
-// the client's options and never touches go-redis's logger.
+// as without shared state); a subscription is retried with backoff (50 ms
+// doubling to 2 s, jittered); a write that fails pauses the sender for
+// DefaultPauseAfterError (1 s), holds meanwhile being dropped at once (so
+// a dead Redis cannot back the queue up) but remembered: after the pause,
+// and whenever a watcher reconnects, the live holds not written are sent
+// again. A subscription silent for [WithHealthCheck] (DefaultHealthCheck,
+// 5 s) is pinged, and reconnected when the pong does not come within the
+// timeout. An abandoned call ends by the client's own timeouts (go-redis:
+// 3 s reads by default; set ContextTimeoutEnabled on the client to have
+// them end at this package's timeout too); [State.Close] waits for them.
+// The package never changes the client's options and never touches
+// go-redis's logger (which, being the application's, may log a refused
+// dial).
 //
 // Redis restarted empty (no persistence) is told from a reconnection by a
-// per-namespace epoch token: a subscribed State that finds a new token
-// re-sends the live holds it published, and every State re-sends the holds
-// it could not write while Redis was down. A release that could not be
+// per-namespace epoch token, which every write reads (and creates when
+// missing): a subscribed State whose watcher reconnects to a token other
+// than the one a hold was written under re-sends that hold with its
+// remaining TTL. Holds thus survive a restart while a subscribed replica
+// that published them lives. A release that could not be
 // written is not re-sent (a stale release could end a newer hold): the
 // fleet's open hold then runs out at its TTL.
 //
