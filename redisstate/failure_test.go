@@ -241,3 +241,59 @@ func TestServerFrozen(t *testing.T) {
 		}
 	}
 }
+
+// TestReconnectKeepsReleases: a reconnection to a Redis that kept its data
+// re-sends nothing already written — an open hold the fleet ended while
+// this replica was not listening stays ended — while a Redis that lost its
+// data (FLUSHALL) gets the live holds back.
+func TestReconnectKeepsReleases(t *testing.T) {
+	leakCheck(t)
+	srv := ownServer(t)
+	admin := newClient(t, srv.addr)
+	ctx := context.Background()
+	a := newState(t, newClient(t, srv.addr))
+	got := subscribe(t, a)
+	subscribed(t, a, got)
+	open := llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m", TTL: 30 * time.Second}
+	key := a.keys.holdKey(open)
+	a.Publish(open)
+	got.wait(t, 5*time.Second, is(llmtransport.HoldOpen, "m"))
+
+	// Released behind a's back (a missed the message), then a's
+	// subscription drops and comes back.
+	admin.Del(ctx, key)
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	drain(got)
+	subscribed(t, a, got) // reconnected, backfilled, resend done
+	if n := admin.Exists(ctx, key).Val(); n != 0 {
+		t.Fatal("a reconnection resurrected an open hold the fleet had ended")
+	}
+
+	// Redis loses everything: the next reconnection restores the hold a
+	// still holds (its own record says it lives).
+	a.Publish(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "m2", TTL: 30 * time.Second})
+	got.wait(t, 5*time.Second, is(llmtransport.HoldOpen, "m2"))
+	admin.FlushAll(ctx)
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	h := got.wait(t, 10*time.Second, is(llmtransport.HoldOpen, "m2"))
+	if h.TTL <= 20*time.Second {
+		t.Fatalf("restored with TTL %v", h.TTL)
+	}
+	if p := admin.PTTL(ctx, a.keys.holdKey(h)).Val(); p <= 20*time.Second {
+		t.Fatalf("restored PTTL %v", p)
+	}
+}
+
+func drain(h *holds) {
+	for {
+		select {
+		case <-h.ch:
+		default:
+			return
+		}
+	}
+}
