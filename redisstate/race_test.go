@@ -1,0 +1,5 @@
+//go:build race
+
+package redisstate
+
+const raceEnabled = true
