@@ -6,7 +6,9 @@ set -euo pipefail
 command -v redis-server >/dev/null 2>&1 && exit 0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; } >"$log" 2>&1; then
+sudo=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; fi
+if ! { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; } >"$log" 2>&1; then
 	cat "$log" >&2
 	echo "redis-ci.sh: could not install redis-server" >&2
 	exit 1
