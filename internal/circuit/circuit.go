@@ -120,6 +120,7 @@ type Ticket struct {
 	counted  bool        // Done counted the call a success (see Late) ...
 	bucket   int64       // ... in this bucket number
 	probe    func(error) // the admitted probe's report, until Attempted
+	closedAt uint32      // the generation a successful probe of the call closed the circuit into; 0: none
 }
 
 // Changes holds the state changes of one circuit waiting to be reported.
@@ -202,6 +203,9 @@ func (t *Ticket) Attempted(out Outcome, hint time.Duration) Changes {
 	if out == Failure {
 		t.c.lengthenByHint(hint)
 	}
+	if out == Success && State(t.c.state.Load()) == Closed {
+		t.closedAt = t.c.gen.Load() // for Late: the probe's stream may yet fail
+	}
 	return Changes{t.c}
 }
 
@@ -232,11 +236,26 @@ func (t *Ticket) Done(out Outcome, hint time.Duration) Changes {
 // counts calls, and that call failed (or, for Excluded, says nothing): the
 // success is taken back from its bucket (when still in the window) and the
 // outcome counted now, a failure reported as Done reports one. As in Done,
-// an outcome that arrives after the circuit changed state is dropped; so is
-// that of a call that was a half-open probe (its success already closed
-// the circuit). A second Late does nothing.
+// an outcome that arrives after the circuit changed state is dropped. A
+// half-open probe whose success closed the circuit and whose stream then
+// failed was no proof of health: when nothing changed since, the circuit
+// opens again at once, so that a model that fails every stream after its
+// first event is let through once per open period, not until three more
+// calls failed. A second Late does nothing.
 func (t *Ticket) Late(out Outcome, hint time.Duration) Changes {
 	c := t.c
+	if c != nil && t.closedAt != 0 && out == Failure {
+		gen := t.closedAt
+		t.closedAt = 0
+		if c.gen.Load() != gen {
+			return Changes{}
+		}
+		c.count(out, c.r.now())
+		c.tripNow.Store(true)
+		c.reportFailure(gen, hint)
+		c.tripNow.Store(false)
+		return Changes{c}
+	}
 	if c == nil || !t.counted || out == Success {
 		return Changes{}
 	}

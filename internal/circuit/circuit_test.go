@@ -181,3 +181,58 @@ func TestAbandonFreesTheProbe(t *testing.T) {
 		}
 	})
 }
+
+// TestProbeLateFailureReopens: a half-open probe whose success closed the
+// circuit and whose stream then failed (a model that fails every stream
+// after its first event) opens the circuit again at once; a late failure
+// of a probe after the circuit changed state again is dropped.
+func TestProbeLateFailureReopens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig()
+		cfg.MinFailures = 1
+		r := New(cfg)
+		key := Key{"h", "m"}
+		fail := func() (Outcome, time.Duration) { return Failure, 0 }
+		if err := r.guard(key, fail, nil); err != nil {
+			t.Fatal(err)
+		}
+		probeCall := func() *Ticket {
+			t.Helper()
+			time.Sleep(cfg.OpenTimeout + time.Second) // the open period passes (fake time)
+			var tk Ticket
+			ch, err := r.Admit(&tk, key)
+			if err != nil || tk.probe == nil {
+				t.Fatalf("after the open period: %v, probe %v", err, tk.probe != nil)
+			}
+			ch.Report(func(Change) {})
+			tk.Attempted(Success, 0).Report(func(Change) {})
+			tk.Done(Success, 0).Report(func(Change) {})
+			if s := r.Snapshot()[0].State; s != Closed {
+				t.Fatalf("after a successful probe: %v, want closed", s)
+			}
+			return &tk
+		}
+		tk := probeCall()
+		var changes []Change
+		tk.Late(Failure, 0).Report(func(ch Change) { changes = append(changes, ch) })
+		if s := r.Snapshot()[0].State; s != Open {
+			t.Fatalf("after the probe's stream failed: %v, want open", s)
+		}
+		if len(changes) != 1 || changes[0].From != Closed || changes[0].To != Open {
+			t.Errorf("changes %+v, want closed → open", changes)
+		}
+		tk.Late(Failure, 0) // twice is once
+		// A probe's late failure after the circuit moved on says nothing.
+		tk = probeCall()
+		if err := r.guard(key, fail, nil); err != nil { // opens it again (MinFailures 1)
+			t.Fatal(err)
+		}
+		time.Sleep(cfg.OpenTimeout + time.Second)
+		tk2 := probeCall()
+		tk.Late(Failure, 0)
+		if s := r.Snapshot()[0].State; s != Closed {
+			t.Fatalf("a stale probe's late failure changed the state to %v", s)
+		}
+		_ = tk2
+	})
+}

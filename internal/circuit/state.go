@@ -67,6 +67,7 @@ type circuit struct {
 	used      atomic.Bool   // admitted a request since the last sweep
 	npending  atomic.Int32  // len(pending), read without the lock
 	reporting atomic.Bool   // a goroutine is reporting the changes
+	tripNow   atomic.Bool   // readyToTrip says yes: a probe's late failure (see Ticket.Late)
 
 	// The closed state's counts: the calls in flight (admitted while
 	// closed, in any generation, and not yet settled) and the outcomes of
@@ -166,6 +167,9 @@ func (c *circuit) readyToTrip(gobreaker.Counts) bool {
 	cfg := &c.r.cfg
 	if cfg.Ratio <= 0 {
 		return false
+	}
+	if c.tripNow.Load() {
+		return true
 	}
 	succ, fail, _ := c.window(c.r.now())
 	if fail < uint32(cfg.MinFailures) {
