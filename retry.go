@@ -164,6 +164,9 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		var a attemptResult
 		if d := t.cooldowns.remaining(c.key, c.req); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
 			c.trace.cooldownWait(d)
+			if t.cfg.shared != nil && t.cooldowns.remote(c.key, c.req) {
+				c.trace.remoteHold("cooldown", ClassRateLimited.String())
+			}
 			if err := sleep(c.ctx, d); err != nil {
 				dropPrev()
 				return nil, prevCl, n, err
@@ -202,7 +205,8 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		// A rate limit's hint holds the model's other requests back too; a
 		// hint above the cap is never waited for, so it is not shared.
 		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= t.cfg.maxRetryWait {
-			t.cooldowns.set(c.key, c.req, a.cl.RetryAfter)
+			cred := t.cooldowns.set(c.key, c.req, a.cl.RetryAfter)
+			c.publishCooldown(cred, a.cl.RetryAfter, a.cl.Class.String())
 		}
 		wait, ok := c.decide(n, &a)
 		if !ok {
