@@ -117,7 +117,8 @@ func TestFleetCooldown(t *testing.T) {
 			}
 			return nil
 		}
-		a, b, fa, _, _ := newFleetPair(t, g)
+		tel := newTelemetry(t)
+		a, b, fa, _, _ := newFleetPair(t, g, tel.options()...)
 		start := time.Now()
 		if st, err, _ := fleetCall(t, nil, a, "gpt-4o", "key-A"); st != 429 || err != nil {
 			t.Fatalf("A: %d %v, want the 429", st, err)
@@ -147,6 +148,9 @@ func TestFleetCooldown(t *testing.T) {
 			}
 		})
 		wg.Wait()
+		if !spanHasEvent(tel, eventRemoteHold, "cooldown", "rate_limited") {
+			t.Error("no remote hold event on B's held calls")
+		}
 		held := g.sent("B", "gpt-4o", "key-A")
 		if len(held) != 3 {
 			t.Fatalf("B sent %d held requests, want 3", len(held))
@@ -231,8 +235,8 @@ func TestFleetCircuit(t *testing.T) {
 		if fl := cs[0].Fleet; fl.Until.Before(opened.Add(DefaultBreakerOpenTimeout)) || fl.Until.After(opened.Add(DefaultBreakerOpenTimeout+fleetJitterMax)) {
 			t.Errorf("B's hold ends %v after the opening, want the open period (+ jitter)", fl.Until.Sub(opened))
 		}
-		if ac := a.Circuits(); len(ac) != 1 || ac[0].Fleet == nil || ac[0].Fleet.Remote {
-			t.Errorf("A's circuits = %+v, want its own hold on dead", ac)
+		if ac := a.Circuits(); len(ac) != 1 || ac[0].Fleet == nil || ac[0].Fleet.Remote || !ac[0].Fleet.Until.Equal(opened.Add(DefaultBreakerOpenTimeout)) {
+			t.Errorf("A's circuits = %+v, want its own hold on dead for exactly the open period (its echo not applied)", ac)
 		}
 		_, err, took := fleetCall(t, nil, b, "dead", "k")
 		var coe *CircuitOpenError

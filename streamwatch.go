@@ -529,6 +529,11 @@ func (b *streamBody) report() (ok bool) {
 	if b.span != nil {
 		cs = b.span.call
 	}
+	if cl.Class != ClassTimeout {
+		b.circ.SetCause(cl.Class.String()) // the server's error event: its class
+	} else {
+		b.circ.SetCause("")
+	}
 	b.t.reportCircuit(b.ctx, cs, b.circ.Late(circuit.Outcome(out), cl.RetryAfter))
 	b.t.tracer.m.streamError(b.ctx, b.key.host, b.key.model, cl.Class)
 	if b.span != nil {
