@@ -415,7 +415,9 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // a fleet-held circuit at the end of its hold asks s.Lease, bounded by its
 // context and by one second (a store that does not answer grants the
 // lease). [Transport.Close] stops the subscription. A transport without
-// live holds costs what it costs without s.
+// live holds costs what it costs without s. With [WithoutCooldowns],
+// cooldowns are neither published nor applied; with
+// [WithoutCircuitBreaker], open holds are neither.
 func WithSharedState(s SharedState) Option {
 	return func(c *config) { c.shared = s }
 }
