@@ -62,9 +62,9 @@ func (g *fleetGW) sent(client, model, key string) []fleetReq {
 }
 
 // fleetCall sends one request for model with key through tr, with ctx
-// (t.Context() when nil), and returns its status (0 on error), its error
-// and how long it took.
-func fleetCall(t *testing.T, ctx context.Context, tr http.RoundTripper, model, key string) (int, error, time.Duration) {
+// (t.Context() when nil), and returns its status (0 on error), how long
+// it took and its error.
+func fleetCall(t *testing.T, ctx context.Context, tr http.RoundTripper, model, key string) (int, time.Duration, error) {
 	t.Helper()
 	if ctx == nil {
 		ctx = t.Context()
@@ -75,11 +75,11 @@ func fleetCall(t *testing.T, ctx context.Context, tr http.RoundTripper, model, k
 	resp, err := tr.RoundTrip(req)
 	took := time.Since(start)
 	if err != nil {
-		return 0, err, took
+		return 0, took, err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return resp.StatusCode, nil, took
+	return resp.StatusCode, took, nil
 }
 
 func rateLimited1500() *http.Response {
@@ -120,7 +120,7 @@ func TestFleetCooldown(t *testing.T) {
 		tel := newTelemetry(t)
 		a, b, fa, _, _ := newFleetPair(t, g, tel.options()...)
 		start := time.Now()
-		if st, err, _ := fleetCall(t, nil, a, "gpt-4o", "key-A"); st != 429 || err != nil {
+		if st, _, err := fleetCall(t, nil, a, "gpt-4o", "key-A"); st != 429 || err != nil {
 			t.Fatalf("A: %d %v, want the 429", st, err)
 		}
 		synctest.Wait() // the hold reached B (and came back to A)
@@ -128,21 +128,21 @@ func TestFleetCooldown(t *testing.T) {
 			t.Errorf("A published %d holds, want 1", n)
 		}
 		for _, other := range [][2]string{{"gpt-4o", "key-B"}, {"gpt-4o-mini", "key-A"}} {
-			if st, err, took := fleetCall(t, nil, b, other[0], other[1]); st != 200 || err != nil || took != 0 {
+			if st, took, err := fleetCall(t, nil, b, other[0], other[1]); st != 200 || err != nil || took != 0 {
 				t.Errorf("B %v: %d %v after %v, want 200 at once", other, st, err, took)
 			}
 		}
 		var wg sync.WaitGroup
 		for range 3 {
 			wg.Go(func() {
-				st, err, took := fleetCall(t, nil, b, "gpt-4o", "key-A")
+				st, took, err := fleetCall(t, nil, b, "gpt-4o", "key-A")
 				if st != 200 || err != nil || took < 1500*time.Millisecond || took > 1500*time.Millisecond+fleetJitterMax {
 					t.Errorf("B held call: %d %v after %v, want 200 after 1.5s (+ jitter ≤ 75ms)", st, err, took)
 				}
 			})
 		}
 		wg.Go(func() {
-			st, err, took := fleetCall(t, nil, a, "gpt-4o", "key-A")
+			st, took, err := fleetCall(t, nil, a, "gpt-4o", "key-A")
 			if st != 200 || err != nil || took != 1500*time.Millisecond {
 				t.Errorf("A's own cooldown: %d %v after %v, want 200 after exactly 1.5s (no echo jitter)", st, err, took)
 			}
@@ -180,7 +180,7 @@ func TestFleetCooldownWithoutFleet(t *testing.T) {
 		a := New(g.rt("A"), WithMaxRetries(0))
 		b := New(g.rt("B"), WithMaxRetries(0))
 		fleetCall(t, nil, a, "gpt-4o", "key-A")
-		if st, _, took := fleetCall(t, nil, b, "gpt-4o", "key-A"); st != 429 || took != 0 {
+		if st, took, _ := fleetCall(t, nil, b, "gpt-4o", "key-A"); st != 429 || took != 0 {
 			t.Errorf("B without a fleet: %d after %v, want its own 429 at once", st, took)
 		}
 		if err := a.Close(); err != nil {
@@ -238,7 +238,7 @@ func TestFleetCircuit(t *testing.T) {
 		if ac := a.Circuits(); len(ac) != 1 || ac[0].Fleet == nil || ac[0].Fleet.Remote || !ac[0].Fleet.Until.Equal(opened.Add(DefaultBreakerOpenTimeout)) {
 			t.Errorf("A's circuits = %+v, want its own hold on dead for exactly the open period (its echo not applied)", ac)
 		}
-		_, err, took := fleetCall(t, nil, b, "dead", "k")
+		_, took, err := fleetCall(t, nil, b, "dead", "k")
 		var coe *CircuitOpenError
 		if !errors.Is(err, ErrCircuitOpen) || !errors.As(err, &coe) || coe.RetryIn < DefaultBreakerOpenTimeout || took != 0 {
 			t.Errorf("B on dead: %v after %v, want ErrCircuitOpen at once, retry in ≥ 10s", err, took)
@@ -246,7 +246,7 @@ func TestFleetCircuit(t *testing.T) {
 		if n := len(g.sent("B", "dead", "")); n != 0 {
 			t.Errorf("B sent %d requests to the dead model", n)
 		}
-		if st, err, _ := fleetCall(t, nil, b, "alive", "k"); st != 200 || err != nil {
+		if st, _, err := fleetCall(t, nil, b, "alive", "k"); st != 200 || err != nil {
 			t.Errorf("B on another model: %d %v", st, err)
 		}
 		if !spanHasEvent(tel, eventRemoteHold, "open", "overloaded") {
@@ -260,12 +260,12 @@ func TestFleetCircuit(t *testing.T) {
 		mu.Unlock()
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			if st, err, _ := fleetCall(t, nil, a, "dead", "k"); st != 200 || err != nil {
+			if st, _, err := fleetCall(t, nil, a, "dead", "k"); st != 200 || err != nil {
 				t.Errorf("A's probe: %d %v", st, err)
 			}
 		})
 		<-probeIn // A's probe is out
-		if _, err, took := fleetCall(t, nil, b, "dead", "k"); !errors.Is(err, ErrCircuitOpen) || took != 0 {
+		if _, took, err := fleetCall(t, nil, b, "dead", "k"); !errors.Is(err, ErrCircuitOpen) || took != 0 {
 			t.Errorf("B while A probes: %v after %v, want ErrCircuitOpen at once", err, took)
 		}
 		if n := f.leaseCalls.Load(); n != 2 {
@@ -282,7 +282,7 @@ func TestFleetCircuit(t *testing.T) {
 				t.Errorf("%s's circuit after the release: %+v", name, cs[0])
 			}
 		}
-		if st, err, took := fleetCall(t, nil, b, "dead", "k"); st != 200 || err != nil || took != 0 {
+		if st, took, err := fleetCall(t, nil, b, "dead", "k"); st != 200 || err != nil || took != 0 {
 			t.Errorf("B after the release: %d %v after %v", st, err, took)
 		}
 		if fb.published.Load() != 0 {
@@ -332,7 +332,7 @@ func TestFleetHoldsOnlyExtend(t *testing.T) {
 		f.deliver(Hold{Kind: HoldCooldown, Host: "gw.test", Model: "gpt-4o", Credential: cred, TTL: time.Second, Reason: "rate_limited"})
 		f.deliver(Hold{Kind: HoldOpen, Host: "gw.test", Model: "dead", TTL: 2 * time.Second, Reason: "overloaded"})
 		synctest.Wait()
-		if _, _, took := fleetCall(t, nil, b, "gpt-4o", "key-A"); took < 5*time.Second || took > 5*time.Second+fleetJitterMax {
+		if _, took, _ := fleetCall(t, nil, b, "gpt-4o", "key-A"); took < 5*time.Second || took > 5*time.Second+fleetJitterMax {
 			t.Errorf("B waited %v, want the longer hold's 5s (+ jitter)", took)
 		}
 		cs := b.Circuits()
@@ -360,16 +360,16 @@ func TestFleetLeaseHangs(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 			defer cancel()
 			go func() { synctest.Wait(); close(asking) }()
-			_, _, took := fleetCall(t, ctx, b, "dead", "k")
+			_, took, _ := fleetCall(t, ctx, b, "dead", "k")
 			if took != 300*time.Millisecond {
 				t.Errorf("the call asking a hung store took %v, want its context's 300ms", took)
 			}
 		})
 		<-asking
-		if st, err, took := fleetCall(t, nil, b, "alive", "k"); st != 200 || err != nil || took != 0 {
+		if st, took, err := fleetCall(t, nil, b, "alive", "k"); st != 200 || err != nil || took != 0 {
 			t.Errorf("another model while the lease hangs: %d %v after %v", st, err, took)
 		}
-		if _, err, took := fleetCall(t, nil, b, "dead", "k"); !errors.Is(err, ErrCircuitOpen) || took != 0 {
+		if _, took, err := fleetCall(t, nil, b, "dead", "k"); !errors.Is(err, ErrCircuitOpen) || took != 0 {
 			t.Errorf("the held model while the lease hangs: %v after %v, want ErrCircuitOpen at once", err, took)
 		}
 		wg.Wait()
@@ -378,7 +378,7 @@ func TestFleetLeaseHangs(t *testing.T) {
 		f.deliver(Hold{Kind: HoldOpen, Host: "gw.test", Model: "dead2", TTL: time.Second, Reason: "overloaded"})
 		synctest.Wait()
 		time.Sleep(time.Second + fleetJitterMax)
-		st, err, took := fleetCall(t, nil, b, "dead2", "k")
+		st, took, err := fleetCall(t, nil, b, "dead2", "k")
 		if st != 200 || err != nil || took != leaseTimeout {
 			t.Errorf("a call without deadline asking a hung store: %d %v after %v, want 200 after %v", st, err, took, leaseTimeout)
 		}
