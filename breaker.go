@@ -170,6 +170,13 @@ func (c *call) admit() *CircuitOpenError {
 		// whether this call probes (fleet.go).
 		c.t.reportCircuit(c.ctx, c.trace.st, ch)
 		ch, err = c.lease()
+		if err == circuit.ErrLease {
+			// Replaced during the lease by a hold already over: this
+			// call asks no second time, it waits a little like a
+			// refused one.
+			c.t.reportCircuit(c.ctx, c.trace.st, ch)
+			ch, err = c.t.circuits.Leased(&c.circ, c.key.circuit(), false, minLeaseWait)
+		}
 	}
 	c.t.reportCircuit(c.ctx, c.trace.st, ch)
 	if err != nil {

@@ -221,3 +221,28 @@ func TestHoldKeepsFastPathOff(t *testing.T) {
 		t.Errorf("state word %#x after Release, want Closed", c.state.Load())
 	}
 }
+
+// TestLeasedAfterReplacement: a hold replaced while a call asks for the
+// lease, and over by the answer, makes Leased hand the decision to that
+// call again (ErrLease); a refusal then settles it.
+func TestLeasedAfterReplacement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(testConfig())
+		key := Key{"h", "m"}
+		r.Hold(key, time.Second, "overloaded", true)
+		time.Sleep(time.Second)
+		tk, err := admit1(r, key)
+		if err != ErrLease {
+			t.Fatal(err)
+		}
+		r.Hold(key, time.Millisecond, "overloaded", true) // replaces the decision
+		time.Sleep(time.Millisecond)
+		if _, err := r.Leased(tk, key, true, 0); err != ErrLease {
+			t.Fatalf("Leased after a replacement = %v, want ErrLease", err)
+		}
+		var oe *OpenError
+		if _, err := r.Leased(tk, key, false, 100*time.Millisecond); !errors.As(err, &oe) || oe.RetryIn != 100*time.Millisecond {
+			t.Fatalf("Leased refused = %v, want a refusal for 100ms", err)
+		}
+	})
+}
