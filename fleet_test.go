@@ -434,3 +434,52 @@ func spanHasEvent(tel *telemetry, name, kind, reason string) bool {
 	}
 	return false
 }
+
+// TestFleetCooldownLikeLocal: a remote cooldown is waited out by the local
+// rules: one past B's WithMaxRetryWait, or past the request's deadline, is
+// not waited for (the request goes at once, as with a local one).
+func TestFleetCooldownLikeLocal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &fleetGW{}
+		f := newFakeFleet()
+		fb := f.member()
+		b := New(g.rt("B"), WithMaxRetries(0), WithSharedState(fb), WithMaxRetryWait(time.Second))
+		defer b.Close()
+		f.deliver(Hold{Kind: HoldCooldown, Host: "gw.test", Model: "gpt-4o", Credential: fb.Fingerprint("Bearer key-A"), TTL: 1500 * time.Millisecond, Reason: "rate_limited"})
+		f.deliver(Hold{Kind: HoldCooldown, Host: "gw.test", Model: "gpt-4o", Credential: fb.Fingerprint("Bearer key-B"), TTL: 500 * time.Millisecond, Reason: "rate_limited"})
+		synctest.Wait()
+		if st, took, err := fleetCall(t, nil, b, "gpt-4o", "key-A"); st != 200 || err != nil || took != 0 {
+			t.Errorf("a hold past the cap: %d %v after %v, want 200 at once", st, err, took)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		if st, took, err := fleetCall(t, ctx, b, "gpt-4o", "key-B"); st != 200 || err != nil || took != 0 {
+			t.Errorf("a hold past the deadline: %d %v after %v, want 200 at once", st, err, took)
+		}
+	})
+}
+
+// TestFleetRemoteHoldsChangeNoLocalState: a remote open hold refuses calls
+// but is no state change of the local breaker: WithOnCircuitStateChange
+// sees nothing, and the release leaves the circuit closed.
+func TestFleetRemoteHoldsChangeNoLocalState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeFleet()
+		var changes []CircuitStateChange
+		b := New((&fleetGW{}).rt("B"), WithSharedState(f.member()), WithOnCircuitStateChange(func(ch CircuitStateChange) { changes = append(changes, ch) }))
+		defer b.Close()
+		f.deliver(Hold{Kind: HoldOpen, Host: "gw.test", Model: "m", TTL: time.Minute, Reason: "overloaded"})
+		synctest.Wait()
+		if _, _, err := fleetCall(t, nil, b, "m", "k"); !errors.Is(err, ErrCircuitOpen) {
+			t.Errorf("held: %v", err)
+		}
+		f.deliver(Hold{Kind: HoldRelease, Host: "gw.test", Model: "m"})
+		synctest.Wait()
+		if st, _, err := fleetCall(t, nil, b, "m", "k"); st != 200 || err != nil {
+			t.Errorf("released: %d %v", st, err)
+		}
+		if len(changes) != 0 {
+			t.Errorf("state changes reported for remote holds: %+v", changes)
+		}
+	})
+}
