@@ -103,7 +103,8 @@ type FleetHold struct {
 
 // Circuits returns a snapshot of every circuit of the transport, sorted by
 // host and model, for dashboards and tests. It returns nil when the circuit
-// breaker is off ([WithoutCircuitBreaker]). It is safe to call at any time,
+// breaker is off ([WithoutCircuitBreaker]). A circuit the fleet holds
+// ([WithSharedState]) has Fleet set. It is safe to call at any time,
 // including from a [WithOnCircuitStateChange] function.
 func (t *Transport) Circuits() []CircuitStatus {
 	snap := t.circuits.Snapshot()
