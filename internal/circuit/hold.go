@@ -186,8 +186,16 @@ func (c *circuit) admitHeld(t *Ticket, key Key) error {
 		return nil
 	}
 	if h.phase == holdWaiting {
-		if d := h.until - c.r.now(); d > 0 {
+		now := c.r.now()
+		if d := h.until - now; d > 0 {
 			return &OpenError{Key: key, RetryIn: time.Duration(d), Held: true, Remote: h.remote, Reason: h.reason}
+		}
+		if c.st() == Open {
+			if d := c.openUntil.Load() - now; d >= 0 {
+				// The circuit's own open period runs on: no
+				// probe to ask for yet.
+				return &OpenError{Key: key, RetryIn: time.Duration(d)}
+			}
 		}
 		h.phase = holdDeciding
 		t.holdGen = h.gen

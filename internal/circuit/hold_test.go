@@ -149,9 +149,12 @@ func TestReleaseDuringProbe(t *testing.T) {
 	})
 }
 
-// TestHeldProbeRefusedByOwnState: a granted probe that the circuit's own
-// open period refuses is given back: the hold waits for the open period,
-// then asks again; Abandon gives back a probe a panic cut short.
+// TestHeldProbeRefusedByOwnState: a hold whose period ends while the
+// circuit's own open period runs on refuses as the circuit does, and asks
+// for no lease until that ends; a granted probe that the circuit's own
+// state refuses (it opened while the lease was asked) is given back: the
+// hold waits for the open period, then asks again; Abandon gives back a
+// probe a panic cut short.
 func TestHeldProbeRefusedByOwnState(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := testConfig()
@@ -161,14 +164,44 @@ func TestHeldProbeRefusedByOwnState(t *testing.T) {
 		r.guard(key, func() (Outcome, time.Duration) { return Failure, 0 }, nil) // opens for 10s
 		r.Hold(key, time.Second, "overloaded", true)
 		time.Sleep(time.Second)
-		probe, _ := admit1(r, key)
-		if _, err := r.Leased(probe, key, true, 0); err == nil {
-			t.Fatal("the circuit's own open period admitted the probe")
-		}
-		if d := r.HeldFor(key); d != 9*time.Second+1 {
-			t.Errorf("HeldFor = %v, want the 9s left of the open period", d)
+		var oe *OpenError
+		if _, err := admit1(r, key); !errors.As(err, &oe) || oe.Held || oe.RetryIn != 9*time.Second {
+			t.Fatalf("hold over, own open period on: Admit = %v, want the circuit's own refusal for 9s", err)
 		}
 		time.Sleep(9*time.Second + 1)
+		probe, err := admit1(r, key)
+		if err != ErrLease {
+			t.Fatalf("after both: Admit = %v, want ErrLease", err)
+		}
+		if _, err := r.Leased(probe, key, true, 0); err != nil {
+			t.Fatalf("granted: %v, want the half-open probe admitted", err)
+		}
+		probe.Attempted(Success, 0)
+		probe.Done(Success, 0)
+		if e := probe.TakeHoldEnd(); e != HoldReleased {
+			t.Errorf("hold end %v, want released", e)
+		}
+
+		// The circuit opens while the lease is asked: a call in flight
+		// from before the hold fails.
+		early, err := admit1(r, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Hold(key, time.Second, "overloaded", true)
+		time.Sleep(time.Second)
+		asker, err := admit1(r, key)
+		if err != ErrLease {
+			t.Fatalf("Admit = %v, want ErrLease", err)
+		}
+		early.Done(Failure, 0) // opens for 10s
+		if _, err := r.Leased(asker, key, true, 0); err == nil {
+			t.Fatal("the circuit's own open period admitted the probe")
+		}
+		if d := r.HeldFor(key); d != 10*time.Second+1 {
+			t.Errorf("HeldFor = %v, want the open period", d)
+		}
+		time.Sleep(10*time.Second + 1)
 		p2, err := admit1(r, key)
 		if err != ErrLease {
 			t.Fatalf("Admit = %v, want ErrLease", err)
