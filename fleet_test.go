@@ -483,3 +483,34 @@ func TestFleetRemoteHoldsChangeNoLocalState(t *testing.T) {
 		}
 	})
 }
+
+// TestFleetCooldownLengthenedDuringWait: a cooldown lengthened while a
+// request waits it out is waited out too (the request does not go at the
+// old end), within the cap.
+func TestFleetCooldownLengthenedDuringWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &fleetGW{}
+		f := newFakeFleet()
+		fb := f.member()
+		b := New(g.rt("B"), WithMaxRetries(0), WithSharedState(fb), WithMaxRetryWait(10*time.Second))
+		defer b.Close()
+		cd := func(d time.Duration) Hold {
+			return Hold{Kind: HoldCooldown, Host: "gw.test", Model: "gpt-4o", Credential: fb.Fingerprint("Bearer key-A"), TTL: d, Reason: "rate_limited"}
+		}
+		f.deliver(cd(2 * time.Second))
+		synctest.Wait()
+		start := time.Now()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if st, took, err := fleetCall(t, nil, b, "gpt-4o", "key-A"); st != 200 || err != nil || took < 5*time.Second || took > 5*time.Second+2*fleetJitterMax {
+				t.Errorf("held call: %d %v after %v, want 200 after the lengthened 1s + 4s (+ jitter)", st, err, took)
+			}
+		})
+		time.Sleep(time.Second)
+		f.deliver(cd(4 * time.Second))
+		wg.Wait()
+		if r := g.sent("B", "gpt-4o", "key-A"); len(r) != 1 || r[0].at.Sub(start) < 5*time.Second {
+			t.Errorf("B's requests: %+v, want one after 5s", r)
+		}
+	})
+}

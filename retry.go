@@ -162,7 +162,13 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 	}
 	for n := 0; ; n++ {
 		var a attemptResult
-		if d := t.cooldowns.remaining(c.key, c.req); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+		// A cooldown lengthened during the wait (another request's rate
+		// limit, here or in the fleet) is waited out too, within the cap.
+		for waited := time.Duration(0); ; {
+			d := t.cooldowns.remaining(c.key, c.req)
+			if d <= 0 || waited+d > t.cfg.maxRetryWait || !fits(c.ctx, d) {
+				break
+			}
 			c.trace.cooldownWait(d)
 			if t.cfg.shared != nil && t.cooldowns.remote(c.key, c.req) {
 				c.trace.remoteHold("cooldown", ClassRateLimited.String())
@@ -171,6 +177,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 				dropPrev()
 				return nil, prevCl, n, err
 			}
+			waited += d
 		}
 		req, err := c.request(n)
 		if err != nil {
