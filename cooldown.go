@@ -204,7 +204,10 @@ func extend(v *atomic.Int64, until int64) {
 // without a fleet, and only while a cooldown is live.
 func (c *cooldowns) credentialOf(req *http.Request) uint64 {
 	if c.fp != nil {
-		return c.fp(sharedCredential(req))
+		if cred := sharedCredential(req); cred != "" {
+			return c.fp(cred)
+		}
+		return 0
 	}
 	var h maphash.Hash
 	h.SetSeed(c.seed)

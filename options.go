@@ -417,7 +417,9 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // lease). [Transport.Close] stops the subscription. A transport without
 // live holds costs what it costs without s. With [WithoutCooldowns],
 // cooldowns are neither published nor applied; with
-// [WithoutCircuitBreaker], open holds are neither.
+// [WithoutCircuitBreaker], open holds are neither. Give each Transport of
+// a process its own s, or share one Transport: the fleet knows processes
+// by their s, and two Transports on one s both probe.
 func WithSharedState(s SharedState) Option {
 	return func(c *config) { c.shared = s }
 }
