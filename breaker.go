@@ -78,11 +78,33 @@ type CircuitStatus struct {
 	// InFlight is, for a closed circuit, the number of calls it admitted
 	// whose outcome is not in yet.
 	InFlight uint32
+	// Fleet is set while a hold of the fleet ([WithSharedState]) is on the
+	// circuit: State and RetryIn then come from the hold (open until its
+	// end, then half-open while the fleet's probe is decided or out),
+	// whatever the counts say. nil otherwise.
+	Fleet *FleetHold
+}
+
+// FleetHold describes the hold of the fleet on a circuit
+// ([CircuitStatus.Fleet]).
+type FleetHold struct {
+	// Remote is true when another process of the fleet set the hold; false
+	// when this process did, publishing its own circuit's opening (it then
+	// waits for the fleet's probe lease like the others).
+	Remote bool
+	// Reason is the class of the failure that caused it ("overloaded",
+	// "model_not_found"…).
+	Reason string
+	// Until is when the hold ends, on this process's clock (jitter
+	// included); zero once it has ended and the fleet's probe is being
+	// decided or is out.
+	Until time.Time
 }
 
 // Circuits returns a snapshot of every circuit of the transport, sorted by
 // host and model, for dashboards and tests. It returns nil when the circuit
-// breaker is off ([WithoutCircuitBreaker]). It is safe to call at any time,
+// breaker is off ([WithoutCircuitBreaker]). A circuit the fleet holds
+// ([WithSharedState]) has Fleet set. It is safe to call at any time,
 // including from a [WithOnCircuitStateChange] function.
 func (t *Transport) Circuits() []CircuitStatus {
 	snap := t.circuits.Snapshot()
@@ -90,11 +112,19 @@ func (t *Transport) Circuits() []CircuitStatus {
 		return nil
 	}
 	out := make([]CircuitStatus, len(snap))
+	now := time.Now()
 	for i, s := range snap {
 		out[i] = CircuitStatus{
 			Host: s.Key.Host, Model: s.Key.Model, State: circuitState(s.State), RetryIn: s.RetryIn,
 			Requests: s.Requests, Successes: s.Successes, Failures: s.Failures, Excluded: s.Excluded,
 			InFlight: s.InFlight,
+		}
+		if s.Held {
+			f := &FleetHold{Remote: s.HoldRemote, Reason: s.HoldReason}
+			if s.State == circuit.Open {
+				f.Until = now.Add(s.RetryIn)
+			}
+			out[i].Fleet = f
 		}
 	}
 	return out
@@ -136,9 +166,25 @@ func stateChange(ch circuit.Change) CircuitStateChange {
 // probe goes out). It returns the refusal when the attempt may not go.
 func (c *call) admit() *CircuitOpenError {
 	ch, err := c.t.circuits.Admit(&c.circ, c.key.circuit())
+	if err == circuit.ErrLease {
+		// The fleet's hold on the circuit just ended: the fleet says
+		// whether this call probes (fleet.go).
+		c.t.reportCircuit(c.ctx, c.trace.st, ch)
+		ch, err = c.lease()
+		if err == circuit.ErrLease {
+			// Replaced during the lease by a hold already over: this
+			// call asks no second time, it waits a little like a
+			// refused one.
+			c.t.reportCircuit(c.ctx, c.trace.st, ch)
+			ch, err = c.t.circuits.Leased(&c.circ, c.key.circuit(), false, minLeaseWait)
+		}
+	}
 	c.t.reportCircuit(c.ctx, c.trace.st, ch)
 	if err != nil {
 		oe := err.(*circuit.OpenError)
+		if oe.Remote {
+			c.trace.remoteHold("open", oe.Reason)
+		}
 		return &CircuitOpenError{Host: oe.Key.Host, Model: oe.Key.Model, RetryIn: oe.RetryIn}
 	}
 	return nil
@@ -147,7 +193,23 @@ func (c *call) admit() *CircuitOpenError {
 // attempted reports the outcome of the attempt a, which admit admitted, to
 // the call's circuit: a half-open circuit's probe is counted at once.
 func (c *call) attempted(a *attemptResult) {
+	c.circ.SetCause(failureCause(a))
 	c.t.reportCircuit(c.ctx, c.trace.st, c.circ.Attempted(circuit.Outcome(a.out), a.cl.RetryAfter))
+	if c.t.cfg.shared != nil {
+		c.probed(a) // fleet.go
+	}
+}
+
+// failureCause returns what the circuit is told caused the attempt a's
+// failure, should it open the circuit: the class the server's answer was
+// classified as, or "" when no server answered or the time ran out here (a
+// transport error, a timeout), which may be this process's alone and is
+// not shared with the fleet.
+func failureCause(a *attemptResult) string {
+	if a.err != nil || a.resp == nil || a.cl.Class == ClassTimeout {
+		return ""
+	}
+	return a.cl.Class.String()
 }
 
 // settle records the call's outcome in its circuit once its retries are
@@ -167,6 +229,9 @@ func (c *call) abandon() {
 // and to the observers ([WithOnCircuitStateChange]), with ctx.
 func (t *Transport) reportCircuit(ctx context.Context, cs *callSpan, ch circuit.Changes) {
 	ch.Report(func(cc circuit.Change) {
+		if cc.To == circuit.Open && t.cfg.shared != nil {
+			t.publishOpen(cc) // fleet.go
+		}
 		sc := stateChange(cc)
 		for _, o := range t.cfg.breaker.observers {
 			o(ctx, sc)

@@ -3,6 +3,7 @@ package llmtransport
 import (
 	"hash/maphash"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,8 @@ import (
 type cooldowns struct {
 	off   bool
 	seed  maphash.Seed
-	epoch time.Time // deadlines count from here, on the monotonic clock
+	fp    func(string) uint64 // the fleet's Fingerprint (WithSharedState); nil: none
+	epoch time.Time           // deadlines count from here, on the monotonic clock
 
 	m       sync.Map     // cooldownKey → *atomic.Int64: the deadline
 	n       atomic.Int64 // entries in m
@@ -67,6 +69,10 @@ func newCooldowns(off bool) *cooldowns {
 // nanoseconds: the unit of the deadlines.
 func (c *cooldowns) now() int64 { return int64(time.Since(c.epoch)) }
 
+// A deadline's lowest bit says who set it: 0 this process, 1 another one of
+// the fleet (setRemote). One nanosecond either way changes no wait.
+const remoteMark = 1
+
 // remaining returns how long req, for key, should still wait.
 func (c *cooldowns) remaining(key circuitKey, req *http.Request) time.Duration {
 	if c == nil || c.n.Load() == 0 {
@@ -84,15 +90,45 @@ func (c *cooldowns) remaining(key circuitKey, req *http.Request) time.Duration {
 }
 
 // set starts (or lengthens, never shortens) the cooldown of req, for key,
-// for d from now.
-func (c *cooldowns) set(key circuitKey, req *http.Request, d time.Duration) {
+// for d from now. It returns the credential it keyed it with.
+func (c *cooldowns) set(key circuitKey, req *http.Request, d time.Duration) uint64 {
 	if c == nil || c.off || d <= 0 {
-		return
+		return 0
 	}
+	cred := c.credentialOf(req)
+	c.setKey(cooldownKey{key, cred}, (c.now()+int64(d))&^remoteMark)
+	return cred
+}
+
+// setRemote applies a cooldown another process of the fleet published: d
+// from now, plus j, for the credential fingerprint cred. A cooldown that
+// would end no more than slack after the one in place changes nothing (the
+// echo of this process's own, or one just as long). It reports whether it
+// changed the cooldown.
+func (c *cooldowns) setRemote(key circuitKey, cred uint64, d, j, slack time.Duration) bool {
+	if c == nil || c.off || d <= 0 {
+		return false
+	}
+	k := cooldownKey{key, cred}
 	now := c.now()
-	until := now + int64(d)
+	if v, ok := c.m.Load(k); ok && v.(*atomic.Int64).Load()+int64(slack) >= now+int64(d) {
+		return false
+	}
+	c.setKey(k, (now+int64(d+j))|remoteMark)
+	return true
+}
+
+// remote reports whether the cooldown of req, for key, was set by another
+// process of the fleet. It is asked only while the request waits for it.
+func (c *cooldowns) remote(key circuitKey, req *http.Request) bool {
+	v, ok := c.m.Load(cooldownKey{key, c.credentialOf(req)})
+	return ok && v.(*atomic.Int64).Load()&remoteMark != 0
+}
+
+// setKey starts (or lengthens, never shortens) the cooldown k until until.
+func (c *cooldowns) setKey(k cooldownKey, until int64) {
+	now := c.now()
 	extend(&c.horizon, until)
-	k := cooldownKey{key, c.credentialOf(req)}
 	if v, ok := c.m.Load(k); ok {
 		extend(v.(*atomic.Int64), until)
 		return
@@ -161,7 +197,18 @@ func extend(v *atomic.Int64, until int64) {
 // and the ?key= parameter of [redact.APIKeys], the same rules that decide
 // what is masked), or 0 when it carries none. It cannot be turned back into
 // the key, and is never recorded outside this process's memory.
+//
+// With shared state ([WithSharedState]), it is the fleet's Fingerprint
+// instead, the same in every process, so that local and remote cooldowns
+// are one table's entries: a request looks up its cooldown as it does
+// without a fleet, and only while a cooldown is live.
 func (c *cooldowns) credentialOf(req *http.Request) uint64 {
+	if c.fp != nil {
+		if cred := sharedCredential(req); cred != "" {
+			return c.fp(cred)
+		}
+		return 0
+	}
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	found := false
@@ -174,4 +221,32 @@ func (c *cooldowns) credentialOf(req *http.Request) uint64 {
 		return 0
 	}
 	return h.Sum64() | 1
+}
+
+// sharedCredential returns the credential the fleet fingerprints for req:
+// its one API key as sent (the commonest case, without a copy), its keys
+// joined by newlines when it carries several, "" when none.
+func sharedCredential(req *http.Request) string {
+	var (
+		first string
+		b     strings.Builder
+		n     int
+	)
+	for _, v := range redact.APIKeys(req) {
+		switch n {
+		case 0:
+			first = v
+		case 1:
+			b.WriteString(first)
+			fallthrough
+		default:
+			b.WriteByte('\n')
+			b.WriteString(v)
+		}
+		n++
+	}
+	if n > 1 {
+		return b.String()
+	}
+	return first
 }

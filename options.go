@@ -25,6 +25,7 @@ type config struct {
 	maxBufferedBody int64
 	firstByte       time.Duration
 	noCooldowns     bool
+	shared          SharedState // nil: none (WithSharedState)
 	onRetry         func(RetryEvent)
 	retryPolicy     func(RetryEvent) bool
 	classifier      func(*http.Response, []byte) Classification
@@ -386,4 +387,39 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 			c.tracing.prop = p
 		}
 	}
+}
+
+// The fleet option.
+
+// WithSharedState shares the transport's holds with the other processes of
+// a fleet through s (package github.com/llmtransport/llmtransport/redisstate
+// implements it on Redis): replicas behind one API key or one gateway then
+// learn of a rate limit, or of a model that fails, from the first of them
+// that sees it. The default (and a nil s) is none: every process learns on
+// its own.
+//
+// What is shared is only what a server said: a 429 whose wait hint the
+// transport honours (a cooldown of the host, model and credential, the
+// credential named by s.Fingerprint), a circuit opened by failures the
+// server classified (never by transport errors, which may be this
+// process's alone), and the success of the probe that ends it. A hold from
+// another process acts like the local one, with a little positive jitter:
+// a cooldown is waited out within [WithMaxRetryWait] and the deadline, an
+// open circuit fails calls at once with [ErrCircuitOpen]; when it ends,
+// only the process the fleet grants the probe lease to (s.Lease) sends a
+// probe, and the others keep holding until its outcome, or the lease's
+// end. Holds only extend: a shorter one never shortens a longer one.
+//
+// No request waits for s: holds are handed to s.Publish, which must not
+// block, and received by s.Subscribe's goroutine; the one call that finds
+// a fleet-held circuit at the end of its hold asks s.Lease, bounded by its
+// context and by one second (a store that does not answer grants the
+// lease). [Transport.Close] stops the subscription. A transport without
+// live holds costs what it costs without s. With [WithoutCooldowns],
+// cooldowns are neither published nor applied; with
+// [WithoutCircuitBreaker], open holds are neither. Give each Transport of
+// a process its own s, or share one Transport: the fleet knows processes
+// by their s, and two Transports on one s both probe.
+func WithSharedState(s SharedState) Option {
+	return func(c *config) { c.shared = s }
 }

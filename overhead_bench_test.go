@@ -29,12 +29,14 @@ func overheadRoundTrip(rt http.RoundTripper) {
 	resp.Body.Close()
 }
 
-// overheadVariants runs run for bare, the full transport and the transport
-// without its breaker.
+// overheadVariants runs run for bare, the full transport, the transport
+// without its breaker, and with shared state on.
 func overheadVariants(b *testing.B, run func(*testing.B, http.RoundTripper)) {
 	b.Run("bare", func(b *testing.B) { run(b, cannedRT{}) })
 	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedRT{})) })
 	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
+	// Shared state on, no live hold: must cost what "llmtransport" costs.
+	b.Run("fleet", func(b *testing.B) { run(b, New(cannedRT{}, WithSharedState(nopState{}))) })
 }
 
 // BenchmarkLayersOverhead measures what the transport's layers cost per

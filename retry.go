@@ -162,12 +162,22 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 	}
 	for n := 0; ; n++ {
 		var a attemptResult
-		if d := t.cooldowns.remaining(c.key, c.req); d > 0 && d <= t.cfg.maxRetryWait && fits(c.ctx, d) {
+		// A cooldown lengthened during the wait (another request's rate
+		// limit, here or in the fleet) is waited out too, within the cap.
+		for waited := time.Duration(0); ; {
+			d := t.cooldowns.remaining(c.key, c.req)
+			if d <= 0 || waited+d > t.cfg.maxRetryWait || !fits(c.ctx, d) {
+				break
+			}
 			c.trace.cooldownWait(d)
+			if t.cfg.shared != nil && t.cooldowns.remote(c.key, c.req) {
+				c.trace.remoteHold("cooldown", ClassRateLimited.String())
+			}
 			if err := sleep(c.ctx, d); err != nil {
 				dropPrev()
 				return nil, prevCl, n, err
 			}
+			waited += d
 		}
 		req, err := c.request(n)
 		if err != nil {
@@ -202,7 +212,8 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		// A rate limit's hint holds the model's other requests back too; a
 		// hint above the cap is never waited for, so it is not shared.
 		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= t.cfg.maxRetryWait {
-			t.cooldowns.set(c.key, c.req, a.cl.RetryAfter)
+			cred := t.cooldowns.set(c.key, c.req, a.cl.RetryAfter)
+			c.publishCooldown(cred, a.cl.RetryAfter, a.cl.Class.String())
 		}
 		wait, ok := c.decide(n, &a)
 		if !ok {

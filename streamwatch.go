@@ -529,6 +529,11 @@ func (b *streamBody) report() (ok bool) {
 	if b.span != nil {
 		cs = b.span.call
 	}
+	if b.scan.verdict == verdictBroken || cl.Class == ClassTimeout {
+		b.circ.SetCause("") // the read failed here: perhaps this process's alone
+	} else {
+		b.circ.SetCause(cl.Class.String()) // what the server's stream said
+	}
 	b.t.reportCircuit(b.ctx, cs, b.circ.Late(circuit.Outcome(out), cl.RetryAfter))
 	b.t.tracer.m.streamError(b.ctx, b.key.host, b.key.model, cl.Class)
 	if b.span != nil {

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/llmtransport/llmtransport/internal/circuit"
@@ -60,6 +61,9 @@ type Transport struct {
 	circuits  *circuit.Registry // nil: the breaker is off
 	cooldowns *cooldowns
 	tracer    *tracer
+
+	stopWatch func()    // ends the fleet subscription (WithSharedState); nil: none
+	closeOnce sync.Once // Close
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -83,6 +87,7 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if t.classify == nil {
 		t.classify = Classify
 	}
+	t.startFleet() // fleet.go
 	return t
 }
 

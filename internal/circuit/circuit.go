@@ -60,6 +60,13 @@ const (
 type Change struct {
 	Key      Key
 	From, To State
+	// Reason is, for a change to Open, the cause of the failure that
+	// opened the circuit (see Ticket.SetCause): "" when that failure had
+	// none (a transport error).
+	Reason string
+	// OpenFor is, for a change to Open, how long the circuit refuses
+	// attempts from when the change is reported (server hints included).
+	OpenFor time.Duration
 }
 
 // Status is a snapshot of one circuit (see [Registry.Snapshot]).
@@ -76,6 +83,13 @@ type Status struct {
 	// InFlight is, for a closed circuit, the calls it admitted whose
 	// outcome is not in yet.
 	InFlight uint32
+	// Held is set while a hold (Registry.Hold) is on the circuit: State
+	// and RetryIn then say what the hold does (open until its end, then
+	// half-open while the fleet's probe is decided or out). HoldRemote says
+	// another process set it, HoldReason is its reason.
+	Held       bool
+	HoldRemote bool
+	HoldReason string
 }
 
 // Config is the circuits' policy. Window and OpenTimeout must be positive;
@@ -99,6 +113,11 @@ type OpenError struct {
 	// RetryIn is how long until the circuit lets a probe through; 0 when
 	// unknown (half-open with every probe out).
 	RetryIn time.Duration
+	// Held is set when the refusal is a hold's (Registry.Hold); Remote
+	// when another process set the hold, Reason its reason.
+	Held   bool
+	Remote bool
+	Reason string
 }
 
 // Error describes the refusal.
@@ -121,6 +140,25 @@ type Ticket struct {
 	bucket   int64       // ... in this bucket number
 	probe    func(error) // the admitted probe's report, until Attempted
 	closedAt uint32      // the generation a successful probe of the call closed the circuit into; 0: none
+	cause    string      // the cause of the call's failure (SetCause)
+
+	holdProbe bool    // the call's attempt is a hold's probe, until Attempted
+	holdGen   uint32  // the generation of the hold it asked the lease for
+	holdEnd   HoldEnd // what its probe did, until TakeHoldEnd
+}
+
+// SetCause sets the cause of the call's failure, reported with a change to
+// Open that the failure causes (Change.Reason), and the reason of a hold
+// its failing hold probe starts again: the class of the server's answer,
+// or "" when no server answered (a transport error).
+func (t *Ticket) SetCause(cause string) { t.cause = cause }
+
+// TakeHoldEnd returns what the call's last hold probe did to its hold,
+// once.
+func (t *Ticket) TakeHoldEnd() HoldEnd {
+	e := t.holdEnd
+	t.holdEnd = HoldKept
+	return e
 }
 
 // Changes holds the state changes of one circuit waiting to be reported.
@@ -146,7 +184,37 @@ func (r *Registry) Admit(t *Ticket, key Key) (Changes, error) {
 		return Changes{}, nil
 	}
 	c := t.c
-	if State(c.state.Load()) == Open {
+	if c.state.Load()&heldBit != 0 {
+		if err := c.admitHeld(t, key); err != nil {
+			return Changes{c}, err
+		}
+	}
+	return r.admitState(t, key)
+}
+
+// admitState is Admit past the fast path and the hold: the circuit's own
+// state decides. A hold probe it refuses is given back.
+func (r *Registry) admitState(t *Ticket, key Key) (Changes, error) {
+	c := t.c
+	ch, err := r.admitOwn(t, key)
+	if err != nil && t.holdProbe {
+		c.unprobe(t)
+	}
+	return ch, err
+}
+
+func (r *Registry) admitOwn(t *Ticket, key Key) (Changes, error) {
+	c := t.c
+	switch c.st() {
+	case Closed:
+		// Closed, but held a moment ago (or probing a hold).
+		if !t.inflight {
+			t.inflight = true
+			t.gen = c.gen.Load()
+			c.inflight.Add(1)
+		}
+		return Changes{c}, nil
+	case Open:
 		if d := c.openUntil.Load() - r.now(); d >= 0 {
 			return Changes{c}, &OpenError{Key: key, RetryIn: time.Duration(d)}
 		}
@@ -178,8 +246,8 @@ func (r *Registry) admitClosed(t *Ticket, key Key) bool {
 		}
 	}
 	c := t.c
-	if State(c.state.Load()) != Closed {
-		return false
+	if c.state.Load() != uint32(Closed) {
+		return false // not closed, or held (hold.go)
 	}
 	if !t.inflight {
 		t.inflight = true
@@ -194,16 +262,24 @@ func (r *Registry) admitClosed(t *Ticket, key Key) bool {
 // and counts it (a failed probe opens the circuit again, for at least
 // hint); an attempt of a closed circuit needs nothing.
 func (t *Ticket) Attempted(out Outcome, hint time.Duration) Changes {
+	var ch Changes
+	if t.holdProbe {
+		t.holdProbe = false
+		t.holdEnd = t.c.probed(t.holdGen, out, hint, t.cause)
+		ch = Changes{t.c}
+	}
 	probe := t.probe
 	if probe == nil {
-		return Changes{}
+		return ch
 	}
 	t.probe = nil
-	probe(outcomeErrs[out])
 	if out == Failure {
+		t.c.trip(probe, t.cause)
 		t.c.lengthenByHint(hint)
+	} else {
+		probe(outcomeErrs[out])
 	}
-	if out == Success && State(t.c.state.Load()) == Closed {
+	if out == Success && t.c.st() == Closed {
 		t.closedAt = t.c.gen.Load() // for Late: the probe's stream may yet fail
 	}
 	return Changes{t.c}
@@ -226,7 +302,7 @@ func (t *Ticket) Done(out Outcome, hint time.Duration) Changes {
 	c.count(out, now)
 	t.counted, t.bucket = out == Success, now/c.r.bucket
 	if out == Failure {
-		c.reportFailure(t.gen, hint)
+		c.reportFailure(t.gen, hint, t.cause)
 	}
 	return Changes{c}
 }
@@ -252,7 +328,7 @@ func (t *Ticket) Late(out Outcome, hint time.Duration) Changes {
 		}
 		c.count(out, c.r.now())
 		c.tripNow.Store(true)
-		c.reportFailure(gen, hint)
+		c.reportFailure(gen, hint, t.cause)
 		c.tripNow.Store(false)
 		return Changes{c}
 	}
@@ -266,7 +342,7 @@ func (t *Ticket) Late(out Outcome, hint time.Duration) Changes {
 	c.uncount(t.bucket)
 	c.count(out, c.r.now())
 	if out == Failure {
-		c.reportFailure(t.gen, hint)
+		c.reportFailure(t.gen, hint, t.cause)
 	}
 	return Changes{c}
 }
@@ -278,7 +354,7 @@ func (t *Ticket) Late(out Outcome, hint time.Duration) Changes {
 // ever. After a call that finished normally it does nothing.
 func (t *Ticket) Abandon() Changes {
 	var ch Changes
-	if t.probe != nil {
+	if t.probe != nil || t.holdProbe {
 		ch = t.Attempted(Excluded, 0)
 	}
 	if t.inflight {
@@ -293,8 +369,12 @@ func (t *Ticket) Abandon() Changes {
 // refused.
 func (t *Ticket) OpenFor() time.Duration {
 	c := t.c
-	if c == nil || State(c.state.Load()) != Open {
+	if c == nil || c.state.Load() == uint32(Closed) {
 		return 0
 	}
-	return time.Duration(max(c.openUntil.Load()-c.r.now(), 0))
+	d := c.heldFor()
+	if c.st() == Open {
+		d = max(d, time.Duration(c.openUntil.Load()-c.r.now()))
+	}
+	return max(d, 0)
 }

@@ -200,7 +200,7 @@ func (r *Registry) Snapshot() []Status {
 			continue
 		}
 		for _, c := range *p {
-			st := Status{Key: c.key, State: State(c.state.Load())}
+			st := Status{Key: c.key, State: c.st()}
 			if st.State == Open {
 				if d := c.openUntil.Load() - now; d >= 0 {
 					st.RetryIn = time.Duration(d)
@@ -216,6 +216,7 @@ func (r *Registry) Snapshot() []Status {
 				n := c.cb.Counts()
 				st.Requests, st.Successes, st.Failures, st.Excluded = n.Requests, n.TotalSuccesses, n.TotalFailures, n.TotalExclusions
 			}
+			c.heldStatus(&st, now)
 			out = append(out, st)
 		}
 	}

@@ -61,7 +61,7 @@ type circuit struct {
 	r       *Registry
 	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
 
-	state     atomic.Uint32 // State; written in onStateChange
+	state     atomic.Uint32 // State, and heldBit while the fleet holds it (hold.go)
 	gen       atomic.Uint32 // bumped at every state change
 	openUntil atomic.Int64  // r.now() at which an open circuit lets a probe through
 	used      atomic.Bool   // admitted a request since the last sweep
@@ -81,6 +81,15 @@ type circuit struct {
 	// onStateChange) and never the other way round.
 	mu      sync.Mutex
 	pending []Change
+
+	// tripMu is held around every failure reported to gobreaker, the only
+	// reports that can open the circuit: cause is the failing call's, and
+	// onStateChange, called within, copies it to openCause.
+	tripMu    sync.Mutex
+	cause     string
+	openCause string
+
+	hold hold // the fleet's hold on the circuit (hold.go)
 }
 
 // newCircuit returns a closed circuit for key, with its gobreaker.
@@ -180,15 +189,16 @@ func (c *circuit) readyToTrip(gobreaker.Counts) bool {
 }
 
 // reportFailure reports to gobreaker the failure of a call put in flight in
-// generation gen and counted in the window, with the server's wait hint.
-func (c *circuit) reportFailure(gen uint32, hint time.Duration) {
+// generation gen and counted in the window, with the server's wait hint and
+// the failure's cause (see Ticket.SetCause).
+func (c *circuit) reportFailure(gen uint32, hint time.Duration, cause string) {
 	if done, err := c.cb.Allow(); err == nil {
 		if c.gen.Load() != gen {
 			// Changed state since: this outcome is not the new
 			// state's (a probe's place is given back).
 			done(errOutcomeExcluded)
 		} else {
-			done(errOutcomeFailure)
+			c.trip(done, cause)
 		}
 	}
 	c.lengthenByHint(hint)
@@ -217,9 +227,22 @@ func (c *circuit) onStateChange(_ string, from, to gobreaker.State) {
 		c.clearCounts()
 	}
 	c.gen.Add(1)
-	c.state.Store(uint32(s))
+	for {
+		// The hold bit is the hold's (hold.go): kept as it is.
+		old := c.state.Load()
+		if c.state.CompareAndSwap(old, old&heldBit|uint32(s)) {
+			break
+		}
+	}
+	if s == Open {
+		c.openCause = c.cause // set by the failure that opened it (see trip)
+	}
 	c.mu.Lock()
-	c.pending = append(c.pending, Change{Key: c.key, From: toState(from), To: s})
+	ch := Change{Key: c.key, From: toState(from), To: s}
+	if s == Open {
+		ch.Reason = c.openCause
+	}
+	c.pending = append(c.pending, ch)
 	c.npending.Store(int32(len(c.pending)))
 	c.mu.Unlock()
 }
@@ -246,10 +269,26 @@ func (c *circuit) reportAll(f func(Change)) {
 			return
 		}
 		for _, ch := range changes {
+			if ch.To == Open {
+				ch.OpenFor = time.Duration(max(c.openUntil.Load()-c.r.now(), 0))
+			}
 			f(ch)
 		}
 	}
 }
+
+// trip reports a failure to gobreaker through done, with its cause: should
+// it open the circuit, the change says why.
+func (c *circuit) trip(done func(error), cause string) {
+	c.tripMu.Lock()
+	defer c.tripMu.Unlock()
+	c.cause = cause
+	done(errOutcomeFailure)
+	c.cause = ""
+}
+
+// st returns the circuit's state, without the hold bit.
+func (c *circuit) st() State { return State(c.state.Load() & stateMask) }
 
 // lengthenOpen makes an open circuit stay open at least until until.
 func (c *circuit) lengthenOpen(until int64) {
@@ -264,7 +303,7 @@ func (c *circuit) lengthenOpen(until int64) {
 // lengthenByHint makes c, if the failure just recorded left it open, stay
 // open at least for the server's wait hint.
 func (c *circuit) lengthenByHint(hint time.Duration) {
-	if hint > 0 && State(c.state.Load()) == Open {
+	if hint > 0 && c.st() == Open {
 		c.lengthenOpen(c.r.now() + int64(hint))
 	}
 }
@@ -272,5 +311,5 @@ func (c *circuit) lengthenByHint(hint time.Duration) {
 // idle reports whether c can be dropped: closed, with nothing to report,
 // and unused since the last sweep.
 func (c *circuit) idle() bool {
-	return !c.used.Load() && State(c.state.Load()) == Closed && c.npending.Load() == 0
+	return !c.used.Load() && c.state.Load() == uint32(Closed) && c.npending.Load() == 0
 }
