@@ -226,38 +226,43 @@ func TestFallbackRetriesPerTarget(t *testing.T) {
 	}
 }
 
-// openCircuit opens the circuit of model on srv in tr, by failing calls to
-// it without fallbacks (its chain is not used for a model asked directly).
-func openCircuit(t *testing.T, tr *Transport, base, model string) {
+// openCircuits makes calls for model through tr until the circuits of
+// every model in open are open.
+func openCircuits(t *testing.T, tr *Transport, base, model string, open ...string) {
 	t.Helper()
-	for range 3 {
-		req := fbRequest(t, t.Context(), base, model, false)
-		resp, err := tr.RoundTrip(req)
-		if err == nil {
+	for range 10 {
+		if resp, err := tr.RoundTrip(fbRequest(t, t.Context(), base, model, false)); err == nil {
 			readClose(t, resp)
 		}
-	}
-	for _, s := range tr.Circuits() {
-		if s.Model == model && s.State == CircuitOpen {
+		n := 0
+		for _, s := range tr.Circuits() {
+			for _, m := range open {
+				if s.Model == m && s.State == CircuitOpen {
+					n++
+				}
+			}
+		}
+		if n == len(open) {
 			return
 		}
 	}
-	t.Fatalf("the circuit of %s did not open: %+v", model, tr.Circuits())
+	t.Fatalf("the circuits of %v did not open: %+v", open, tr.Circuits())
 }
 
 // TestFallbackCircuitOpen: a primary whose circuit is open gets no attempt,
-// and a target whose circuit is open is skipped.
+// and a target whose circuit is open is skipped; with every circuit of the
+// chain open, the caller gets the primary's ErrCircuitOpen.
 func TestFallbackCircuitOpen(t *testing.T) {
 	srv := llmtransporttest.NewServer(
 		llmtransporttest.WithModel("a", always(llmtransporttest.Overloaded())),
 		llmtransporttest.WithModel("b", always(llmtransporttest.Overloaded())),
 	)
 	defer srv.Close()
-	tr := New(nil, fbOptions(WithMaxRetries(0), WithFallbacks(map[string][]string{"x": {"b"}, "y": {"a"}}))...)
+	tr := New(nil, fbOptions(WithMaxRetries(0))...)
 	defer tr.CloseIdleConnections()
-	openCircuit(t, tr, srv.URL, "a")
-	openCircuit(t, tr, srv.URL, "b")
-	tr.cfg.fallback.chains = map[string][]string{"a": {"b", "c"}}
+	// Each call fails on a and b, and c answers it, until a's and b's
+	// circuits open.
+	openCircuits(t, tr, srv.URL, "a", "a", "b")
 	before := srv.Total()
 	resp, err := tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
 	if err != nil {
@@ -268,48 +273,62 @@ func TestFallbackCircuitOpen(t *testing.T) {
 	if fb != (Fallback{Model: "c", From: "a", Reason: "circuit_open"}) || resp.StatusCode != 200 {
 		t.Errorf("status %d, %+v", resp.StatusCode, fb)
 	}
-	log := srv.Log()[before:]
-	if len(log) != 1 || log[0].Model != "c" {
+	if log := srv.Log()[before:]; len(log) != 1 || log[0].Model != "c" {
 		t.Errorf("requests after the circuits opened: %+v", log)
 	}
 
-	// With every target open, the caller gets ErrCircuitOpen.
-	tr.cfg.fallback.chains = map[string][]string{"a": {"b"}}
-	_, err = tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
+	tr2 := New(nil, fbOptions(WithMaxRetries(0), WithFallbacks(map[string][]string{"a": {"b"}}))...)
+	defer tr2.CloseIdleConnections()
+	openCircuits(t, tr2, srv.URL, "a", "a", "b")
+	before = srv.Total()
+	_, err = tr2.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
 	var coe *CircuitOpenError
 	if !errors.As(err, &coe) || coe.Model != "a" {
 		t.Errorf("err %v, want the primary's circuit open", err)
+	}
+	if srv.Total() != before {
+		t.Errorf("%d requests with every circuit open", srv.Total()-before)
 	}
 }
 
 // TestFallbackCooldown: a target whose rate-limit cooldown runs is
 // skipped; a primary whose cooldown runs goes to its targets at once.
 func TestFallbackCooldown(t *testing.T) {
-	srv := llmtransporttest.NewServer(
-		llmtransporttest.WithModel("b", always(llmtransporttest.RateLimited(llmtransporttest.RetryAfterSeconds, 30*time.Second))),
-	)
+	limited := always(llmtransporttest.RateLimited(llmtransporttest.RetryAfterSeconds, 30*time.Second))
+	srv := llmtransporttest.NewServer(llmtransporttest.WithModel("a", limited), llmtransporttest.WithModel("b", limited))
 	defer srv.Close()
 	tr := New(nil, fbOptions(WithoutCircuitBreaker(), WithMaxRetryWait(time.Minute), WithMaxRetries(0))...)
 	defer tr.CloseIdleConnections()
-	// b's 429 starts its cooldown.
+	// b's 429 starts its cooldown (b has no chain of its own).
 	resp, err := tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "b", false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	readClose(t, resp)
-	tr.cooldowns.set(circuitKey{host: strings.TrimPrefix(srv.URL, "http://"), model: "a"}, fbRequest(t, t.Context(), srv.URL, "a", false), 30*time.Second)
-	before := srv.Total()
-	resp, err = tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readClose(t, resp)
-	fb, _ := FallbackOf(resp)
-	if fb != (Fallback{Model: "c", From: "a", Reason: "cooldown"}) {
-		t.Errorf("%+v", fb)
-	}
-	if log := srv.Log()[before:]; len(log) != 1 || log[0].Model != "c" {
-		t.Errorf("requests: %+v", log)
+	for i, want := range []struct {
+		reason string
+		log    string
+	}{
+		{"rate_limited", "a,c"}, // a's 429 starts a's cooldown; b is skipped
+		{"cooldown", "c"},       // a is skipped too
+	} {
+		before := srv.Total()
+		resp, err = tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readClose(t, resp)
+		fb, _ := FallbackOf(resp)
+		if fb != (Fallback{Model: "c", From: "a", Reason: want.reason}) {
+			t.Errorf("call %d: %+v", i, fb)
+		}
+		var got []string
+		for _, r := range srv.Log()[before:] {
+			got = append(got, r.Model)
+		}
+		if strings.Join(got, ",") != want.log {
+			t.Errorf("call %d: requests %v, want %s", i, got, want.log)
+		}
 	}
 }
 
@@ -702,4 +721,38 @@ func TestFallbackNoLeaks(t *testing.T) {
 	}
 	tr.CloseIdleConnections()
 	ct.waitClosed(t)
+}
+
+// TestFallbackCoolingPrimaryIsTheLastResort: a primary skipped for its
+// cooldown is tried after all, once its cooldown is over, when no target
+// gives a response.
+func TestFallbackCoolingPrimaryIsTheLastResort(t *testing.T) {
+	srv := llmtransporttest.NewServer(llmtransporttest.WithScript("a",
+		llmtransporttest.RateLimited(llmtransporttest.RetryAfterMs, 200*time.Millisecond), llmtransporttest.OK()))
+	defer srv.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadHost := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close() // connections to it are refused
+	tr := New(nil, WithMaxRetries(0), WithoutCircuitBreaker(),
+		WithFallbacks(map[string][]string{"a": {"gone"}}),
+		WithFallbackRoute("gone", "a", func(r *http.Request) { r.URL.Host, r.Host = deadHost, "" }))
+	defer tr.CloseIdleConnections()
+	// a's 429 (and its cooldown); the target is refused: a's 429 goes back.
+	resp, err := tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readClose(t, resp)
+	if resp.StatusCode != 429 || resp.Header.Get("X-Should-Retry") != "false" {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// a cools: the target first, refused again, then a after its cooldown.
+	resp, err = tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readClose(t, resp)
+	if _, ok := FallbackOf(resp); resp.StatusCode != 200 || ok || srv.Requests("a") != 2 {
+		t.Errorf("status %d, fell back %v, a got %d requests", resp.StatusCode, ok, srv.Requests("a"))
+	}
 }
