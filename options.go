@@ -434,7 +434,7 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // attempt. The whole chain has one deadline (the request's context) and
 // one retry allowance: [WithMaxRetries] retries in all, M's included, and
 // at most [WithFallbackRetries] (1) for each target, so that a chain of
-// k targets makes at most 1 + k + [WithMaxRetries] attempts (8 with two
+// k targets makes at most 1 + k + [WithMaxRetries] attempts (6 with two
 // targets and the defaults), never (1 + retries) × (1 + k). Retries also
 // take tokens from each host's retry budget as usual.
 //

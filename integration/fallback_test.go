@@ -149,3 +149,34 @@ func TestSDKFallbackHeaders(t *testing.T) {
 		t.Errorf("%+v, response model %q", fb, cc.Model)
 	}
 }
+
+// TestSDKFallbackCrossHost: openai-go's call for a model that gateway A
+// cannot serve is answered by gateway B, with B's key, through a route.
+func TestSDKFallbackCrossHost(t *testing.T) {
+	a := llmtransporttest.NewServer(llmtransporttest.WithModel("down",
+		always(llmtransporttest.NewAPIError(503, "get_channel_failed", "no available channel"))))
+	defer a.Close()
+	b := llmtransporttest.NewServer(llmtransporttest.WithAPIKey("sk-key-of-b"))
+	defer b.Close()
+	hostB := strings.TrimPrefix(b.URL, "http://")
+	tr := llmtransport.New(nil, append(append([]llmtransport.Option{}, fast...),
+		llmtransport.WithFallbacks(map[string][]string{"down": {"down at B"}}),
+		llmtransport.WithFallbackRoute("down at B", "healthy", func(r *http.Request) {
+			r.URL.Host, r.Host = hostB, ""
+			r.Header.Set("Authorization", "Bearer sk-key-of-b")
+		}))...)
+	for _, stream := range []bool{false, true} {
+		c := openaiGoClient(a, option.WithHTTPClient(&http.Client{Transport: tr}))
+		call := c.complete
+		if stream {
+			call = c.stream
+		}
+		r, err := call(t.Context(), "down")
+		if err != nil || r.content != llmtransporttest.DefaultReply {
+			t.Fatalf("stream=%t: got %q, %v", stream, r.content, err)
+		}
+	}
+	if a.Requests("healthy") != 0 || b.Requests("healthy") != 2 || b.Requests("down") != 0 {
+		t.Errorf("A: down %d, healthy %d; B: healthy %d", a.Requests("down"), a.Requests("healthy"), b.Requests("healthy"))
+	}
+}
