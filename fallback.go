@@ -254,9 +254,11 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 		}
 		return nil, lastCl, attempts, lastErr
 	}
-	if deferred && held == nil {
-		// No target gave a response: the primary, skipped for its
-		// cooldown, is tried after all (run waits the cooldown out).
+	if deferred {
+		// No target answered: the primary, skipped for its cooldown, is
+		// tried after all (run waits the cooldown out), and what it says
+		// goes back.
+		dropHeld(held)
 		c.switchTo(primReq, primBuf, primKey)
 		fb.onPrim = true
 		r, rcl, n, rerr := c.run()

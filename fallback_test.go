@@ -725,7 +725,7 @@ func TestFallbackNoLeaks(t *testing.T) {
 
 // TestFallbackCoolingPrimaryIsTheLastResort: a primary skipped for its
 // cooldown is tried after all, once its cooldown is over, when no target
-// gives a response.
+// answers.
 func TestFallbackCoolingPrimaryIsTheLastResort(t *testing.T) {
 	srv := llmtransporttest.NewServer(llmtransporttest.WithScript("a",
 		llmtransporttest.RateLimited(llmtransporttest.RetryAfterMs, 200*time.Millisecond), llmtransporttest.OK()))

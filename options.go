@@ -408,8 +408,8 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 //
 //   - at once, with no attempt to M, when M's circuit is open
 //     ("circuit_open") or a rate limit's cooldown is running for M
-//     ("cooldown"; should no target give a response, M is then tried
-//     after all, after its cooldown);
+//     ("cooldown"; should no target answer, M is then tried after all,
+//     once its cooldown is over);
 //   - once M's retries stopped (exhausted, refused by the retry budget,
 //     a wait above [WithMaxRetryWait] or past the deadline) on
 //     rate_limited, overloaded, upstream_transient or timeout, and on a
