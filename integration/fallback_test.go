@@ -148,6 +148,17 @@ func TestSDKFallbackHeaders(t *testing.T) {
 	if !ok || fb != (llmtransport.Fallback{Model: "healthy", From: "down", Reason: "overloaded"}) || cc.Model != "healthy" {
 		t.Errorf("%+v, response model %q", fb, cc.Model)
 	}
+	// What the SDK wrote, byte for byte, with only the model changed.
+	log := gw.Log()
+	first, last := log[0], log[len(log)-1]
+	if want := strings.Replace(string(first.Body), `"model":"down"`, `"model":"healthy"`, 1); first.Model != "down" || string(last.Body) != want {
+		t.Errorf("the fallback got\n%s\nwant\n%s", last.Body, want)
+	}
+	for _, h := range []string{"Authorization", "Content-Type", "User-Agent", "X-Stainless-Lang", "Idempotency-Key"} {
+		if first.Header.Get(h) != last.Header.Get(h) {
+			t.Errorf("%s: %q, then %q", h, first.Header.Get(h), last.Header.Get(h))
+		}
+	}
 }
 
 // TestSDKFallbackCrossHost: openai-go's call for a model that gateway A
