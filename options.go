@@ -508,8 +508,12 @@ func WithFallbackRetries(n int) Option {
 // header. The target's circuit and cooldown are those of the host the
 // redirected request goes to and model. redirect must not read or replace
 // the body, which the transport sets for each attempt. A nil redirect
-// only renames: the target asks for model on the same host.
+// only renames: the target asks for model on the same host. An empty model
+// is name.
 func WithFallbackRoute(name, model string, redirect func(r *http.Request)) Option {
+	if model == "" {
+		model = name
+	}
 	return func(c *config) {
 		if c.fallback.routes == nil {
 			c.fallback.routes = make(map[string]fallbackRoute)
