@@ -58,11 +58,12 @@ type metrics struct {
 	circuitState    metric.Int64Gauge
 	rejected        metric.Int64Counter
 	streamErrors    metric.Int64Counter
+	fallbacks       metric.Int64Counter // MetricFallbacks (fallback.go)
 }
 
 func newMetrics(m metric.Meter) metrics {
 	var ms metrics
-	var errs [7]error
+	var errs [8]error
 	ms.attempts, errs[0] = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts sent, by class of their outcome."))
 	ms.retries, errs[1] = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
@@ -78,6 +79,8 @@ func newMetrics(m metric.Meter) metrics {
 		metric.WithDescription("Requests refused by an open circuit."))
 	ms.streamErrors, errs[6] = m.Int64Counter(MetricStreamErrors, metric.WithUnit("{stream}"),
 		metric.WithDescription("Event streams that failed after their first event, by class."))
+	ms.fallbacks, errs[7] = m.Int64Counter(MetricFallbacks, metric.WithUnit("{fallback}"),
+		metric.WithDescription("Steps down fallback chains, by model left, target and reason."))
 	if err := errors.Join(errs[:]...); err != nil {
 		otel.Handle(err)
 	}

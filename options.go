@@ -30,8 +30,9 @@ type config struct {
 	retryPolicy     func(RetryEvent) bool
 	classifier      func(*http.Response, []byte) Classification
 
-	breaker breakerConfig
-	tracing tracingConfig
+	breaker  breakerConfig
+	tracing  tracingConfig
+	fallback fallbackConfig // fallback.go
 }
 
 // Defaults of the retry options. DefaultMaxRetryWait matches the cap of
@@ -56,6 +57,7 @@ func newConfig(opts []Option) config {
 		budgetBurst:     DefaultBudgetBurst,
 		maxBufferedBody: DefaultMaxBufferedBody,
 		breaker:         defaultBreakerConfig(),
+		fallback:        fallbackConfig{retries: DefaultFallbackRetries},
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -422,4 +424,143 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // by their s, and two Transports on one s both probe.
 func WithSharedState(s SharedState) Option {
 	return func(c *config) { c.shared = s }
+}
+
+// The fallback options.
+
+// WithFallbacks sets fallback chains: when a call for model M cannot be
+// answered by M, the transport sends the same request with the model
+// replaced by the first target of chains[M] that can take it, then the
+// next, and so on: same host, same headers, same everything else, the
+// model rewritten where the transport read it (the top-level "model" of a
+// JSON body, in a new body made once for the target; a Gemini, Vertex or
+// Azure path; a model= query parameter). The caller's request and body are
+// never modified. A target may go to another host or key through
+// [WithFallbackRoute]. The chains are not followed recursively: a
+// target's own chain is not used.
+//
+// What triggers a fallback is the class of M's last attempt, never its
+// status:
+//
+//   - at once, with no attempt to M, when M's circuit is open
+//     ("circuit_open") or a rate limit's cooldown is running for M
+//     ("cooldown"; should no target answer, M is then tried after all,
+//     once its cooldown is over);
+//   - once M's retries stopped (exhausted, refused by the retry budget,
+//     a wait above [WithMaxRetryWait] or past the deadline) on
+//     rate_limited, overloaded, upstream_transient or timeout, and on a
+//     transport error of those classes (a refused connection, a reset);
+//   - at once on model_not_found, and on a quota_exhausted that is the
+//     model's (a Google per-day or zero quota, which counts against the
+//     model's circuit);
+//   - at once on a first-byte timeout ([WithFirstByteTimeout]): M is not
+//     retried, the next target is tried (time-to-first-token failover);
+//   - on context_length, content_filtered, an account's quota_exhausted
+//     and the other classes only when [WithFallbackOn] adds them.
+//
+// Never on invalid_request, auth or permission (the request, or the key,
+// is wrong: another model will not fix it), an account-level
+// quota_exhausted (same key, same wall), or the caller's cancellation or
+// deadline. A stream falls back only before its first event with output
+// reaches the caller (lifecycle events such as response.created carry
+// none): after that the stream is the caller's, errors included.
+//
+// Each target goes through its own circuit and cooldown: a target whose
+// circuit is open or whose cooldown is running is skipped without an
+// attempt. The whole chain has one deadline (the request's context) and
+// one retry allowance: [WithMaxRetries] retries in all, M's included, and
+// at most [WithFallbackRetries] (1) for each target, so that a chain of
+// k targets makes at most 1 + k + [WithMaxRetries] attempts (6 with two
+// targets and the defaults), never (1 + retries) × (1 + k). Retries also
+// take tokens from each host's retry budget as usual.
+//
+// A target that answers gives the caller its response with the headers
+// [HeaderModel], [HeaderFallbackFrom] and [HeaderFallbackReason] (see
+// [FallbackOf]); each step is a span event "fallback" (llm.fallback.from,
+// llm.fallback.to, llm.error.class), counted in [MetricFallbacks] and
+// passed to [WithOnFallback]. When every target fails, the caller gets a
+// real response, never a made-up one: M's last response when it gave one,
+// else the last target's, with X-Should-Retry: false; an error
+// ([ErrCircuitOpen], a transport error, the context's) only when no target
+// gave a response.
+//
+// A body too large to buffer ([WithMaxBufferedBody]) without GetBody is
+// sent once and never falls back; a body with GetBody is read once more
+// for the first fallback. The default is no chains. WithFallbacks replaces
+// the chains of an earlier call; the map is copied.
+func WithFallbacks(chains map[string][]string) Option {
+	return func(c *config) {
+		c.fallback.chains = nil
+		for m, targets := range chains {
+			if len(targets) == 0 {
+				continue
+			}
+			if c.fallback.chains == nil {
+				c.fallback.chains = make(map[string][]string, len(chains))
+			}
+			c.fallback.chains[m] = append([]string(nil), targets...)
+		}
+	}
+}
+
+// WithFallbackOn adds classes that trigger a fallback ([WithFallbacks])
+// besides the defaults: typically [ClassContextLength] (with a chain to a
+// model with a larger context window) and [ClassContentFiltered], or
+// [ClassQuotaExhausted] for every quota when a target routes to another
+// account ([WithFallbackRoute]). [ClassSuccess], [ClassInvalidRequest],
+// [ClassAuth] and [ClassPermission] are ignored: they never trigger one.
+// The default adds none.
+func WithFallbackOn(classes ...Class) Option {
+	return func(c *config) {
+		for _, cl := range classes {
+			switch cl {
+			case ClassSuccess, ClassInvalidRequest, ClassAuth, ClassPermission:
+			default:
+				if cl <= ClassUnknown {
+					c.fallback.on |= 1 << cl
+				}
+			}
+		}
+	}
+}
+
+// WithFallbackRetries sets how many times at most each fallback target
+// is retried; the chain as a whole still makes at most [WithMaxRetries]
+// retries. The default is [DefaultFallbackRetries] (1); 0 gives each
+// target one attempt. Negative values are ignored.
+func WithFallbackRetries(n int) Option {
+	return func(c *config) {
+		if n >= 0 {
+			c.fallback.retries = n
+		}
+	}
+}
+
+// WithFallbackRoute makes name, written as a target in a chain of
+// [WithFallbacks], a target on another host, gateway or account: the
+// request is rewritten to ask for model, then redirect gets a copy of it
+// (its own URL and headers, safe to modify) and changes what it needs:
+// URL.Scheme and URL.Host (and Host), the path prefix, the Authorization
+// header. The target's circuit and cooldown are those of the host the
+// redirected request goes to and model. redirect must not read or replace
+// the body, which the transport sets for each attempt. A nil redirect
+// only renames: the target asks for model on the same host. An empty model
+// is name.
+func WithFallbackRoute(name, model string, redirect func(r *http.Request)) Option {
+	if model == "" {
+		model = name
+	}
+	return func(c *config) {
+		if c.fallback.routes == nil {
+			c.fallback.routes = make(map[string]fallbackRoute)
+		}
+		c.fallback.routes[name] = fallbackRoute{model: model, redirect: redirect}
+	}
+}
+
+// WithOnFallback sets a function called before each step down a fallback
+// chain, on the caller's goroutine. It must not block. The default is
+// none.
+func WithOnFallback(f func(FallbackEvent)) Option {
+	return func(c *config) { c.fallback.hook = f }
 }

@@ -227,6 +227,9 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 				dropPrev()
 				return nil, a.cl, n + 1, a.err
 			}
+			if c.fb != nil && c.wantsKept(&a.cl) {
+				keep(a.resp, &a.peek, 0) // a fallback may follow (fallback.go)
+			}
 			return c.handBack(a.resp, &a.peek, &a.cl), a.cl, n + 1, nil
 		}
 		if a.resp != nil {
@@ -327,6 +330,9 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	t := c.t
 	if n >= t.cfg.maxRetries || !c.replayable || (a.err == nil && a.cl.Class == ClassSuccess) || c.ctx.Err() != nil {
 		return 0, false
+	}
+	if c.fb != nil && !c.mayRetry(n, a) {
+		return 0, false // the fallback chain's limits (fallback.go)
 	}
 	ev := RetryEvent{
 		Host: c.key.host, Model: c.key.model, Attempt: n,

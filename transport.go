@@ -149,6 +149,7 @@ type call struct {
 	stream     *streamBody  // the event stream handed back, watched as it passes
 	sent       bool         // req.Body has been handed to the base transport
 	retries    int          // retry budget tokens taken
+	fb         *fallbackRun // the fallback chain being run (fallback.go), or nil
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
@@ -175,7 +176,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	c.key = circuitKey{host: req.URL.Host, model: model}
 	defer c.abandon() // a panic must not leave the call in flight, nor a probe out
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
-	resp, cl, attempts, err := c.run()
+	resp, cl, attempts, err := c.runChain() // c.run() without fallbacks
 	err = c.sec.maskErr(err)
 	if err != nil && c.ctx.Err() != nil {
 		// The caller cancelled, or its deadline passed: whatever the
@@ -202,7 +203,7 @@ func (c *call) prepareBody() error {
 		return nil
 	}
 	limit := c.t.cfg.maxBufferedBody
-	if c.t.cfg.maxRetries == 0 || limit == 0 || req.ContentLength > limit {
+	if c.t.cfg.maxRetries == 0 && c.t.cfg.fallback.chains == nil || limit == 0 || req.ContentLength > limit {
 		c.replayable = false
 		return nil
 	}

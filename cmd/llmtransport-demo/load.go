@@ -40,24 +40,26 @@ type client struct {
 
 // modelStats are the statistics of one model through one client.
 type modelStats struct {
-	calls, ok    int
-	silent       int      // 200s whose body was an error: the SDK saw success
-	refused      int      // refused by an open circuit, without a request
-	circuit      []string // the circuit's states, in order of change
-	retries      int      // retries the transport made
-	hinted       int      // retries that waited for a server hint
-	hintedWait   time.Duration
-	hintSources  map[string]int
-	classes      map[string]int // classes of retried attempts and of final failures
-	latencies    []time.Duration
-	upstream     int            // requests the gateway received
-	gatewayFault map[string]int // what the gateway answered them with
+	calls, ok       int
+	silent          int      // 200s whose body was an error: the SDK saw success
+	refused         int      // refused by an open circuit, without a request
+	circuit         []string // the circuit's states, in order of change
+	retries         int      // retries the transport made
+	hinted          int      // retries that waited for a server hint
+	hintedWait      time.Duration
+	hintSources     map[string]int
+	classes         map[string]int // classes of retried attempts and of final failures
+	fallbacks       int            // calls sent on to a fallback model
+	fallbackReasons map[string]int
+	latencies       []time.Duration
+	upstream        int            // requests the gateway received
+	gatewayFault    map[string]int // what the gateway answered them with
 }
 
 func newClient(name string, gw *llmtransporttest.Server, transport bool, opts ...option.RequestOption) *client {
 	c := &client{name: name, gw: gw, transport: transport, models: map[string]*modelStats{}}
 	for _, m := range models {
-		c.models[m] = &modelStats{classes: map[string]int{}, hintSources: map[string]int{}, gatewayFault: map[string]int{}}
+		c.models[m] = &modelStats{classes: map[string]int{}, hintSources: map[string]int{}, gatewayFault: map[string]int{}, fallbackReasons: map[string]int{}}
 	}
 	base := []option.RequestOption{option.WithBaseURL(gw.URL + "/v1/"), option.WithAPIKey("sk-demo")}
 	c.api = openai.NewClient(append(base, opts...)...)
@@ -74,11 +76,33 @@ func withTransport(gw *llmtransporttest.Server, tr *tracing, cfg config) *client
 		llmtransport.WithOnRetry(func(ev llmtransport.RetryEvent) { c.retried(ev) }),
 		llmtransport.WithBreakerOpenTimeout(cfg.breakerOpen),
 		llmtransport.WithOnCircuitStateChange(func(ch llmtransport.CircuitStateChange) { c.circuitChanged(ch) }),
+		// A call for a model that cannot answer (its circuit open, its
+		// retries spent on 5xx, 529 or resets) is answered by the
+		// healthy model instead of failing.
+		llmtransport.WithFallbacks(fallbacks),
+		llmtransport.WithOnFallback(func(ev llmtransport.FallbackEvent) { c.fellBack(ev) }),
 	)
 	c = newClient("openai-go + llmtransport", gw, true,
 		option.WithHTTPClient(&http.Client{Transport: t}),
 		option.WithMaxRetries(0))
 	return c
+}
+
+// fallbacks are the chains of the llmtransport client: the down and the
+// flaky model fall back to the healthy one.
+var fallbacks = map[string][]string{
+	modelDead:  {modelHealthy},
+	modelFlaky: {modelHealthy},
+}
+
+// fellBack records a step down a fallback chain.
+func (c *client) fellBack(ev llmtransport.FallbackEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.models[ev.From]; ok {
+		m.fallbacks++
+		m.fallbackReasons[ev.Reason]++
+	}
 }
 
 // circuitChanged records a state change of a model's circuit.
@@ -249,6 +273,7 @@ func (c *client) totals() (t modelStats) {
 		t.retries += m.retries
 		t.hinted += m.hinted
 		t.upstream += m.upstream
+		t.fallbacks += m.fallbacks
 		t.latencies = append(t.latencies, m.latencies...)
 	}
 	return t

@@ -6,11 +6,15 @@
 // (429s with every kind of wait hint) and one dead for the first half of the
 // run. It then drives the same concurrent chat load through openai-go twice
 // at once: with llmtransport under it (openai-go's own retries off), and
-// with openai-go alone (its default retries). It prints progress while it
-// runs and a summary at the end: per model, calls, successes, upstream
-// requests, the classes of the failures seen, the server wait hints
-// honoured and the calls refused by an open circuit; overall, the success
-// rate with and without the transport.
+// with openai-go alone (its default retries). The transport has fallback
+// chains: a call for the down or the flaky model that its model cannot
+// answer (circuit open, retries spent) is answered by the healthy model. It
+// prints progress while it runs and a summary at the end: per model, calls,
+// the share answered, upstream requests (a fallback's are counted under
+// the model that got them), p50 and p95, the classes of the failures seen,
+// the server wait hints honoured, the calls refused by an open circuit and
+// the fallbacks; overall, the answered rate with and without the
+// transport.
 //
 // If OTEL_EXPORTER_OTLP_ENDPOINT is set (for instance to a local Jaeger,
 // http://localhost:4318), the transport's spans are exported there over

@@ -32,9 +32,9 @@ func report(w io.Writer, res *results) {
 		fmt.Fprintf(w, "\n== %s ==\n", title)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		if c.transport {
-			fmt.Fprintln(tw, "MODEL\tCALLS\tOK\tUPSTREAM\tRETRIES\tHINTS HONOURED\tCIRCUIT REFUSED\tCIRCUIT STATES\tP50\tP95\tCLASSES SEEN (retried and final)")
+			fmt.Fprintln(tw, "MODEL\tCALLS\tANSWERED\tUPSTREAM\tRETRIES\tHINTS HONOURED\tCIRCUIT REFUSED\tFALLBACKS\tCIRCUIT STATES\tP50\tP95\tCLASSES SEEN (retried and final)")
 		} else {
-			fmt.Fprintln(tw, "MODEL\tCALLS\tOK\tUPSTREAM\tP50\tP95\tFINAL FAILURES")
+			fmt.Fprintln(tw, "MODEL\tCALLS\tANSWERED\tUPSTREAM\tP50\tP95\tFINAL FAILURES")
 		}
 		for _, name := range models {
 			m := c.models[name]
@@ -43,8 +43,12 @@ func report(w io.Writer, res *results) {
 				if m.hinted > 0 {
 					hints += " " + counts(m.hintSources)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%d\t%s\t%v\t%v\t%s\n", name, m.calls, m.rate(), m.upstream, m.retries,
-					hints, m.refused, states(m.circuit), ms(m.percentile(0.5)), ms(m.percentile(0.95)), counts(m.classes))
+				fb := "-"
+				if m.fallbacks > 0 {
+					fb = fmt.Sprintf("%d %s", m.fallbacks, counts(m.fallbackReasons))
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%d\t%s\t%s\t%v\t%v\t%s\n", name, m.calls, m.rate(), m.upstream, m.retries,
+					hints, m.refused, fb, states(m.circuit), ms(m.percentile(0.5)), ms(m.percentile(0.95)), counts(m.classes))
 			} else {
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%v\t%v\t%s\n", name, m.calls, m.rate(), m.upstream,
 					ms(m.percentile(0.5)), ms(m.percentile(0.95)), counts(m.classes))
@@ -68,7 +72,10 @@ func report(w io.Writer, res *results) {
 		if n := c.skipped.Load(); n > 0 {
 			silent += fmt.Sprintf(" (%d calls skipped: too many in flight)", n)
 		}
-		fmt.Fprintf(tw, "%s:\t%d calls,\t%s ok,\t%d upstream requests (%.2f per call),\tp95 %v%s\n",
+		if t.fallbacks > 0 {
+			silent += fmt.Sprintf(" (%d calls answered or tried by a fallback model)", t.fallbacks)
+		}
+		fmt.Fprintf(tw, "%s:\t%d calls,\t%s answered,\t%d upstream requests (%.2f per call),\tp95 %v%s\n",
 			c.name, t.calls, t.rate(), t.upstream, perCall, ms(t.percentile(0.95)), silent)
 	}
 	tw.Flush()

@@ -38,6 +38,7 @@ func simulate(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	fmt.Fprintf(w, "  %-18s flaky: %.0f%% new-api 5xx, Anthropic 529, nginx 502, resets, error-first streams, slow 504s\n", modelFlaky, 100*cfg.faultRate)
 	fmt.Fprintf(w, "  %-18s rate-limited: %.0f%% 429s with retry-after-ms, reset-tokens, Gemini retryDelay, message and Retry-After hints\n", modelRateLimited, 100*min(1, 1.5*cfg.faultRate))
 	fmt.Fprintf(w, "  %-18s down (503 get_channel_failed) for the first %v, then healthy\n", modelDead, cfg.duration/2)
+	fmt.Fprintf(w, "The transport's fallback chains: %s and %s → %s.\n", modelDead, modelFlaky, modelHealthy)
 	fmt.Fprintf(w, "Two identical gateways: %s serves %q, %s serves %q.\n\n", gwWith.URL, res.with.name, gwWithout.URL, res.without.name)
 
 	load, stop := context.WithTimeout(ctx, cfg.duration)
