@@ -44,6 +44,7 @@ func (f Fault) String() string { return f.Name() }
 type exchange struct {
 	s         *Server
 	r         *http.Request
+	api       apiKind
 	model     string
 	stream    bool
 	requestID string
@@ -239,7 +240,7 @@ func TruncatedBody() Fault {
 		if x.stream {
 			setSSEHeaders(w)
 			w.WriteHeader(http.StatusOK)
-			writeEvents(w, x, x.s.chunks(x)[:1])
+			writeEvents(w, x, x.s.chunks(x)[:x.lead()+1])
 			hijackClose(w, false)
 			return
 		}
@@ -283,7 +284,10 @@ func MidStreamErrorThenDone(n int) Fault {
 // Anthropic's shape, event: error with
 // data: {"type":"error","error":{"type":"overloaded_error",…}}, and the end
 // of the stream, as Anthropic's API does when it runs out of capacity
-// mid-answer. A request that did not ask for a stream gets [TruncatedBody].
+// mid-answer. On /v1/messages the stream is Anthropic's own: message_start,
+// ping and content_block_start, then n content_block_delta events, then
+// the error (n = 0: before any output). A request that did not ask for a
+// stream gets [TruncatedBody].
 func MidStreamOverloaded(n int) Fault {
 	return midStream("mid_stream_overloaded", n, func(w http.ResponseWriter, _ *exchange, _ int) {
 		io.WriteString(w, "event: error\n")
@@ -293,7 +297,8 @@ func MidStreamOverloaded(n int) Fault {
 
 // midStream is the fault named name that answers a streaming request with
 // a 200 event stream of its first n chunk events (at most all but the
-// last), then what end writes, given the number of chunks sent; a request
+// last; for Anthropic, its lifecycle events and then n deltas, at most
+// all), then what end writes, given the number of chunks sent; a request
 // that did not ask for a stream gets [TruncatedBody].
 func midStream(name string, n int, end func(w http.ResponseWriter, x *exchange, sent int)) Fault {
 	return Fault{name: name, serve: func(w http.ResponseWriter, x *exchange) {
@@ -304,9 +309,9 @@ func midStream(name string, n int, end func(w http.ResponseWriter, x *exchange, 
 		setSSEHeaders(w)
 		w.WriteHeader(http.StatusOK)
 		chunks := x.s.chunks(x)
-		sent := min(max(n, 0), len(chunks)-1)
+		sent := min(x.lead()+max(n, 0), len(chunks)-x.tail())
 		writeEvents(w, x, chunks[:sent])
-		end(w, x, sent)
+		end(w, x, sent-x.lead())
 	}}
 }
 
@@ -472,9 +477,12 @@ func writeEvent(w http.ResponseWriter, data []byte) {
 	}
 }
 
-func writeEvents(w http.ResponseWriter, x *exchange, chunks [][]byte) {
-	for _, c := range chunks {
-		writeEvent(w, c)
+func writeEvents(w http.ResponseWriter, x *exchange, events []event) {
+	for _, e := range events {
+		if e.name != "" {
+			io.WriteString(w, "event: "+e.name+"\n")
+		}
+		writeEvent(w, e.data)
 		if d := x.s.cfg.chunkDelay; d > 0 && !x.s.wait(x.r, d) {
 			return
 		}

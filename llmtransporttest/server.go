@@ -3,10 +3,17 @@
 //
 // A [Server] listens on 127.0.0.1 and serves POST /v1/chat/completions (a
 // JSON completion, or an event stream when the request has "stream":true)
-// and GET /v1/models. Each model, read from the request body, follows its
+// and GET /v1/models; Anthropic's POST /v1/messages (a JSON message, or its
+// named event stream: message_start, ping, content_block_start and _delta
+// and _stop, message_delta with its stop_reason, message_stop); and
+// Gemini's POST /v1beta/models/{model}:generateContent and
+// :streamGenerateContent (?alt=sse for an event stream). Each model, read
+// from the request body (for Gemini, its path), follows its
 // own script of [Fault] values: normal answers, error bodies in the shapes
 // real gateways and providers send (new-api envelopes, flat codes, 429s with
-// every kind of wait hint, Anthropic's 529, nginx's HTML 502), connections
+// every kind of wait hint, Anthropic's 529 and 429 with its
+// anthropic-ratelimit-* headers, Gemini's RESOURCE_EXHAUSTED with its
+// retryDelay, UNAVAILABLE and INVALID_ARGUMENT, nginx's HTML 502), connections
 // reset before or after the headers, slow headers, garbage headers, and
 // event streams that fail before or after their first chunk. Every response
 // carries an x-request-id header. The server counts requests per model and
@@ -60,11 +67,17 @@ type Server struct {
 	windows map[string]*window // per model, with cfg.limit
 }
 
-// Request is the record of one chat completion request the server answered.
+// Request is the record of one request the server answered: a chat
+// completion, an Anthropic message or a Gemini generateContent.
 type Request struct {
-	// Model is the "model" of the request body.
+	// Path is the request's URL path, such as "/v1/chat/completions",
+	// "/v1/messages" or "/v1beta/models/gemini-2.5-flash:generateContent".
+	Path string
+	// Model is the "model" of the request body, or for Gemini the model
+	// of the path.
 	Model string
-	// Stream reports whether the request asked for an event stream.
+	// Stream reports whether the request asked for an event stream (for
+	// Gemini: whether it called :streamGenerateContent).
 	Stream bool
 	// Fault is the name of the fault that answered it ("ok" for success).
 	Fault string
@@ -247,10 +260,16 @@ func (s *Server) Log() []Request {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if model, stream, ok := geminiPath(r); ok {
+		s.serveAPI(w, r, apiGemini, model, stream)
+		return
+	}
 	path := strings.TrimPrefix(r.URL.Path, "/v1")
 	switch {
 	case path == "/chat/completions" && r.Method == http.MethodPost:
-		s.serveChat(w, r)
+		s.serveAPI(w, r, apiChat, "", false)
+	case path == "/messages" && r.Method == http.MethodPost:
+		s.serveAPI(w, r, apiAnthropic, "", false)
 	case path == "/models" && r.Method == http.MethodGet:
 		s.serveModels(w, r)
 	default:
@@ -275,13 +294,19 @@ type chatRequest struct {
 	N                   json.RawMessage `json:"n"`
 }
 
-func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
+// serveAPI answers a request of api: a chat completion, an Anthropic
+// message, or a Gemini generateContent, whose model and stream are those of
+// its path (Gemini) or of its body.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, api apiKind, model string, stream bool) {
 	s.handlers.Add(1)
 	defer s.handlers.Done()
 	var req chatRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err == nil {
 		err = json.Unmarshal(body, &req)
+	}
+	if api == apiGemini {
+		req.Model, req.Stream = model, stream
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -292,16 +317,16 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	var f Fault
 	var limitHeader http.Header
 	limited := false
-	if err == nil && s.cfg.limit != nil && (s.cfg.apiKey == "" || r.Header.Get("Authorization") == "Bearer "+s.cfg.apiKey) {
+	if err == nil && s.cfg.limit != nil && (s.cfg.apiKey == "" || hasKey(r, api, s.cfg.apiKey)) {
 		var ok bool
 		limitHeader, ok = s.admit(req.Model, tokenCost(len(body), &req), now)
 		limited = !ok
 	}
 	switch {
 	case err != nil:
-		f = OpenAIError(http.StatusBadRequest, "invalid_request_error", "", "We could not parse the JSON body of your request.")
-	case s.cfg.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.apiKey:
-		f = OpenAIError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "Incorrect API key provided.")
+		f = badJSON(api)
+	case s.cfg.apiKey != "" && !hasKey(r, api, s.cfg.apiKey):
+		f = badKey(api)
 	case limited:
 		f = windowLimited(limitHeader)
 	case s.cfg.scripts[req.Model] != nil:
@@ -311,7 +336,7 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	}
 	s.byFault[f.Name()]++
 	entry := len(s.log)
-	s.log = append(s.log, Request{Model: req.Model, Stream: req.Stream, Fault: f.Name(), RequestID: id, Header: r.Header.Clone(), Time: now, Body: body})
+	s.log = append(s.log, Request{Path: r.URL.Path, Model: req.Model, Stream: req.Stream, Fault: f.Name(), RequestID: id, Header: r.Header.Clone(), Time: now, Body: body})
 	s.mu.Unlock()
 
 	rec := &recorder{ResponseWriter: w}
@@ -323,12 +348,15 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 		s.log[entry].Status, s.log[entry].ResponseBody = rec.status, rec.body
 		s.mu.Unlock()
 	}()
-	x := &exchange{s: s, r: r, model: req.Model, stream: req.Stream, requestID: id}
+	x := &exchange{s: s, r: r, api: api, model: req.Model, stream: req.Stream, requestID: id}
 	if !s.wait(r, s.cfg.latency+f.delay) {
 		hijackClose(rec, true)
 		return
 	}
 	rec.Header().Set("X-Request-Id", id)
+	if api == apiAnthropic {
+		rec.Header().Set("Request-Id", id)
+	}
 	for k, v := range limitHeader {
 		rec.Header()[k] = v
 	}
@@ -429,8 +457,16 @@ func (s *Server) serveModels(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
-// serveOK answers with a successful completion, streamed or not.
+// serveOK answers with a successful completion, streamed or not, in the
+// shape of the request's API.
 func serveOK(w http.ResponseWriter, x *exchange) {
+	if x.api == apiGemini && x.stream && x.r.URL.Query().Get("alt") != "sse" {
+		b := geminiArray(x.s.chunks(x))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(b)
+		return
+	}
 	if !x.stream {
 		b := x.s.completion(x)
 		w.Header().Set("Content-Type", "application/json")
@@ -442,7 +478,9 @@ func serveOK(w http.ResponseWriter, x *exchange) {
 	setSSEHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	writeEvents(w, x, x.s.chunks(x))
-	writeEvent(w, []byte("[DONE]"))
+	if x.api == apiChat {
+		writeEvent(w, []byte("[DONE]"))
+	}
 }
 
 type usage struct {
@@ -451,8 +489,15 @@ type usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-// completion returns the JSON chat.completion of x.
+// completion returns the JSON answer of x: a chat.completion, an Anthropic
+// message or a Gemini GenerateContentResponse.
 func (s *Server) completion(x *exchange) []byte {
+	switch x.api {
+	case apiAnthropic:
+		return s.anthropicMessage(x)
+	case apiGemini:
+		return s.geminiResponse(x)
+	}
 	words := len(strings.Fields(s.cfg.reply))
 	return mustJSON(map[string]any{
 		"id":      "chatcmpl-" + x.requestID,
@@ -468,9 +513,16 @@ func (s *Server) completion(x *exchange) []byte {
 	})
 }
 
-// chunks returns the data of the chunk events of x's stream: one with the
-// role, one per word of the reply, and one with the finish reason.
-func (s *Server) chunks(x *exchange) [][]byte {
+// chunks returns the events of x's stream. For a chat completion: one
+// with the role, one per word of the reply, and one with the finish reason.
+// For Anthropic and Gemini, see anthropicEvents and geminiChunks.
+func (s *Server) chunks(x *exchange) []event {
+	switch x.api {
+	case apiAnthropic:
+		return s.anthropicEvents(x)
+	case apiGemini:
+		return s.geminiChunks(x)
+	}
 	created := time.Now().Unix()
 	chunk := func(delta map[string]any, finish any) []byte {
 		return mustJSON(map[string]any{
@@ -481,12 +533,9 @@ func (s *Server) chunks(x *exchange) [][]byte {
 			"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
 		})
 	}
-	out := [][]byte{chunk(map[string]any{"role": "assistant", "content": ""}, nil)}
-	for i, w := range strings.SplitAfter(s.cfg.reply, " ") {
-		if w == "" && i > 0 {
-			continue
-		}
-		out = append(out, chunk(map[string]any{"content": w}, nil))
+	out := []event{{data: chunk(map[string]any{"role": "assistant", "content": ""}, nil)}}
+	for _, w := range s.words() {
+		out = append(out, event{data: chunk(map[string]any{"content": w}, nil)})
 	}
-	return append(out, chunk(map[string]any{}, "stop"))
+	return append(out, event{data: chunk(map[string]any{}, "stop")})
 }
