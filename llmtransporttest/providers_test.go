@@ -215,7 +215,7 @@ func TestGemini(t *testing.T) {
 	if cl := classify.Classify(resp, b); cl.Class != classify.ClassSuccess {
 		t.Errorf("a healthy Gemini stream classified %v", cl.Class)
 	}
-	resp, b = postTo(t, gw, "/v1/models/"+model+":streamGenerateContent", body)
+	_, b = postTo(t, gw, "/v1/models/"+model+":streamGenerateContent", body)
 	var arr []json.RawMessage
 	if err := json.Unmarshal(b, &arr); err != nil || len(arr) != 2 {
 		t.Errorf("streamGenerateContent without alt=sse: %s, %v", b, err)
