@@ -101,7 +101,9 @@ type Request struct {
 
 // Stats is a snapshot of a Server's counters.
 type Stats struct {
-	// Total is the number of chat completion requests received.
+	// Total is the number of requests received: chat completions,
+	// Anthropic messages and Gemini generateContent calls (not GET
+	// /v1/models).
 	Total int
 	// ByModel counts them per model.
 	ByModel map[string]int
@@ -222,14 +224,15 @@ func (s *Server) Close() {
 // its own: wrap its Transport to test a middleware.
 func (s *Server) Client() *http.Client { return s.srv.Client() }
 
-// Total returns how many chat completion requests the server has received.
+// Total returns how many requests the server has received (see [Stats].Total).
 func (s *Server) Total() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.seq
 }
 
-// Requests returns how many chat completion requests asked for model.
+// Requests returns how many requests asked for model (in their body, or
+// for Gemini in their path).
 func (s *Server) Requests(model string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -251,7 +254,7 @@ func (s *Server) Stats() Stats {
 	return Stats{Total: s.seq, ByModel: maps.Clone(s.byModel), ByFault: maps.Clone(s.byFault)}
 }
 
-// Log returns the records of the chat completion requests received so far,
+// Log returns the records of the requests received so far (see [Stats].Total),
 // oldest first.
 func (s *Server) Log() []Request {
 	s.mu.Lock()
@@ -278,7 +281,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// chatRequest is the part of a chat completion request the server reads.
+// chatRequest is the part of a request the server reads (an Anthropic message request has the same fields).
 type chatRequest struct {
 	Model    string `json:"model"`
 	Stream   bool   `json:"stream"`
