@@ -29,6 +29,12 @@ type tap struct {
 	applied   chan llmtransport.Hold
 	onApply   func(llmtransport.Hold, time.Time) // set before the Transport starts
 	onPublish func(llmtransport.Hold, time.Time)
+	leases    atomic.Int32 // Lease calls: the one Redis round trip a request may make
+}
+
+func (p *tap) Lease(ctx context.Context, host, model string, ttl time.Duration) (bool, time.Duration) {
+	p.leases.Add(1)
+	return p.State.Lease(ctx, host, model, ttl)
 }
 
 func (p *tap) Publish(h llmtransport.Hold) {
