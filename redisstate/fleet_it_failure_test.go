@@ -66,13 +66,16 @@ func TestFleetTransportsRedisKilled(t *testing.T) {
 		p50b, p99b, maxb, p50a, p99a, maxa)
 	// No request asked Redis anything (Lease is the only call a request
 	// may make, and none of these found a fleet hold ending), and none
-	// got slower: on loopback a request takes about a millisecond (more
-	// under -race on two shared cores).
+	// got slower. On loopback a request takes about a millisecond; the
+	// bounds leave room for -race on two shared cores (a scheduling stall
+	// of 200 ms was seen), while a request that called the killed Redis
+	// would take about the State's 1 s timeout (go-redis's own retries on
+	// a refused dial take 1.7 s).
 	if n := a.tap.leases.Load() + b.tap.leases.Load() - leasesBefore; n != 0 {
 		t.Errorf("%d requests asked Redis for a lease", n)
 	}
-	if p99a > max(2*p99b, 10*time.Millisecond) {
-		t.Errorf("with Redis killed: p99 %v (before: %v): requests wait", p99a, p99b)
+	if p99a > max(3*p99b, 25*time.Millisecond) || maxa > 500*time.Millisecond {
+		t.Errorf("with Redis killed: p99 %v, max %v (before: %v, %v): requests wait", p99a, maxa, p99b, maxb)
 	}
 	// Holds stay: B still refuses dead at once; A's 429 is answered at
 	// once (its publish is dropped, and remembered).
