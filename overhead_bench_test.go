@@ -35,6 +35,7 @@ func overheadVariants(b *testing.B, run func(*testing.B, http.RoundTripper)) {
 	b.Run("bare", func(b *testing.B) { run(b, cannedRT{}) })
 	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedRT{})) })
 	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
+	b.Run("pacing", func(b *testing.B) { run(b, New(cannedRT{}, WithPacing())) })
 }
 
 // BenchmarkLayersOverhead measures what the transport's layers cost per

@@ -1,6 +1,7 @@
 package reqmodel
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 )
@@ -127,4 +128,14 @@ func (n *numScan) put(p *Params) {
 	if p != nil {
 		*p = n.params
 	}
+}
+
+// rawModel is rawString, interned as headModel's names are when it has no
+// escapes, so that the scan that reads the numbers does not allocate the
+// name either.
+func (s *modelScanner) rawModel() string {
+	if raw := s.raw[:s.n]; !s.long && s.n <= maxModelLen && bytes.IndexByte(raw, '\\') < 0 {
+		return internModel(raw)
+	}
+	return s.rawString()
 }

@@ -241,7 +241,7 @@ func (s *modelScanner) feed(p []byte) bool {
 			if i, end = s.readRaw(p, i); end {
 				if s.num.collect {
 					// Go on to the numbers after it.
-					s.model, s.num.modelSet = s.rawString(), true
+					s.model, s.num.modelSet = s.rawModel(), true
 					s.state = msAfter
 					continue
 				}
