@@ -304,3 +304,28 @@ func TestPacingOff(t *testing.T) {
 	}
 	overheadRoundTrip(tr)
 }
+
+// Anthropic's split limits: input tokens left too few for the prompt make
+// the request wait for their reset, whatever the output tokens say.
+func TestPacingAnthropicInputTokens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+			reset := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)
+			return response(200, `{"id":"x"}`,
+				"Anthropic-Ratelimit-Input-Tokens-Limit", "1000", "Anthropic-Ratelimit-Input-Tokens-Remaining", "10",
+				"Anthropic-Ratelimit-Input-Tokens-Reset", reset,
+				"Anthropic-Ratelimit-Output-Tokens-Limit", "1000", "Anthropic-Ratelimit-Output-Tokens-Remaining", "1000",
+				"Anthropic-Ratelimit-Output-Tokens-Reset", reset), nil
+		}}
+		tr := New(f, WithPacing())
+		pacedSend(t, tr, t.Context(), pacedBody)
+		if l := tr.Limits(); len(l) != 1 || l[0].InputTokens.Limit != 1000 || l[0].OutputTokens.Remaining != 1000 || l[0].Requests.Known() {
+			t.Errorf("Limits: %+v", l)
+		}
+		start := time.Now()
+		pacedSend(t, tr, t.Context(), pacedBody) // ~18 input tokens, 10 left
+		if d := time.Since(start); d != 2*time.Second {
+			t.Errorf("waited %v, want the input tokens' 2s reset", d)
+		}
+	})
+}
