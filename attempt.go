@@ -196,6 +196,7 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 // KiB) is bounded by the request's context, like any read of the body.
 func (c *call) exchange(a *attemptResult, req *http.Request, stop func() bool) (fired bool) {
 	a.resp, a.err = safeRoundTrip(c.base, req)
+	c.paceSettle(a) // pacing.go: the headers are in, or none will come
 	if a.err != nil {
 		return stop != nil && !stop()
 	}

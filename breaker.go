@@ -221,6 +221,7 @@ func (c *call) settle() {
 // abandon ends the call's standing with its circuit if a panic cut the
 // call short (see circuit.Ticket.Abandon): deferred by roundTrip.
 func (c *call) abandon() {
+	c.paceAbandon() // pacing.go
 	c.t.reportCircuit(context.Background(), nil, c.circ.Abandon())
 }
 

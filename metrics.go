@@ -40,6 +40,12 @@ const (
 	// model and class. The call's attempts are counted in MetricAttempts
 	// as they were classified when the stream started.
 	MetricStreamErrors = "llm.client.stream.errors"
+	// MetricPacingWait is a histogram of the waits (in seconds) pacing
+	// ([WithPacing]) asked for before attempts, by host, model and
+	// llm.pacing.waited: true when the attempt waited, false when the wait
+	// was past [WithMaxRetryWait] or the deadline and the attempt went at
+	// once.
+	MetricPacingWait = "llm.client.pacing.wait.duration"
 )
 
 const (
@@ -59,11 +65,12 @@ type metrics struct {
 	rejected        metric.Int64Counter
 	streamErrors    metric.Int64Counter
 	fallbacks       metric.Int64Counter // MetricFallbacks (fallback.go)
+	pacingWait      metric.Float64Histogram
 }
 
 func newMetrics(m metric.Meter) metrics {
 	var ms metrics
-	var errs [8]error
+	var errs [9]error
 	ms.attempts, errs[0] = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts sent, by class of their outcome."))
 	ms.retries, errs[1] = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
@@ -81,6 +88,9 @@ func newMetrics(m metric.Meter) metrics {
 		metric.WithDescription("Event streams that failed after their first event, by class."))
 	ms.fallbacks, errs[7] = m.Int64Counter(MetricFallbacks, metric.WithUnit("{fallback}"),
 		metric.WithDescription("Steps down fallback chains, by model left, target and reason."))
+	ms.pacingWait, errs[8] = m.Float64Histogram(MetricPacingWait, metric.WithUnit("s"),
+		metric.WithDescription("Waits pacing asked for before attempts, waited or not."),
+		metric.WithExplicitBucketBoundaries(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 120))
 	if err := errors.Join(errs[:]...); err != nil {
 		otel.Handle(err)
 	}
@@ -146,4 +156,11 @@ func (m *metrics) streamError(ctx context.Context, host, model string, c Class) 
 		return
 	}
 	m.streamErrors.Add(ctx, 1, metric.WithAttributes(append(target(host, model), keyClass.String(c.String()))...))
+}
+
+func (m *metrics) paced(ctx context.Context, host, model string, d time.Duration, waited bool) {
+	if m.pacingWait == nil || !m.pacingWait.Enabled(ctx) {
+		return
+	}
+	m.pacingWait.Record(ctx, d.Seconds(), metric.WithAttributes(append(target(host, model), keyPacingWaited.Bool(waited))...))
 }

@@ -26,6 +26,7 @@ type config struct {
 	firstByte       time.Duration
 	noCooldowns     bool
 	shared          SharedState // nil: none (WithSharedState)
+	pacing          bool
 	onRetry         func(RetryEvent)
 	retryPolicy     func(RetryEvent) bool
 	classifier      func(*http.Response, []byte) Classification
@@ -163,6 +164,54 @@ func WithFirstByteTimeout(d time.Duration) Option {
 // response's hint.
 func WithoutCooldowns() Option {
 	return func(c *config) { c.noCooldowns = true }
+}
+
+// WithPacing turns on pacing: the transport slows requests down before a
+// rate limit answers 429 rather than after. It is off by default.
+//
+// The transport learns each rate limit, per host, model and API key (told
+// apart by a fingerprint, as the cooldowns are), from the rate-limit
+// headers of every response, 429s included: OpenAI's, Groq's and Azure's
+// x-ratelimit-{limit,remaining,reset}-{requests,tokens} (Azure's
+// x-rate-limit-reset-* too) and Anthropic's
+// anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
+// {limit,remaining,reset}. It estimates what each request costs as the
+// servers do: 1 request; ⌈body bytes / 4⌉ input tokens (the whole body
+// stands in for the prompt, a slight overestimate); n × max output tokens
+// (the largest of the body's top-level max_tokens, max_completion_tokens
+// and max_output_tokens, 0 when it names none; n from the body, else 1),
+// read in the scan that finds the model, not a second one. It reserves
+// that cost for the requests in flight. Before each attempt, when what the
+// server said is left, less what the requests in flight reserved, does not
+// cover the request, it waits for the window to be whole again, then asks
+// again.
+//
+// The rules:
+//   - Unknown never paces: headers absent, -1 or 0 placeholders, a
+//     remaining above the limit, a reset missing, in the past or more than
+//     a day away, a request that costs more than a whole window: the
+//     request goes at once.
+//   - A wait is bounded like a retry's: all of an attempt's pacing waits
+//     together at most [WithMaxRetryWait], and none past the request's
+//     deadline. A longer wait is not taken: the attempt goes at once (its
+//     cost reserved all the same) and the server decides.
+//   - Responses of concurrent calls arrive out of order: an older
+//     response never raises what is left within a window.
+//   - A request that got no response (a transport error, a cancellation)
+//     stays counted until a later response reports what is left; one that
+//     was never sent (refused by its circuit, a body that could not be
+//     replayed, a caller that gave up while waiting) gives its cost back.
+//
+// Each wait is recorded as a span event "paced" (llm.pacing.wait, in
+// seconds, and llm.pacing.waited) and in [MetricPacingWait];
+// [Transport.Limits] returns what was learned. Pacing costs one scan of
+// the body's top level (the model scan otherwise stops at "model") and a
+// few arithmetic steps under a per-key lock per attempt; at most 16,384
+// keys are tracked (~9 MB), and a key beyond them is not paced. It paces
+// the requests of one Transport only: processes that share a limit do not
+// see each other's requests, except through what the server reports.
+func WithPacing() Option {
+	return func(c *config) { c.pacing = true }
 }
 
 // WithOnRetry sets a function called before each retry wait, on the

@@ -37,6 +37,7 @@ func overheadVariants(b *testing.B, run func(*testing.B, http.RoundTripper)) {
 	b.Run("nobreaker", func(b *testing.B) { run(b, New(cannedRT{}, WithoutCircuitBreaker())) })
 	// Shared state on, no live hold: must cost what "llmtransport" costs.
 	b.Run("fleet", func(b *testing.B) { run(b, New(cannedRT{}, WithSharedState(nopState{}))) })
+	b.Run("pacing", func(b *testing.B) { run(b, New(cannedRT{}, WithPacing())) })
 }
 
 // BenchmarkLayersOverhead measures what the transport's layers cost per

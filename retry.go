@@ -179,14 +179,20 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			}
 			waited += d
 		}
+		if err := c.pace(); err != nil { // pacing.go: nothing is held after a wait given up
+			dropPrev()
+			return nil, prevCl, n, err
+		}
 		req, err := c.request(n)
 		if err != nil {
+			c.paceRelease()
 			if prev != nil {
 				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
 			}
 			return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
 		}
 		if coe := c.admit(); coe != nil {
+			c.paceRelease()
 			// The circuit refused the attempt: the base never got its body,
 			// which at attempt 0 is the caller's own, so close it here.
 			if req.Body != nil {

@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/llmtransport/llmtransport/internal/circuit"
-	"github.com/llmtransport/llmtransport/internal/reqmodel"
 )
 
 // Transport is the LLM-aware [net/http.RoundTripper] built by [New].
@@ -64,6 +63,7 @@ type Transport struct {
 
 	stopWatch func()    // ends the fleet subscription (WithSharedState); nil: none
 	closeOnce sync.Once // Close
+	pacer     *pacer    // nil: pacing is off (pacing.go)
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -83,6 +83,7 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		cooldowns: newCooldowns(cfg.noCooldowns),
 		tracer:    newTracer(cfg.tracing),
 		circuits:  newCircuits(cfg.breaker),
+		pacer:     newPacer(cfg.pacing),
 	}
 	if t.classify == nil {
 		t.classify = Classify
@@ -150,6 +151,7 @@ type call struct {
 	sent       bool         // req.Body has been handed to the base transport
 	retries    int          // retry budget tokens taken
 	fb         *fallbackRun // the fallback chain being run (fallback.go), or nil
+	paced      pacedCall    // pacing.go
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
@@ -163,7 +165,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	if err := c.prepareBody(); err != nil {
 		return nil, c.sec.maskErr(err)
 	}
-	model, shared, err := reqmodel.Find(req, c.buffered)
+	model, shared, err := c.findModel()
 	if shared != nil {
 		model, err = c.takeShared(shared)
 	}
@@ -174,6 +176,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		return nil, c.sec.maskErr(err)
 	}
 	c.key = circuitKey{host: req.URL.Host, model: model}
+	c.pacePrepare()
 	defer c.abandon() // a panic must not leave the call in flight, nor a probe out
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.runChain() // c.run() without fallbacks
@@ -248,12 +251,12 @@ func (c *call) takeShared(rc io.ReadCloser) (string, error) {
 		// back the same reader cannot be trusted to rewind it).
 		c.prefix = b
 		c.replayable = false
-		return reqmodel.InBody(b, false), nil
+		return c.inBody(b, false), nil
 	}
 	req.Body.Close()
 	c.sent = true
 	c.buffered = b
-	return reqmodel.InBody(b, true), nil
+	return c.inBody(b, true), nil
 }
 
 // readAllInto is io.ReadAll into b's spare capacity, which the caller sizes

@@ -199,6 +199,11 @@ var experiments = []client{
 	{"llmtransport-noretry", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		return llmtransport.New(base, llmtransport.WithMaxRetries(0))
 	}},
+	{"llmtransport +pacing", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		// Issue 18: pacing on, against the server's answers (no
+		// rate-limit headers: what it costs to be on).
+		return llmtransport.New(base, llmtransport.WithBackoff(waitMin, waitMax), llmtransport.WithPacing())
+	}},
 	{"spin-300ns", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		return spinRT{next: base, d: 300 * time.Nanosecond}
 	}},

@@ -25,14 +25,17 @@ var modelScanPool = sync.Pool{New: func() any { return new(modelScanner) }}
 //
 // A GetBody that wraps Body's reader in a new wrapper of its own each time,
 // over a Body that cannot seek, cannot be told from one that returns a copy.
-func bodyModel(req *http.Request, buffered []byte) (model string, shared io.ReadCloser, err error) {
+//
+// With p not nil, the scan goes on past the model to the end of the top
+// level and puts the numbers pacing needs in *p (see [FindWith]).
+func bodyModel(req *http.Request, buffered []byte, p *Params) (model string, shared io.ReadCloser, err error) {
 	// The header as Get would find it, without canonicalising a key that
 	// is canonical already.
 	if ct := req.Header["Content-Type"]; len(ct) > 0 && !jsonish(ct[0]) {
 		return "", nil, nil
 	}
 	if buffered != nil {
-		return InBody(buffered, true), nil, nil
+		return inBody(buffered, true, p), nil, nil
 	}
 	if req.Body == nil || req.Body == http.NoBody || req.GetBody == nil {
 		return "", nil, nil
@@ -54,7 +57,7 @@ func bodyModel(req *http.Request, buffered []byte) (model string, shared io.Read
 	if same && seeker == nil {
 		return "", rc, nil
 	}
-	model = readerModel(rc, req.ContentLength)
+	model = readerModel(rc, req.ContentLength, p)
 	if !same {
 		rc.Close()
 	}
@@ -81,35 +84,44 @@ func sameReader(a, b io.Reader) (same bool) {
 // body, or "" if it has none that fits the limits; whole reports whether b
 // is all of the body (then its tail is looked at before the rest, see
 // [Find]).
-func InBody(b []byte, whole bool) string {
-	if m, ok := headModel(b); ok {
-		return m
+func InBody(b []byte, whole bool) string { return inBody(b, whole, nil) }
+
+// inBody is InBody that, with p not nil, also reads the numbers of
+// [Params] into *p.
+func inBody(b []byte, whole bool, p *Params) string {
+	if p == nil {
+		if m, ok := headModel(b); ok {
+			return m
+		}
 	}
 	s := getScanner(0)
 	defer modelScanPool.Put(s)
+	s.num.collect = p != nil
 	if whole {
 		s.scanWhole(b)
 	} else {
 		s.feed(b)
 	}
+	s.num.put(p)
 	return s.result()
 }
 
 // readerModel returns the top-level "model" string of the body read from
 // r, of size bytes (0 or -1: unknown).
-func readerModel(r io.Reader, size int64) string {
+func readerModel(r io.Reader, size int64, p *Params) string {
 	w := modelWriterPool.Get().(*modelWriter)
-	*w = modelWriter{size: size}
+	*w = modelWriter{size: size, collect: p != nil}
 	if wt, ok := r.(io.WriterTo); ok {
 		// bytes.Reader and strings.Reader (and io.NopCloser over them)
 		// write their remaining bytes in one call, without a copy.
 		wt.WriteTo(w)
 	} else {
-		w.s = getScanner(w.size)
+		w.s = w.scanner()
 		w.s.ReadFrom(r)
 	}
 	if w.s != nil {
 		w.model = w.s.result()
+		w.s.num.put(p)
 		modelScanPool.Put(w.s)
 	}
 	m := w.model
@@ -135,20 +147,23 @@ func getScanner(size int64) *modelScanner {
 // [headModel] on the start of the body, and only when that cannot tell
 // does it take a scanner from the pool and feed it.
 type modelWriter struct {
-	size  int64
-	s     *modelScanner // nil until needed
-	model string
+	size    int64
+	collect bool          // read the numbers of Params too
+	s       *modelScanner // nil until needed
+	model   string
 }
 
 // Write implements [io.Writer]. It returns errScanDone once the answer is
 // known, which stops the [io.WriterTo] writing to it.
 func (w *modelWriter) Write(p []byte) (int, error) {
 	if w.s == nil {
-		if m, ok := headModel(p); ok {
-			w.model = m
-			return len(p), errScanDone
+		if !w.collect {
+			if m, ok := headModel(p); ok {
+				w.model = m
+				return len(p), errScanDone
+			}
 		}
-		w.s = getScanner(w.size)
+		w.s = w.scanner()
 	}
 	return w.s.Write(p)
 }
@@ -158,4 +173,11 @@ func (w *modelWriter) Write(p []byte) (int, error) {
 func (w *modelWriter) WriteString(str string) (int, error) {
 	// The bytes are only read, never written or kept.
 	return w.Write(unsafe.Slice(unsafe.StringData(str), len(str)))
+}
+
+// scanner returns a scanner from the pool for w's body.
+func (w *modelWriter) scanner() *modelScanner {
+	s := getScanner(w.size)
+	s.num.collect = w.collect
+	return s
 }

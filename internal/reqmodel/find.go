@@ -69,7 +69,7 @@ func Find(req *http.Request, body []byte) (model string, shared io.ReadCloser, e
 	if m := pathModel(req.URL.Path); m != "" {
 		return m, nil, nil
 	}
-	m, shared, err := bodyModel(req, body)
+	m, shared, err := bodyModel(req, body, nil)
 	if m != "" || shared != nil || err != nil {
 		return m, shared, err
 	}

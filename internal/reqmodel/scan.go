@@ -76,12 +76,15 @@ type modelScanner struct {
 	size  int64 // the body's length, when known
 	model string
 	buf   [modelReadBuf]byte
+
+	num numScan // what WithParams needs: see params.go
 }
 
 // reset readies s for a new body.
 func (s *modelScanner) reset() {
 	s.state, s.isModel, s.odd, s.inStr, s.depth, s.seen = msStart, false, false, false, 0, 0
 	s.n, s.long, s.model, s.size = 0, false, "", 0
+	s.num = numScan{}
 }
 
 // Limits of scanWhole.
@@ -99,6 +102,10 @@ const (
 // of messages it scans the head forward, then the tail backward, and only
 // then the rest forward.
 func (s *modelScanner) scanWhole(b []byte) {
+	if s.num.collect {
+		s.feed(b) // the numbers may be anywhere: the whole top level
+		return
+	}
 	head := min(len(b), wholeHead)
 	if s.feed(b[:head]) || head == len(b) {
 		return
@@ -149,7 +156,10 @@ func (s *modelScanner) ReadFrom(r io.Reader) (int64, error) {
 
 // stop ends the scan with model m and reports true.
 func (s *modelScanner) stop(m string) bool {
-	s.state, s.model = msDone, m
+	s.state = msDone
+	if !s.num.modelSet {
+		s.model = m
+	}
 	return true
 }
 
@@ -189,6 +199,9 @@ func (s *modelScanner) feed(p []byte) bool {
 			var end bool
 			if i, end = s.readRaw(p, i); end {
 				s.isModel = s.rawIs("model")
+				if s.num.collect {
+					s.keyParam()
+				}
 				s.state = msColon
 			}
 		case msColon:
@@ -199,6 +212,10 @@ func (s *modelScanner) feed(p []byte) bool {
 			s.state = msValue
 		case msValue:
 			c := p[i]
+			if s.num.collect && s.isModel && (s.num.modelSet || c != '"') {
+				// A second "model", or one not a string: skipped.
+				s.isModel, s.num.modelSet = false, true
+			}
 			i++
 			switch {
 			case s.isModel:
@@ -215,10 +232,19 @@ func (s *modelScanner) feed(p []byte) bool {
 				s.state = msSkipNest
 			default:
 				s.state = msSkipScalar
+				if s.num.key != 0 {
+					s.num.digits(p[i-1 : i])
+				}
 			}
 		case msModelStr:
 			var end bool
 			if i, end = s.readRaw(p, i); end {
+				if s.num.collect {
+					// Go on to the numbers after it.
+					s.model, s.num.modelSet = s.rawModel(), true
+					s.state = msAfter
+					continue
+				}
 				return s.stop(s.rawString())
 			}
 		case msSkipStr:
@@ -229,10 +255,17 @@ func (s *modelScanner) feed(p []byte) bool {
 		case msSkipNest:
 			i = s.skipNest(p, i)
 		case msSkipScalar:
+			j := i
 			for i < len(p) && !scalarEnd[p[i]] {
 				i++
 			}
+			if s.num.key != 0 {
+				s.num.digits(p[j:i])
+			}
 			if i < len(p) {
+				if s.num.key != 0 {
+					s.num.end()
+				}
 				s.state = msAfter
 			}
 		case msAfter:

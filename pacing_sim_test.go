@@ -1,0 +1,243 @@
+package llmtransport
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llmtransport/llmtransport/internal/hint"
+	"github.com/llmtransport/llmtransport/llmtransporttest"
+)
+
+var pacingSimDuration = flag.Duration("pacing.duration", time.Second, "how long each run of TestPacingSimulation lasts")
+
+// pacingScenario is a fake gateway's window limit and latency.
+type pacingScenario struct {
+	name            string
+	limit           llmtransporttest.RateLimit
+	latency, jitter time.Duration
+}
+
+// The scenarios of internal/pacing's TestSimulation, run through a
+// Transport.
+var pacingScenarios = []pacingScenario{
+	// The token limit binds (≈ 40 requests of 100–400 tokens a window).
+	{"tokens bind, 5 ms latency", llmtransporttest.RateLimit{Requests: 50, Tokens: 10000, Window: 250 * time.Millisecond}, 5 * time.Millisecond, 0},
+	// Responses of concurrent calls cross.
+	{"both bind, 20–300 ms latency", llmtransporttest.RateLimit{Requests: 30, Tokens: 7500, Window: 500 * time.Millisecond}, 20 * time.Millisecond, 280 * time.Millisecond},
+}
+
+// pacingModes are the transports compared: a plain loop (no retries, no
+// cooldowns), the default transport (retries, 429 cooldowns), and the
+// default transport with WithPacing.
+var pacingModes = []struct {
+	name string
+	opts []Option
+}{
+	{"plain loop", []Option{WithMaxRetries(0), WithoutCooldowns()}},
+	{"default", nil},
+	{"WithPacing", []Option{WithPacing()}},
+}
+
+const pacingCallers = 16
+
+type pacingResult struct {
+	sent, limited, ok int // upstream requests, 429s, successes within the run
+	calls, failed     int // calls made, calls that did not end in a 200
+	util              float64
+}
+
+// runPacing runs pacingCallers callers in a loop of chat calls through a
+// Transport made with opts, against a gateway enforcing sc's limit, for
+// whole windows lasting about d.
+func runPacing(t *testing.T, sc pacingScenario, opts []Option, d time.Duration) pacingResult {
+	const model = "gpt-4o-mini"
+	jitter := func(n int) llmtransporttest.Fault {
+		if sc.jitter <= 0 {
+			return llmtransporttest.OK()
+		}
+		r := rand.New(rand.NewPCG(uint64(n), 18))
+		return llmtransporttest.Delay(time.Duration(r.Int64N(int64(sc.jitter))), llmtransporttest.OK())
+	}
+	gw := llmtransporttest.NewServer(llmtransporttest.WithRateLimit(sc.limit), llmtransporttest.WithLatency(sc.latency),
+		llmtransporttest.WithModel(model, jitter))
+	defer gw.Close()
+	base := gw.Client().Transport.(*http.Transport)
+	base.MaxIdleConnsPerHost = pacingCallers
+	tr := New(base, opts...)
+	var bodies [][]byte
+	var maxTokens []int
+	for mt := 0; mt <= 300; mt += 25 {
+		bodies = append(bodies, fmt.Appendf(nil, `{"model":%q,"max_tokens":%d,"messages":[{"role":"user","content":%q}]}`,
+			model, mt, strings.Repeat("Summarise the report. ", 16)))
+		maxTokens = append(maxTokens, mt)
+	}
+
+	// Start at the start of a window, found from a probe's reset.
+	probe, err := base.RoundTrip(must(http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions", strings.NewReader(`{"model":"probe"}`))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Body.Close()
+	reset, ok := hint.ParseDuration(probe.Header.Get("X-Ratelimit-Reset-Requests"))
+	if !ok {
+		t.Fatalf("probe: no reset in %v", probe.Header)
+	}
+	start := gw.Log()[0].Time.Add(reset)
+	d = max(d.Truncate(sc.limit.Window), sc.limit.Window)
+	stop := start.Add(d)
+	time.Sleep(time.Until(start))
+
+	var mu sync.Mutex
+	var r pacingResult
+	var wg sync.WaitGroup
+	for g := range pacingCallers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 18))
+			var calls, failed int
+			for time.Now().Before(stop) {
+				req, _ := http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions", bytes.NewReader(bodies[rng.IntN(len(bodies))]))
+				req.Header.Set("Content-Type", "application/json")
+				calls++
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					failed++
+					continue
+				}
+				if resp.StatusCode != http.StatusOK {
+					failed++
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			mu.Lock()
+			r.calls += calls
+			r.failed += failed
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	okEnd := stop.Add(-time.Millisecond)
+	var okTokens int
+	for _, e := range gw.Log() {
+		if e.Model != model {
+			continue
+		}
+		r.sent++
+		switch {
+		case e.Status == http.StatusTooManyRequests:
+			r.limited++
+		case e.Status == http.StatusOK && !e.Time.Before(start) && e.Time.Before(okEnd):
+			r.ok++
+			okTokens += (len(e.Body) + 3) / 4
+			for i, b := range bodies {
+				if bytes.Equal(b, e.Body) {
+					okTokens += maxTokens[i]
+				}
+			}
+		}
+	}
+	windows := d.Seconds() / sc.limit.Window.Seconds()
+	r.util = max(float64(r.ok)/(windows*float64(sc.limit.Requests)), float64(okTokens)/(windows*float64(sc.limit.Tokens)))
+	if tr.pacer != nil {
+		if n := tr.pacer.InFlight(); n != 0 {
+			t.Errorf("WithPacing: %d tickets in flight after the run", n)
+		}
+	}
+	return r
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestPacingSimulation measures, through a Transport against
+// llmtransporttest's window limit with 16 concurrent callers, the share of
+// upstream requests answered 429 and the throughput (successes within the
+// run, as a share of the limit that binds) of a plain loop, of the default
+// transport (retries, 429 cooldowns) and of the default transport with
+// WithPacing, which must keep 429s at or under 1 % (asserted) with
+// throughput at or above 90 % of the limit (logged: issue 18's goal, not
+// a timed assertion). The figures in the README come from
+//
+//	go test -run TestPacingSimulation -v -pacing.duration 10s .
+func TestPacingSimulation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real-time simulation; skipped with -short")
+	}
+	for _, sc := range pacingScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			var results []pacingResult
+			for _, m := range pacingModes {
+				results = append(results, runPacing(t, sc, m.opts, *pacingSimDuration))
+			}
+			lat := sc.latency.String()
+			if sc.jitter > 0 {
+				lat += "–" + (sc.latency + sc.jitter).String()
+			}
+			t.Logf("limit %d requests and %d tokens per %v, %d callers, %s latency, %v per run",
+				sc.limit.Requests, sc.limit.Tokens, sc.limit.Window, pacingCallers, lat, *pacingSimDuration)
+			t.Logf("%-11s %8s %6s %9s %7s %7s %13s %14s", "transport", "upstream", "429s", "429 share", "calls", "failed", "ok (in run)", "of the limit")
+			for i, r := range results {
+				t.Logf("%-11s %8d %6d %8.2f%% %7d %7d %13d %13.1f%%", pacingModes[i].name, r.sent, r.limited,
+					100*float64(r.limited)/float64(max(r.sent, 1)), r.calls, r.failed, r.ok, 100*r.util)
+			}
+			plain, paced := results[0], results[2]
+			if share := float64(paced.limited) / float64(max(paced.sent, 1)); share > 0.01 {
+				t.Errorf("WithPacing: %.2f%% of upstream requests got a 429, want ≤ 1%%", 100*share)
+			}
+			// Throughput is logged, not asserted: on a loaded machine a
+			// stalled caller or server makes it fall without any fault
+			// of the pacer's (the goal is ≥ 90 %).
+			t.Logf("WithPacing: throughput %.1f%% of the limit (goal ≥ 90%%), plain loop %.1f%%", 100*paced.util, 100*plain.util)
+		})
+	}
+}
+
+// cannedLimitRT is cannedRT whose answers carry OpenAI's rate-limit
+// headers with plenty left, as every answer of a paced API does.
+type cannedLimitRT struct{}
+
+func (cannedLimitRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	return &http.Response{StatusCode: 200, Header: http.Header{
+		"Content-Type":                   {"application/json"},
+		"X-Ratelimit-Limit-Requests":     {"10000"},
+		"X-Ratelimit-Remaining-Requests": {"9999"},
+		"X-Ratelimit-Reset-Requests":     {"6ms"},
+		"X-Ratelimit-Limit-Tokens":       {"30000000"},
+		"X-Ratelimit-Remaining-Tokens":   {"29999000"},
+		"X-Ratelimit-Reset-Tokens":       {"2ms"},
+	}, Body: http.NoBody}, nil
+}
+
+// BenchmarkPacingOverhead is BenchmarkLayersOverhead over answers that
+// carry rate-limit headers, without and with WithPacing: what pacing costs
+// when it has something to learn from every response (parsing the headers,
+// the admit and settle of each attempt, the scan of the body's whole top
+// level).
+//
+//	go test -run '^$' -bench 'PacingOverhead$' .
+func BenchmarkPacingOverhead(b *testing.B) {
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		for b.Loop() {
+			overheadRoundTrip(rt)
+		}
+	}
+	b.Run("bare", func(b *testing.B) { run(b, cannedLimitRT{}) })
+	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedLimitRT{})) })
+	b.Run("pacing", func(b *testing.B) { run(b, New(cannedLimitRT{}, WithPacing())) })
+}
