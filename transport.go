@@ -142,14 +142,16 @@ type call struct {
 	hint  time.Duration  // the server's wait hint on the last attempt made
 	sec   secrets        // the request's credentials, to mask what leaves the transport
 
-	buffered   []byte       // the body, when the transport buffered it
-	prefix     []byte       // the start of a body too large to buffer, sent once before the rest
-	replayable bool         // later attempts can get a fresh body
-	body       *watchedBody // the current attempt's body, when watched (see request)
-	stream     *streamBody  // the event stream handed back, watched as it passes
-	sent       bool         // req.Body has been handed to the base transport
-	retries    int          // retry budget tokens taken
-	fb         *fallbackRun // the fallback chain being run (fallback.go), or nil
+	buffered   []byte          // the body, when the transport buffered it
+	prefix     []byte          // the start of a body too large to buffer, sent once before the rest
+	replayable bool            // later attempts can get a fresh body
+	body       *watchedBody    // the current attempt's body, when watched (see request)
+	stream     *streamBody     // the event stream handed back, watched as it passes
+	sent       bool            // req.Body has been handed to the base transport
+	retries    int             // retry budget tokens taken
+	fb         *fallbackRun    // the fallback chain being run (fallback.go), or nil
+	ro         *requestOptions // the request's overrides (outcome.go), or nil
+	rec        outcomeRec      // what the call's Outcome needs (outcome.go)
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
@@ -160,6 +162,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		return nil, errors.New("llmtransport: nil request or URL")
 	}
 	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true, out: outcomeExcluded, sec: secrets{req: req}}
+	c.ro = requestOptionsOf(c.ctx)
 	if err := c.prepareBody(); err != nil {
 		return nil, c.sec.maskErr(err)
 	}
@@ -189,6 +192,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	}
 	t.budgets.of(c.key.host).settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
+	c.finish(resp, &cl, attempts, err) // outcome.go
 	if !c.sent && req.Body != nil {
 		req.Body.Close()
 	}
@@ -203,7 +207,7 @@ func (c *call) prepareBody() error {
 		return nil
 	}
 	limit := c.t.cfg.maxBufferedBody
-	if c.t.cfg.maxRetries == 0 && c.t.cfg.fallback.chains == nil || limit == 0 || req.ContentLength > limit {
+	if c.maxRetries() == 0 && c.t.cfg.fallback.chains == nil || limit == 0 || req.ContentLength > limit {
 		c.replayable = false
 		return nil
 	}
