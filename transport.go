@@ -142,16 +142,17 @@ type call struct {
 	hint  time.Duration  // the server's wait hint on the last attempt made
 	sec   secrets        // the request's credentials, to mask what leaves the transport
 
-	buffered   []byte          // the body, when the transport buffered it
-	prefix     []byte          // the start of a body too large to buffer, sent once before the rest
-	replayable bool            // later attempts can get a fresh body
-	body       *watchedBody    // the current attempt's body, when watched (see request)
-	stream     *streamBody     // the event stream handed back, watched as it passes
-	sent       bool            // req.Body has been handed to the base transport
-	retries    int             // retry budget tokens taken
-	fb         *fallbackRun    // the fallback chain being run (fallback.go), or nil
-	ro         *requestOptions // the request's overrides (outcome.go), or nil
-	rec        outcomeRec      // what the call's Outcome needs (outcome.go)
+	buffered   []byte       // the body, when the transport buffered it
+	prefix     []byte       // the start of a body too large to buffer, sent once before the rest
+	replayable bool         // later attempts can get a fresh body
+	body       *watchedBody // the current attempt's body, when watched (see request)
+	stream     *streamBody  // the event stream handed back, watched as it passes
+	sent       bool         // req.Body has been handed to the base transport
+	retries    int          // retry budget tokens taken
+	fb         *fallbackRun // the fallback chain being run (fallback.go), or nil
+
+	ro  *requestOptions // the request's overrides (outcome.go), or nil
+	rec outcomeRec      // what the call's Outcome needs (outcome.go)
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
