@@ -325,3 +325,27 @@ func (c *call) finish(resp *http.Response, cl *Classification, attempts int, err
 		hook(c.ctx, o.clone())
 	}
 }
+
+// recordOperation records the call's gen_ai.client.operation.duration.
+func (c *call) recordOperation(start time.Time, req *http.Request, resp *http.Response, cl *Classification, attempts int, err error) {
+	requested, answered := c.key.model, c.key.model
+	if p := c.rec.path; len(p) > 0 {
+		requested = p[0]
+	}
+	if k := c.rec.answered; k != nil {
+		answered = k.model
+	}
+	if resp == nil || cl.Class != ClassSuccess {
+		answered = requested // gen_ai.response.model is that of a response
+	}
+	var errType string
+	switch {
+	case err != nil && callerCanceled(c.ctx):
+		errType = "canceled"
+	case err != nil:
+		errType = callErrorType(err, cl, attempts)
+	case cl.Class != ClassSuccess:
+		errType = cl.Class.String()
+	}
+	c.t.tracer.m.operation(c.ctx, start, operationName(req.URL.Path), req.URL.Host, requested, answered, errType)
+}

@@ -179,6 +179,10 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	}
 	c.key = circuitKey{host: req.URL.Host, model: model}
 	defer c.abandon() // a panic must not leave the call in flight, nor a probe out
+	var start time.Time
+	if timing(c.ctx, t.tracer.m.opDuration) {
+		start = time.Now()
+	}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.runChain() // c.run() without fallbacks
 	err = c.sec.maskErr(err)
@@ -193,6 +197,9 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	}
 	t.budgets.of(c.key.host).settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
+	if !start.IsZero() {
+		c.recordOperation(start, req, resp, &cl, attempts, err) // outcome.go
+	}
 	c.finish(resp, &cl, attempts, err) // outcome.go
 	if !c.sent && req.Body != nil {
 		req.Body.Close()
