@@ -318,7 +318,7 @@ func ExampleWithMeterProvider() {
 // attr formats the attribute k of set as k=v, "" when set has none.
 func attr(set attribute.Set, k string) string {
 	if v, ok := set.Value(attribute.Key(k)); ok {
-		return k + "=" + v.Emit()
+		return k + "=" + v.String()
 	}
 	return ""
 }

@@ -95,7 +95,10 @@ func TestOutcomeThroughGoOpenAI(t *testing.T) {
 		t.Errorf("RequestOutcomeInto: %+v", o)
 	}
 	for range 50 {
-		if _, err = c.CreateChatCompletion(ctx, goChatRequest("down")); errors.Is(o.Err, llmtransport.ErrCircuitOpen) {
+		if _, err := c.CreateChatCompletion(ctx, goChatRequest("down")); err == nil {
+			t.Fatal("a dead model answered")
+		}
+		if errors.Is(o.Err, llmtransport.ErrCircuitOpen) {
 			break
 		}
 	}
