@@ -1,7 +1,9 @@
 package llmtransport
 
 import (
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -69,5 +71,30 @@ func TestDurationMetrics(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDurationMetricsFallback: a call a fallback target answered records
+// the model asked for and the one that answered.
+func TestDurationMetricsFallback(t *testing.T) {
+	tel := newTelemetry(t)
+	f := &fakeRT{respond: func(_ int, r *http.Request) (*http.Response, error) {
+		rc, _ := r.GetBody()
+		b, _ := io.ReadAll(rc)
+		if strings.Contains(string(b), `"model":"b"`) {
+			return response(200, `{"ok":true}`), nil
+		}
+		return response(503, busy503), nil
+	}}
+	tr := New(f, tel.options(fbOptions(WithoutCircuitBreaker(), WithMaxRetries(0))...)...)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://gw.test/v1/chat/completions", strings.NewReader(`{"model":"a"}`))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	rm := tel.collect(t)
+	if n, _ := sum(rm, MetricOperationDuration, map[string]string{"gen_ai.request.model": "a", "gen_ai.response.model": "b"}); n != 1 {
+		t.Errorf("%s with the model asked for and the one that answered: %v, want 1", MetricOperationDuration, n)
 	}
 }
