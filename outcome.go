@@ -256,7 +256,7 @@ func (c *call) maxRetryWait() time.Duration {
 // nothing on a call that succeeds at its first attempt.
 type outcomeRec struct {
 	waited   time.Duration
-	ids      []string // request IDs of the attempts, once there is more than one to tell
+	ids      []string // request IDs of the attempts, from the first that did not succeed on
 	path     []string // the models tried, when the call left its first
 	fbReason string
 	answered *circuitKey // the circuit of the response handed back, when not the last tried
