@@ -149,6 +149,10 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 	}
 	req = span.inject(req)
 
+	var start time.Time
+	if timing(c.ctx, c.t.tracer.m.reqDuration) {
+		start = time.Now()
+	}
 	fired := c.exchange(a, req, stop)
 	if cancel != nil {
 		if fired && a.err == nil && a.peek.err == nil && !a.peek.whole && a.resp.StatusCode < 300 {
@@ -176,6 +180,9 @@ func (c *call) attempt(a *attemptResult, req *http.Request, n int) {
 		a.err = c.sec.maskErr(a.err) // as judge does
 	} else {
 		c.judge(a)
+	}
+	if !start.IsZero() {
+		c.t.tracer.m.request(c.ctx, start, req, a)
 	}
 	if a.err != nil {
 		span.failed(a.err, &a.cl)

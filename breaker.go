@@ -69,14 +69,18 @@ type CircuitStatus struct {
 	// through; 0 otherwise.
 	RetryIn time.Duration
 	// The counts of the current state: for a closed circuit, the calls that
-	// ended over the rolling window, now; for a half-open one, the probes
-	// since it became half-open. Requests counts, for a closed circuit, the
-	// calls whose outcome is in, and for a half-open one the admitted probes,
-	// including those still in flight; Excluded counts outcomes that were
-	// neither success nor failure.
+	// ended over the rolling window ([WithBreakerWindow]), now; for an open
+	// one, the same window, which holds the calls that opened it until
+	// they age out (a circuit open longer than the window shows 0s: the
+	// calls it refuses are not counted here but in the
+	// llm.client.circuit.rejected metric); for a half-open one, the probes
+	// since it became half-open. Requests counts, for a closed or open
+	// circuit, the calls whose outcome is in, and for a half-open one the
+	// admitted probes, including those still in flight; Excluded counts
+	// outcomes that were neither success nor failure.
 	Requests, Successes, Failures, Excluded uint32
-	// InFlight is, for a closed circuit, the number of calls it admitted
-	// whose outcome is not in yet.
+	// InFlight is, for a closed or open circuit, the number of calls it
+	// admitted (while closed) whose outcome is not in yet.
 	InFlight uint32
 	// Fleet is set while a hold of the fleet ([WithSharedState]) is on the
 	// circuit: State and RetryIn then come from the hold (open until its

@@ -87,7 +87,9 @@ func ExampleTransport_Circuits() {
 	}
 	for _, c := range tr.Circuits() {
 		fmt.Printf("%s: %s, next probe within 10s: %v\n", c.Model, c.State, c.RetryIn > 0 && c.RetryIn <= 10*time.Second)
+		fmt.Printf("the window that opened it: %d calls, %d failed\n", c.Requests, c.Failures)
 	}
 	// Output:
 	// tts-1: open, next probe within 10s: true
+	// the window that opened it: 2 calls, 2 failed
 }

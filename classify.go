@@ -42,7 +42,11 @@ const (
 
 // Classify classifies resp, whose body (possibly truncated, possibly nil)
 // the caller has already read into body; it is [classify.Classify], the
-// default classifier of a [Transport] (see [WithClassifier]).
+// default classifier of a [Transport] (see [WithClassifier]). Run again on a
+// response a Transport handed back after its retries, it reports Retryable
+// false: the transport set X-Should-Retry: false on it, for the SDKs above.
+// [OutcomeOf] gives the transport's classification, with the server's
+// verdict.
 func Classify(resp *http.Response, body []byte) Classification {
 	return classify.Classify(resp, body)
 }

@@ -152,7 +152,7 @@ func (c *call) mayRetry(n int, a *attemptResult) bool {
 	if !fb.onPrim && n >= fb.cfg.retries {
 		return false
 	}
-	return fb.used+c.retries < c.t.cfg.maxRetries
+	return fb.used+c.retries < c.maxRetries()
 }
 
 // wantsKept reports whether the response of class cl, which run is about
@@ -172,7 +172,7 @@ func (c *call) wantsKept(cl *Classification) bool {
 func (c *call) runChain() (*http.Response, Classification, int, error) {
 	fc := &c.t.cfg.fallback
 	targets := fc.chain(c.key.model)
-	if len(targets) == 0 || c.prefix != nil || !c.replayable {
+	if len(targets) == 0 || c.prefix != nil || !c.replayable || c.ro != nil && c.ro.noFallbacks {
 		return c.run()
 	}
 	fb := &fallbackRun{cfg: fc, targets: targets, onPrim: true}
@@ -204,6 +204,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 	// held is what goes back should no target answer: the primary's last
 	// response when it gave one, else the last target's.
 	held, heldCl, heldOnPrim := resp, cl, resp != nil
+	heldKey := primKey
 	firstErr, firstReason := err, reason
 	from, fromHost, lastCl, lastErr := primKey.model, primKey.host, cl, err
 
@@ -219,6 +220,10 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 			continue
 		}
 		c.switchTo(r, body, key)
+		if c.rec.path == nil {
+			c.rec.path, c.rec.fbReason = append(c.rec.path, primKey.model), firstReason
+		}
+		c.rec.path = append(c.rec.path, key.model)
 		fb.onPrim = false
 		c.fallbackEvent(FallbackEvent{Host: fromHost, From: from, ToHost: key.host, To: key.model,
 			Reason: reason, Classification: lastCl, Err: lastErr})
@@ -238,7 +243,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 			tr.Body.Close()
 		default:
 			dropHeld(held)
-			held, heldCl = tr, tcl
+			held, heldCl, heldKey = tr, tcl, key
 		}
 		lastCl, lastErr = tcl, terr
 		var more bool
@@ -260,12 +265,16 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 		// goes back.
 		dropHeld(held)
 		c.switchTo(primReq, primBuf, primKey)
+		if c.rec.path != nil {
+			c.rec.path = append(c.rec.path, primKey.model)
+		}
 		fb.onPrim = true
 		r, rcl, n, rerr := c.run()
 		return r, rcl, attempts + n, rerr
 	}
 	if held != nil {
 		held.Header.Set("X-Should-Retry", "false")
+		c.rec.answered = &heldKey // outcome.go
 		return held, heldCl, attempts, nil
 	}
 	if firstErr != nil {

@@ -3,6 +3,8 @@ package llmtransport
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -13,8 +15,10 @@ import (
 // The metrics a [Transport] records with the meter of [WithMeterProvider].
 // Their attributes are server.address (the host name), gen_ai.request.model
 // (when known) and, where it applies, llm.error.class, llm.retry.reason and
-// llm.wait.source — never anything else, so their cardinality is bounded by
-// the hosts and models the application uses.
+// llm.wait.source; the two duration histograms of the OpenTelemetry
+// conventions have theirs (below: the operation, method, port, status code,
+// error.type, never a URL or an ID), so that the cardinality of every
+// metric is bounded by the hosts and models the application uses.
 const (
 	// MetricAttempts counts attempts sent, by host, model and class.
 	MetricAttempts = "llm.client.attempts"
@@ -46,7 +50,32 @@ const (
 	// was past [WithMaxRetryWait] or the deadline and the attempt went at
 	// once.
 	MetricPacingWait = "llm.client.pacing.wait.duration"
+	// MetricOperationDuration is the OpenTelemetry GenAI histogram of the
+	// calls' durations (in seconds), from the call's start until the
+	// transport hands its response back (of a stream: its first event) or
+	// its error, retries, waits and fallbacks included. Its attributes are
+	// gen_ai.operation.name, gen_ai.request.model (the model asked for),
+	// gen_ai.response.model (when a fallback target answered),
+	// server.address and, when the call did not succeed, error.type: the
+	// class of its last attempt ("rate_limited", "quota_exhausted"…),
+	// "circuit_open", or "_OTHER".
+	MetricOperationDuration = "gen_ai.client.operation.duration"
+	// MetricRequestDuration is the OpenTelemetry HTTP histogram of the
+	// attempts' durations (in seconds), from the attempt's start until its
+	// response headers came (and what of the body the transport looks
+	// at: an error body, a stream's first event). Its attributes are
+	// http.request.method, server.address, server.port,
+	// http.response.status_code when a response came, and error.type: the
+	// status code of a response ≥ 400, the class of an error inside a 2xx
+	// body or of a transport error.
+	MetricRequestDuration = "http.client.request.duration"
 )
+
+// durationBuckets are the explicit bucket boundaries (seconds) the GenAI
+// conventions advise for gen_ai.client.operation.duration; the attempts
+// of LLM calls last as long, so http.client.request.duration uses them
+// too rather than the HTTP conventions' (which end at 10 s).
+var durationBuckets = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
 
 const (
 	keyRetryReason = attribute.Key("llm.retry.reason")
@@ -66,11 +95,13 @@ type metrics struct {
 	streamErrors    metric.Int64Counter
 	fallbacks       metric.Int64Counter // MetricFallbacks (fallback.go)
 	pacingWait      metric.Float64Histogram
+	opDuration      metric.Float64Histogram
+	reqDuration     metric.Float64Histogram
 }
 
 func newMetrics(m metric.Meter) metrics {
 	var ms metrics
-	var errs [9]error
+	var errs [11]error
 	ms.attempts, errs[0] = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts sent, by class of their outcome."))
 	ms.retries, errs[1] = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
@@ -80,7 +111,9 @@ func newMetrics(m metric.Meter) metrics {
 		metric.WithExplicitBucketBoundaries(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 120))
 	ms.budgetExhausted, errs[3] = m.Int64Counter(MetricBudgetExhausted, metric.WithUnit("{retry}"),
 		metric.WithDescription("Retries refused by the retry budget."))
-	ms.circuitState, errs[4] = m.Int64Gauge(MetricCircuitState, metric.WithUnit("1"),
+	// The unit is a word in braces, as for a count, so that the
+	// Prometheus exporter adds no suffix ("1" turns into "_ratio").
+	ms.circuitState, errs[4] = m.Int64Gauge(MetricCircuitState, metric.WithUnit("{state}"),
 		metric.WithDescription("Circuit state per host and model: 0 closed, 1 half-open, 2 open."))
 	ms.rejected, errs[5] = m.Int64Counter(MetricCircuitRejected, metric.WithUnit("{request}"),
 		metric.WithDescription("Requests refused by an open circuit."))
@@ -91,6 +124,12 @@ func newMetrics(m metric.Meter) metrics {
 	ms.pacingWait, errs[8] = m.Float64Histogram(MetricPacingWait, metric.WithUnit("s"),
 		metric.WithDescription("Waits pacing asked for before attempts, waited or not."),
 		metric.WithExplicitBucketBoundaries(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 120))
+	ms.opDuration, errs[9] = m.Float64Histogram(MetricOperationDuration, metric.WithUnit("s"),
+		metric.WithDescription("GenAI operation duration."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	ms.reqDuration, errs[10] = m.Float64Histogram(MetricRequestDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of HTTP client requests."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	if err := errors.Join(errs[:]...); err != nil {
 		otel.Handle(err)
 	}
@@ -163,4 +202,45 @@ func (m *metrics) paced(ctx context.Context, host, model string, d time.Duration
 		return
 	}
 	m.pacingWait.Record(ctx, d.Seconds(), metric.WithAttributes(append(target(host, model), keyPacingWaited.Bool(waited))...))
+}
+
+// timing reports whether h records: then, and only then, is a start time
+// taken.
+func timing(ctx context.Context, h metric.Float64Histogram) bool {
+	return h != nil && h.Enabled(ctx)
+}
+
+// operation records the duration of a call that started at start.
+func (m *metrics) operation(ctx context.Context, start time.Time, op, host, requested, answered, errType string) {
+	kv := make([]attribute.KeyValue, 0, 6)
+	kv = append(kv, keyOperation.String(op), keyServerAddress.String(hostName(host)))
+	if requested != "" {
+		kv = append(kv, keyRequestModel.String(requested))
+	}
+	if answered != requested {
+		kv = append(kv, keyResponseModel.String(answered))
+	}
+	if errType != "" {
+		kv = append(kv, keyErrorType.String(errType))
+	}
+	m.opDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(kv...))
+}
+
+// request records the duration of an attempt a that started at start.
+func (m *metrics) request(ctx context.Context, start time.Time, req *http.Request, a *attemptResult) {
+	addr, port := serverAddrPort(req.URL)
+	method, _ := normalizeMethod(req.Method)
+	kv := make([]attribute.KeyValue, 0, 5)
+	kv = append(kv, keyMethod.String(method), keyServerAddress.String(addr), keyServerPort.Int(port))
+	switch {
+	case a.err != nil || a.resp == nil:
+		kv = append(kv, keyErrorType.String(a.cl.Class.String()))
+	case a.resp.StatusCode >= 400 || a.resp.StatusCode < 100:
+		kv = append(kv, keyStatusCode.Int(a.resp.StatusCode), keyErrorType.String(strconv.Itoa(a.resp.StatusCode)))
+	case a.cl.Class != ClassSuccess:
+		kv = append(kv, keyStatusCode.Int(a.resp.StatusCode), keyErrorType.String(a.cl.Class.String()))
+	default:
+		kv = append(kv, keyStatusCode.Int(a.resp.StatusCode))
+	}
+	m.reqDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(kv...))
 }

@@ -30,6 +30,7 @@ type config struct {
 	onRetry         func(RetryEvent)
 	retryPolicy     func(RetryEvent) bool
 	classifier      func(*http.Response, []byte) Classification
+	onOutcome       func(context.Context, Outcome) // outcome.go
 
 	breaker  breakerConfig
 	tracing  tracingConfig

@@ -41,6 +41,14 @@ type RetryEvent struct {
 	// Reason is a short word for why the attempt is retried: the class name,
 	// or "x-should-retry".
 	Reason string
+	// Context is the call's context: the caller's, with the call's span
+	// when tracing (for a trace ID in a log line, or a value the caller
+	// put there to decide on).
+	Context context.Context
+	// Request is the request the call sends: the caller's, or the copy
+	// sent to a fallback target. It is not to be modified; its body is
+	// not to be read.
+	Request *http.Request
 }
 
 // backoff returns the wait before retry n (from 0), never more than limit
@@ -166,7 +174,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		// limit, here or in the fleet) is waited out too, within the cap.
 		for waited := time.Duration(0); ; {
 			d := t.cooldowns.remaining(c.key, c.req)
-			if d <= 0 || waited+d > t.cfg.maxRetryWait || !fits(c.ctx, d) {
+			if d <= 0 || waited+d > c.maxRetryWait() || !fits(c.ctx, d) {
 				break
 			}
 			c.trace.cooldownWait(d)
@@ -178,6 +186,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 				return nil, prevCl, n, err
 			}
 			waited += d
+			c.rec.waited += d
 		}
 		if err := c.pace(); err != nil { // pacing.go: nothing is held after a wait given up
 			dropPrev()
@@ -206,6 +215,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		}
 		c.attempt(&a, req, n)
 		c.attempted(&a)
+		c.noteAttempt(&a) // outcome.go
 		c.out, c.hint = a.out, a.cl.RetryAfter
 		if a.err == nil {
 			dropPrev() // a newer response replaces it
@@ -217,7 +227,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		}
 		// A rate limit's hint holds the model's other requests back too; a
 		// hint above the cap is never waited for, so it is not shared.
-		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= t.cfg.maxRetryWait {
+		if a.err == nil && a.cl.Class == ClassRateLimited && a.cl.RetryAfter > 0 && a.cl.RetryAfter <= c.maxRetryWait() {
 			cred := t.cooldowns.set(c.key, c.req, a.cl.RetryAfter)
 			c.publishCooldown(cred, a.cl.RetryAfter, a.cl.Class.String())
 		}
@@ -242,6 +252,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			wait = keep(a.resp, &a.peek, wait)
 			prev, prevP, prevCl = a.resp, a.peek, a.cl
 		}
+		c.rec.waited += wait
 		if err := sleep(c.ctx, wait); err != nil {
 			dropPrev()
 			return nil, a.cl, n + 1, err
@@ -334,7 +345,7 @@ func (p *peek) readRest(body io.ReadCloser, d time.Duration) {
 // first. Every limit is checked before the budget token is taken.
 func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 	t := c.t
-	if n >= t.cfg.maxRetries || !c.replayable || (a.err == nil && a.cl.Class == ClassSuccess) || c.ctx.Err() != nil {
+	if n >= c.maxRetries() || !c.replayable || (a.err == nil && a.cl.Class == ClassSuccess) || c.ctx.Err() != nil {
 		return 0, false
 	}
 	if c.fb != nil && !c.mayRetry(n, a) {
@@ -344,12 +355,13 @@ func (c *call) decide(n int, a *attemptResult) (time.Duration, bool) {
 		Host: c.key.host, Model: c.key.model, Attempt: n,
 		Classification: a.cl, Err: a.err,
 		WaitSource: "backoff", Reason: a.cl.Class.String(),
+		Context: c.ctx, Request: c.req,
 	}
 	hint := a.cl.RetryAfter
-	if hint > t.cfg.maxRetryWait {
+	if hint > c.maxRetryWait() {
 		return 0, false
 	}
-	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax, t.cfg.maxRetryWait)
+	ev.Wait = backoff(n, hint, t.cfg.backoffBase, t.cfg.backoffMax, c.maxRetryWait())
 	if hint > 0 {
 		ev.WaitSource = a.cl.RetryAfterSource
 	}
@@ -393,7 +405,7 @@ func (c *call) handBack(resp *http.Response, p *peek, cl *Classification) *http.
 	} else {
 		p.restore(resp)
 	}
-	if cl.Class != ClassSuccess && c.t.cfg.maxRetries > 0 {
+	if cl.Class != ClassSuccess && c.maxRetries() > 0 {
 		resp.Header.Set("X-Should-Retry", "false")
 	}
 	return resp

@@ -43,6 +43,7 @@ const (
 	keyOperation     = attribute.Key("gen_ai.operation.name")
 	keyProvider      = attribute.Key("gen_ai.provider.name")
 	keyRequestModel  = attribute.Key("gen_ai.request.model")
+	keyResponseModel = attribute.Key("gen_ai.response.model")
 	keyServerAddress = attribute.Key("server.address")
 	keyServerPort    = attribute.Key("server.port")
 	keyMethod        = attribute.Key("http.request.method")

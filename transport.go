@@ -152,6 +152,9 @@ type call struct {
 	retries    int          // retry budget tokens taken
 	fb         *fallbackRun // the fallback chain being run (fallback.go), or nil
 	paced      pacedCall    // pacing.go
+
+	ro  *requestOptions // the request's overrides (outcome.go), or nil
+	rec outcomeRec      // what the call's Outcome needs (outcome.go)
 }
 
 func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.Response, error) {
@@ -162,6 +165,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		return nil, errors.New("llmtransport: nil request or URL")
 	}
 	c := call{t: t, base: base, req: req, ctx: req.Context(), replayable: true, out: outcomeExcluded, sec: secrets{req: req}}
+	c.ro = requestOptionsOf(c.ctx)
 	if err := c.prepareBody(); err != nil {
 		return nil, c.sec.maskErr(err)
 	}
@@ -178,6 +182,10 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	c.key = circuitKey{host: req.URL.Host, model: model}
 	c.pacePrepare()
 	defer c.abandon() // a panic must not leave the call in flight, nor a probe out
+	var start time.Time
+	if timing(c.ctx, t.tracer.m.opDuration) {
+		start = time.Now()
+	}
 	c.ctx, c.trace = t.tracer.startCall(c.ctx, req, c.key.model)
 	resp, cl, attempts, err := c.runChain() // c.run() without fallbacks
 	err = c.sec.maskErr(err)
@@ -192,6 +200,10 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 	}
 	t.budgets.of(c.key.host).settle(err == nil && cl.Class == ClassSuccess, c.retries)
 	c.trace.end(&cl, attempts, err)
+	if !start.IsZero() {
+		c.recordOperation(start, req, resp, &cl, attempts, err) // outcome.go
+	}
+	c.finish(resp, &cl, attempts, err) // outcome.go
 	if !c.sent && req.Body != nil {
 		req.Body.Close()
 	}
@@ -206,7 +218,7 @@ func (c *call) prepareBody() error {
 		return nil
 	}
 	limit := c.t.cfg.maxBufferedBody
-	if c.t.cfg.maxRetries == 0 && c.t.cfg.fallback.chains == nil || limit == 0 || req.ContentLength > limit {
+	if c.maxRetries() == 0 && c.t.cfg.fallback.chains == nil || limit == 0 || req.ContentLength > limit {
 		c.replayable = false
 		return nil
 	}

@@ -164,8 +164,8 @@ const _ = uint(MaxPeek-wire.MaxPeek) + uint(wire.MaxPeek-MaxPeek)
 // decoded first (at most 64 KiB of it); br and zstd are not, and such a body
 // is classified without it.
 //
-// It follows the procedure of the gateway-errors note (§7.2): the body is
-// read tolerantly (OpenAI, Anthropic, Google, flat and legacy shapes, event
+// The procedure, in short (the rest of this comment and the corpus in
+// testdata/ are its full statement): the body is read tolerantly (OpenAI, Anthropic, Google, flat and legacy shapes, event
 // streams, HTML, plain text, truncated JSON, JSON embedded in messages);
 // errors inside 2xx responses count; quota signals beat the status;
 // business codes beat message text; message text beats the status.

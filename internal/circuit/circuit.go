@@ -76,9 +76,10 @@ type Status struct {
 	// RetryIn is, for an open circuit, how long until it lets a probe
 	// through.
 	RetryIn time.Duration
-	// The counts of the current state: for a closed circuit, the calls that
-	// ended over the window (Requests those whose outcome is in); for a
-	// half-open one, its probes (Requests those admitted).
+	// The counts of the current state: for a closed or open circuit, the
+	// calls that ended over the window (Requests those whose outcome is
+	// in; for an open circuit, those that opened it, until they age out);
+	// for a half-open one, its probes (Requests those admitted).
 	Requests, Successes, Failures, Excluded uint32
 	// InFlight is, for a closed circuit, the calls it admitted whose
 	// outcome is not in yet.

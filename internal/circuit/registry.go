@@ -208,11 +208,13 @@ func (r *Registry) Snapshot() []Status {
 					st.State = HalfOpen
 				}
 			}
-			if st.State == Closed {
+			if st.State != HalfOpen {
+				// An open circuit keeps its window (cleared when it
+				// closes): the calls that opened it, until they age out.
 				st.Successes, st.Failures, st.Excluded = c.window(now)
 				st.Requests = st.Successes + st.Failures + st.Excluded
 				st.InFlight = uint32(max(c.inflight.Load(), 0))
-			} else {
+			} else { // half-open
 				n := c.cb.Counts()
 				st.Requests, st.Successes, st.Failures, st.Excluded = n.Requests, n.TotalSuccesses, n.TotalFailures, n.TotalExclusions
 			}
