@@ -193,6 +193,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 	} else {
 		var ok bool
 		resp, cl, attempts, err = c.run()
+		stripFallbackHeaders(resp)
 		if err == nil && cl.Class == ClassSuccess {
 			return resp, cl, attempts, nil
 		}
@@ -228,6 +229,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 		c.fallbackEvent(FallbackEvent{Host: fromHost, From: from, ToHost: key.host, To: key.model,
 			Reason: reason, Classification: lastCl, Err: lastErr})
 		tr, tcl, n, terr := c.run()
+		stripFallbackHeaders(tr)
 		attempts += n
 		c.countLast(attempts, &tcl)
 		if terr == nil && tcl.Class == ClassSuccess {
@@ -270,6 +272,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 		}
 		fb.onPrim = true
 		r, rcl, n, rerr := c.run()
+		stripFallbackHeaders(r)
 		return r, rcl, attempts + n, rerr
 	}
 	if held != nil {
@@ -405,5 +408,19 @@ func (c *call) fallbackEvent(ev FallbackEvent) {
 func (c *call) fallbackSkipped(key circuitKey, reason string) {
 	if s := c.trace.st; s != nil {
 		s.AddEvent(eventFallbackSkipped, trace.WithAttributes(keyFallbackTo.String(key.model), keyClass.String(reason)))
+	}
+}
+
+// stripFallbackHeaders removes the headers FallbackOf reads from resp, a
+// response as the upstream sent it: on a call with fallbacks, only the
+// transport says which model answered, and an upstream (or a gateway in
+// front of another llmtransport) cannot make FallbackOf report a fallback
+// that did not happen here.
+func stripFallbackHeaders(resp *http.Response) {
+	if resp == nil {
+		return
+	}
+	for _, k := range [...]string{HeaderModel, HeaderFallbackFrom, HeaderFallbackReason} {
+		resp.Header.Del(k)
 	}
 }

@@ -756,3 +756,28 @@ func TestFallbackCoolingPrimaryIsTheLastResort(t *testing.T) {
 		t.Errorf("status %d, fell back %v, a got %d requests", resp.StatusCode, ok, srv.Requests("a"))
 	}
 }
+
+// TestFallbackHeadersNotSpoofable: on a call with fallbacks, headers an
+// upstream sends under the names FallbackOf reads are dropped: only the
+// transport says that a fallback answered.
+func TestFallbackHeadersNotSpoofable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(HeaderModel, "spoofed")
+		w.Header().Set(HeaderFallbackFrom, "a")
+		w.Header().Set(HeaderFallbackReason, "overloaded")
+		io.WriteString(w, `{"id":"chatcmpl-1","object":"chat.completion","choices":[]}`)
+	}))
+	defer srv.Close()
+	tr := New(nil, fbOptions()...)
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(fbRequest(t, t.Context(), srv.URL, "a", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readClose(t, resp)
+	if fb, ok := FallbackOf(resp); ok || resp.Header.Get(HeaderModel) != "" {
+		t.Fatalf("FallbackOf = %+v, %v (model header %q) for the primary's own answer", fb, ok, resp.Header.Get(HeaderModel))
+	}
+}
