@@ -75,6 +75,8 @@ const (
 	chaosTimeCap = 40 * time.Second
 
 	chaosHeader = "X-Chaos-Call"
+	// chaosAttemptHeader numbers the attempts of a call (chaosBase sets it).
+	chaosAttemptHeader = "X-Chaos-Attempt"
 )
 
 // chaosBound is the longest a call that made k attempts may take under the
@@ -204,10 +206,21 @@ type chaosBase struct {
 }
 
 func (b *chaosBase) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := b.rt.RoundTrip(req)
+	// Each attempt is numbered on the wire, so that the server's log can be
+	// put in attempt order: an attempt the transport gave up on (its
+	// first-byte timer) may reach the server after the retry that
+	// followed it. The request is the transport's own copy; it is cloned,
+	// not changed.
 	id := req.Header.Get(chaosHeader)
 	b.mu.Lock()
-	b.attempts[id] = append(b.attempts[id], err)
+	n := len(b.attempts[id])
+	b.attempts[id] = append(b.attempts[id], nil)
+	b.mu.Unlock()
+	req = req.Clone(req.Context())
+	req.Header.Set(chaosAttemptHeader, strconv.Itoa(n))
+	resp, err := b.rt.RoundTrip(req)
+	b.mu.Lock()
+	b.attempts[id][n] = err
 	if resp != nil {
 		if b.ctxs == nil {
 			b.ctxs = map[string]context.Context{}
@@ -407,6 +420,13 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 			t.Errorf("the server got request %s without %s: %q", r.RequestID, chaosHeader, r.Body)
 		}
 		byCall[id] = append(byCall[id], r)
+	}
+	for _, rs := range byCall {
+		slices.SortStableFunc(rs, func(a, b llmtransporttest.Request) int {
+			x, _ := strconv.Atoi(a.Header.Get(chaosAttemptHeader))
+			y, _ := strconv.Atoi(b.Header.Get(chaosAttemptHeader))
+			return x - y
+		})
 	}
 
 	var (
