@@ -39,8 +39,9 @@ type CooldownStatus struct {
 	// 8 hex digits derived from the transport's in-memory fingerprint of
 	// the key with a random per-process seed. Within one Transport, the
 	// same key has the same id in every snapshot (and in
-	// [LearnedLimit.Credential]), and different keys almost surely
-	// different ones; it cannot be turned back into the key, nor matched
+	// [LearnedLimit.Credential]), and different keys different ones but
+	// by chance (32 bits: among thousands of keys, two may share one); it
+	// cannot be turned back into the key, nor matched
 	// with another process's ids. "" for requests that carry no key.
 	Credential string
 	// Reason is the class of the response that started the cooldown:
@@ -70,8 +71,8 @@ type CooldownStatus struct {
 // paced keys (16,384 at most), sorted, O(n log n), into a result of about
 // 110 bytes an entry: a full cooldown table makes ~7 MB and takes tens of
 // milliseconds (60 ms on a busy 2-core machine; TestStateFullTable logs
-// it). Call it when asked, not per request. Entries that expire while it
-// runs may or may not be in it; an expired cooldown never is.
+// it). Call it when asked, not per request. Cooldowns are judged at At:
+// one that had passed by then is never in it, swept from the table or not.
 func (t *Transport) State() State {
 	at := time.Now()
 	return State{
