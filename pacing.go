@@ -153,9 +153,12 @@ func (c *call) paceAbandon() {
 // model and API key. [Transport.Limits] returns them. Requests of different
 // API keys to the same host and model have a LearnedLimit each; which key
 // each is for is not said (the transport keeps only a fingerprint of it, in
-// memory).
+// memory), only an opaque id of it.
 type LearnedLimit struct {
 	Host, Model string
+	// Credential is the opaque id of the API key, as in
+	// [CooldownStatus.Credential]; "" for requests without a key.
+	Credential string
 	// Requests and Tokens are OpenAI's and Azure's dimensions (and
 	// Anthropic's requests and total tokens); InputTokens and OutputTokens
 	// are Anthropic's. A zero LimitWindow is not known: the headers did not
@@ -179,8 +182,8 @@ type LimitWindow struct {
 func (w LimitWindow) Known() bool { return w.Limit > 0 }
 
 // Limits returns what pacing has learned of the rate limits of the hosts
-// and models the transport sent requests to, sorted by host and model: a
-// snapshot for dashboards and debugging. It is nil when pacing is off
+// and models the transport sent requests to, sorted by host, model and
+// credential id: a snapshot for dashboards and debugging. It is nil when pacing is off
 // ([WithPacing]); limits of which nothing is known now are left out.
 func (t *Transport) Limits() []LearnedLimit {
 	if t.pacer == nil {
@@ -191,7 +194,7 @@ func (t *Transport) Limits() []LearnedLimit {
 		w := func(d pacing.Dim) LimitWindow {
 			return LimitWindow{Limit: l[d].Limit, Remaining: l[d].Remaining, Reset: l[d].Reset}
 		}
-		ll := LearnedLimit{Host: k.host, Model: k.model,
+		ll := LearnedLimit{Host: k.host, Model: k.model, Credential: t.cooldowns.credentialID(k.cred),
 			Requests: w(pacing.Requests), Tokens: w(pacing.Tokens),
 			InputTokens: w(pacing.InputTokens), OutputTokens: w(pacing.OutputTokens)}
 		if ll.Requests.Known() || ll.Tokens.Known() || ll.InputTokens.Known() || ll.OutputTokens.Known() {
@@ -199,7 +202,7 @@ func (t *Transport) Limits() []LearnedLimit {
 		}
 	})
 	slices.SortFunc(out, func(a, b LearnedLimit) int {
-		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Model, b.Model))
+		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.Model, b.Model), cmp.Compare(a.Credential, b.Credential))
 	})
 	return out
 }
