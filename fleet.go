@@ -33,10 +33,12 @@ import (
 // Fleet tuning.
 const (
 	// fleetJitterMax bounds the positive jitter added to a remote hold,
-	// and fleetJitterFrac sets it as a fraction of the hold: up to 5 %, at
-	// most 250 ms, so that replicas do not all come back at once.
+	// and fleetJitterFrac sets it as a fraction of the hold: up to 20 % (as
+	// a local wait's jitter over a hint), at most 250 ms, so that replicas
+	// do not all come back at once: those that come back within the
+	// propagation lag of the next 429 collect one each.
 	fleetJitterMax  = 250 * time.Millisecond
-	fleetJitterFrac = 20
+	fleetJitterFrac = 5
 	// echoSlack is how much later than the hold in place a remote hold
 	// must end to change it: less is this process's own hold coming back
 	// (the store counts its TTL from when it received it), or one just as

@@ -200,9 +200,14 @@ var experiments = []client{
 		return llmtransport.New(base, llmtransport.WithMaxRetries(0))
 	}},
 	{"llmtransport +pacing", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
-		// Issue 18: pacing on, against the server's answers (no
-		// rate-limit headers: what it costs to be on).
+		// Pacing on: it learns from the rate-limit headers of every
+		// answer, far from the limit, so it never waits.
 		return llmtransport.New(base, llmtransport.WithBackoff(waitMin, waitMax), llmtransport.WithPacing())
+	}},
+	{"llmtransport +fleet", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
+		// Shared state through a real Redis (see fleet.go): no hold is
+		// live, so no request asks it anything.
+		return llmtransport.New(base, llmtransport.WithBackoff(waitMin, waitMax), llmtransport.WithSharedState(sharedState()))
 	}},
 	{"spin-300ns", func(base http.RoundTripper, _ *sdktrace.TracerProvider) http.RoundTripper {
 		return spinRT{next: base, d: 300 * time.Nanosecond}

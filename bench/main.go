@@ -48,7 +48,9 @@ func main() {
 	onlyW := flag.String("workloads", "", "run only the workloads whose name contains this (e.g. \"1 KB\")")
 	soloFor := flag.Duration("solo", 0, "run the last contender named by -clients alone on the first workload for this long (to profile from outside)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measurements to this file")
+	flag.StringVar(&redisAddr, "redis", "", "the Redis of the llmtransport +fleet contender (default: a redis-server started on a free loopback port)")
 	flag.Parse()
+	defer func() { stopRedis() }()
 	if *quick {
 		*rounds, *segment = 4, 25*time.Millisecond
 	}
@@ -73,6 +75,7 @@ func main() {
 	if *soloFor > 0 {
 		if err := solo(*soloFor); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
+			stopRedis()
 			os.Exit(1)
 		}
 		return
@@ -80,6 +83,7 @@ func main() {
 	if err := run(*rounds, *segment, !*noDead); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		pprof.StopCPUProfile()
+		stopRedis()
 		os.Exit(1)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -25,12 +26,28 @@ const serverEnv = "LLMT_BENCH_SERVER"
 // exits, however it exits).
 //
 //	POST /ok    reads the body, answers 200 with a 1 KB chat completion
-//	            (the upstream of internal/workload, shared with the module benchmarks)
+//	            (the upstream of internal/workload, shared with the module
+//	            benchmarks) and OpenAI's six rate-limit headers, far from
+//	            their limits, as OpenAI sends on every answer: what pacing
+//	            learns from, and what every client receives alike
 //	POST /dead  reads the body, answers 503 with a JSON error; counted
 //	GET  /count returns the number of /dead requests since the last /count
 func serve() {
 	var dead atomic.Int64
-	mux := workload.Upstream(&dead)
+	inner := workload.Upstream(&dead)
+	ok, _ := inner.Handler(&http.Request{Method: "POST", URL: &url.URL{Path: "/ok"}})
+	mux := http.NewServeMux()
+	mux.Handle("/", inner)
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Ratelimit-Limit-Requests", "10000")
+		h.Set("X-Ratelimit-Remaining-Requests", "9999")
+		h.Set("X-Ratelimit-Reset-Requests", "6ms")
+		h.Set("X-Ratelimit-Limit-Tokens", "30000000")
+		h.Set("X-Ratelimit-Remaining-Tokens", "29999000")
+		h.Set("X-Ratelimit-Reset-Tokens", "2ms")
+		ok.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, dead.Swap(0))
 	})
