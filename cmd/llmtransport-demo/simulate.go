@@ -30,7 +30,7 @@ func simulate(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 
 	res := &results{
 		with:    withTransport(gwWith, tr, cfg),
-		without: newClient("openai-go alone", gwWithout, false),
+		without: withoutTransport(gwWithout),
 	}
 	fmt.Fprintf(w, "llmtransport demo: %v of load, %d callers per client, each starting a call every %v, fault rate %.2f, seed %d, retry budget %.2f\n",
 		cfg.duration, cfg.concurrency, pace, cfg.faultRate, cfg.seed, cfg.budgetRatio)

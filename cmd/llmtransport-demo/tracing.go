@@ -23,10 +23,21 @@ type tracing struct {
 	tp       *sdktrace.TracerProvider
 	rec      *tracetest.SpanRecorder // nil when exporting
 	endpoint string
+	service  string // the service.name the spans are exported under
+}
+
+func serviceName(res *resource.Resource) string {
+	v, _ := res.Set().Value("service.name")
+	return v.AsString()
 }
 
 func setupTracing(ctx context.Context) (*tracing, error) {
-	res := resource.NewSchemaless(attribute.String("service.name", "llmtransport-demo"))
+	// service.name is llmtransport-demo unless OTEL_SERVICE_NAME (or
+	// OTEL_RESOURCE_ATTRIBUTES) names another.
+	res, err := resource.Merge(resource.NewSchemaless(attribute.String("service.name", "llmtransport-demo")), resource.Environment())
+	if err != nil {
+		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
 	if ep := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
 		// The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_HEADERS…)
 		// from the environment.
@@ -34,7 +45,7 @@ func setupTracing(ctx context.Context) (*tracing, error) {
 		if err != nil {
 			return nil, fmt.Errorf("OTLP exporter: %w", err)
 		}
-		return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), endpoint: ep}, nil
+		return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), endpoint: ep, service: serviceName(res)}, nil
 	}
 	rec := tracetest.NewSpanRecorder()
 	return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(res)), rec: rec}, nil
@@ -53,7 +64,7 @@ func (t *tracing) shutdown(ctx context.Context) error {
 // (a call that was retried), or says where the spans went.
 func (t *tracing) printTree(w io.Writer) {
 	if t.rec == nil {
-		fmt.Fprintf(w, "\nSpans were sent to %s over OTLP/HTTP (service llmtransport-demo).\n", t.endpoint)
+		fmt.Fprintf(w, "\nSpans were sent to %s over OTLP/HTTP (service %s).\n", t.endpoint, t.service)
 		return
 	}
 	spans := t.rec.Ended()
