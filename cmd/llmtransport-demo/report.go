@@ -38,6 +38,17 @@ func report(w io.Writer, res *results) {
 	fmt.Fprintf(w, "P50, P95: call latency, retries and waits included. WASTED: requests sent after the same call got an answer\n")
 	fmt.Fprintf(w, "no retry can change (here 429 insufficient_quota); each costs the prompt's tokens again.\n")
 	fmt.Fprintf(w, "%s\n", tradeOff(with, without, res))
+	for _, name := range models {
+		a, b := res.with.models[name], res.without.models[name]
+		if a.calls > 0 && b.calls > 0 && float64(a.ok)/float64(a.calls) < float64(b.ok)/float64(b.calls) {
+			fmt.Fprintf(w, "Trade-off: on %s %s answered fewer calls than %s (%s vs %s)", name, res.with.name, res.without.name, a.rate(), b.rate())
+			if res.budgetRatio > 0 {
+				fmt.Fprintf(w, ": its retry budget (-retry-budget %.2f) refuses retries in a burst of failures, to spare an\n"+
+					"upstream in trouble; -retry-budget 0 turns it off, at the cost of more upstream requests", res.budgetRatio)
+			}
+			fmt.Fprintln(w, ".")
+		}
+	}
 	fmt.Fprintf(w, "%q emulates openai-go v3.96.0's default retries (2 retries, 0.5 s × 2^n backoff capped at 8 s with up to 25%% jitter,\n", res.without.name)
 	fmt.Fprintf(w, "Retry-After / retry-after-ms honoured up to 2 min, x-should-retry obeyed, 408/409/429/5xx and connection errors retried);\n")
 	fmt.Fprintf(w, "%q is the same client with its retries off over llmtransport, as the README's openai-go recipe says.\n", res.with.name)
@@ -113,14 +124,16 @@ Legend of the per-model tables:
 func tradeOff(with, without modelStats, res *results) string {
 	p95w, p95o := ms(with.percentile(0.95)), ms(without.percentile(0.95))
 	p50w, p50o := ms(with.percentile(0.5)), ms(without.percentile(0.5))
+	// worse reports a difference above timing noise: 10 % and 5 ms.
+	worse := func(a, b time.Duration) bool { return a > b+b/10 && a > b+5*time.Millisecond }
 	switch {
-	case p95w > p95o:
+	case worse(p95w, p95o):
 		return fmt.Sprintf("Trade-off: %s's p95 is higher (%v vs %v): it waits out the rate-limited model's hints and\n"+
 			"retries until it answers, where the SDK alone gives up or fails; the calls answered late are the slow tail.", res.with.name, p95w, p95o)
-	case p50w > p50o:
+	case worse(p50w, p50o):
 		return fmt.Sprintf("Trade-off: %s's p50 is higher (%v vs %v).", res.with.name, p50w, p50o)
 	}
-	return "Trade-off: none in this run: llmtransport is not slower at p50 or p95."
+	return fmt.Sprintf("Trade-off: none in this run: p50 %v vs %v, p95 %v vs %v (within 10 %% or 5 ms counts as even).", p50w, p50o, p95w, p95o)
 }
 
 // perCall is the upstream requests per call.
