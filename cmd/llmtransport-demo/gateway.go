@@ -12,9 +12,25 @@ const (
 	modelFlaky       = "claude-3-5-sonnet"
 	modelRateLimited = "gemini-2.0-flash"
 	modelDead        = "llama-3.1-70b"
+	modelNoQuota     = "o1-pro" // the account has no quota for it: 429 insufficient_quota, every time
 )
 
-var models = []string{modelHealthy, modelFlaky, modelRateLimited, modelDead}
+// loadModels are the models the load cycles through; every quotaEvery-th
+// call goes to modelNoQuota instead.
+var loadModels = []string{modelHealthy, modelFlaky, modelRateLimited, modelDead}
+
+// models are all the demo's models, in the order of the report.
+var models = append(loadModels[:len(loadModels):len(loadModels)], modelNoQuota)
+
+// quotaEvery: one call in quotaEvery is for modelNoQuota.
+const quotaEvery = 20
+
+// nonRetryable are the gateway's answers that no retry can turn into
+// success (by the gateway's construction, not by anyone's classifier): a
+// request sent after one of them, in the same call, is wasted.
+var nonRetryable = map[string]bool{
+	llmtransporttest.InsufficientQuota().Name(): true,
+}
 
 // newGateway starts a fake gateway with the demo's fault mix. Two gateways
 // made with the same cfg and start answer the same request sequence of a
@@ -44,6 +60,7 @@ func newGateway(cfg config, start time.Time) *llmtransporttest.Server {
 		llmtransporttest.WithScript(modelHealthy),
 		llmtransporttest.WithModel(modelFlaky, flaky),
 		llmtransporttest.WithModel(modelRateLimited, limited),
+		llmtransporttest.WithModel(modelNoQuota, func(int) llmtransporttest.Fault { return llmtransporttest.InsufficientQuota() }),
 		llmtransporttest.WithModel(modelDead, func(int) llmtransporttest.Fault {
 			if time.Now().Before(recovery) {
 				return down

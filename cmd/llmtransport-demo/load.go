@@ -4,17 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
-	"github.com/openai/openai-go/v3/packages/ssestream"
 
 	"github.com/llmtransport/llmtransport"
 	"github.com/llmtransport/llmtransport/llmtransporttest"
@@ -27,11 +21,12 @@ const callTimeout = 10 * time.Second
 // client is one way of calling the gateway, with its statistics.
 type client struct {
 	name      string
-	api       openai.Client
+	api       *sdk
 	transport bool // calls go through llmtransport
 	gw        *llmtransporttest.Server
 
 	calls, ok atomic.Int64 // for the progress lines
+	nextID    atomic.Int64 // numbers the calls, for the X-Demo-Call header
 	skipped   atomic.Int64 // calls not started: too many in flight
 
 	mu     sync.Mutex
@@ -53,21 +48,30 @@ type modelStats struct {
 	fallbackReasons map[string]int
 	latencies       []time.Duration
 	upstream        int            // requests the gateway received
+	wasted          int            // of them, sent after the same call got a non-retryable answer
 	gatewayFault    map[string]int // what the gateway answered them with
 }
 
-func newClient(name string, gw *llmtransporttest.Server, transport bool, opts ...option.RequestOption) *client {
+// newClient returns a client of gw whose requests go through rt, retried as
+// openai-go does up to maxRetries times.
+func newClient(name string, gw *llmtransporttest.Server, transport bool, rt http.RoundTripper, maxRetries int) *client {
 	c := &client{name: name, gw: gw, transport: transport, models: map[string]*modelStats{}}
 	for _, m := range models {
 		c.models[m] = &modelStats{classes: map[string]int{}, hintSources: map[string]int{}, gatewayFault: map[string]int{}, fallbackReasons: map[string]int{}}
 	}
-	base := []option.RequestOption{option.WithBaseURL(gw.URL + "/v1/"), option.WithAPIKey("sk-demo")}
-	c.api = openai.NewClient(append(base, opts...)...)
+	c.api = &sdk{baseURL: gw.URL + "/v1", httpClient: &http.Client{Transport: rt}, maxRetries: maxRetries}
 	return c
 }
 
+// withoutTransport returns the client that retries as openai-go does by
+// default (2 retries), over http.DefaultTransport.
+func withoutTransport(gw *llmtransporttest.Server) *client {
+	return newClient("SDK alone", gw, false, http.DefaultTransport, sdkMaxRetries)
+}
+
 // withTransport returns the client that calls through llmtransport, with
-// openai-go's own retries off.
+// the SDK's own retries off, as the README's openai-go recipe says
+// (option.WithMaxRetries(0)).
 func withTransport(gw *llmtransporttest.Server, tr *tracing, cfg config) *client {
 	var c *client
 	t := llmtransport.New(nil,
@@ -82,9 +86,7 @@ func withTransport(gw *llmtransporttest.Server, tr *tracing, cfg config) *client
 		llmtransport.WithFallbacks(fallbacks),
 		llmtransport.WithOnFallback(func(ev llmtransport.FallbackEvent) { c.fellBack(ev) }),
 	)
-	c = newClient("openai-go + llmtransport", gw, true,
-		option.WithHTTPClient(&http.Client{Transport: t}),
-		option.WithMaxRetries(0))
+	c = newClient("SDK + llmtransport", gw, true, t, 0)
 	return c
 }
 
@@ -159,7 +161,10 @@ func (c *client) drive(ctx, parent context.Context, cfg config) {
 			return
 		case <-tick.C:
 		}
-		model, stream := models[k%len(models)], k%3 == 0
+		model, stream := loadModels[k%len(loadModels)], k%3 == 0
+		if k%quotaEvery == quotaEvery-1 {
+			model = modelNoQuota
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
@@ -182,30 +187,8 @@ func (c *client) call(parent context.Context, model string, stream bool) {
 		// retry events without it reading the body.
 		ctx = llmtransport.ContextWithModel(ctx, model)
 	}
-	params := openai.ChatCompletionNewParams{
-		Model:    model,
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello")},
-	}
 	start := time.Now()
-	var content string
-	var err error
-	if stream {
-		s := c.api.Chat.Completions.NewStreaming(ctx, params)
-		var b strings.Builder
-		for s.Next() {
-			if ch := s.Current(); len(ch.Choices) > 0 {
-				b.WriteString(ch.Choices[0].Delta.Content)
-			}
-		}
-		content, err = b.String(), s.Err()
-		s.Close()
-	} else {
-		var cc *openai.ChatCompletion
-		cc, err = c.api.Chat.Completions.New(ctx, params)
-		if err == nil && len(cc.Choices) > 0 {
-			content = cc.Choices[0].Message.Content
-		}
-	}
+	content, err := c.api.chat(ctx, model, stream, fmt.Sprintf("%s-%d", c.name, c.nextID.Add(1)))
 	elapsed := time.Since(start)
 
 	c.calls.Add(1)
@@ -232,15 +215,14 @@ func (c *client) call(parent context.Context, model string, stream bool) {
 // failureClass names what a failed call ended with.
 func failureClass(err error) string {
 	var (
-		oe *openai.Error
-		se *ssestream.StreamError
+		ae *apiError
+		se *streamError
 	)
 	switch {
 	case errors.Is(err, llmtransport.ErrCircuitOpen):
 		return "circuit_open"
-	case errors.As(err, &oe) && oe.Response != nil:
-		body, _ := io.ReadAll(io.LimitReader(oe.Response.Body, 64<<10))
-		return llmtransport.Classify(oe.Response, body).Class.String()
+	case errors.As(err, &ae):
+		return llmtransport.Classify(ae.Response, ae.Body).Class.String()
 	case errors.As(err, &se):
 		return "stream_error"
 	case errors.Is(err, context.DeadlineExceeded):
@@ -253,10 +235,20 @@ func failureClass(err error) string {
 func (c *client) collect() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	doomed := map[string]bool{} // calls that got a non-retryable answer
 	for _, r := range c.gw.Log() {
-		if m, ok := c.models[r.Model]; ok {
-			m.upstream++
-			m.gatewayFault[r.Fault]++
+		m, ok := c.models[r.Model]
+		if !ok {
+			continue
+		}
+		m.upstream++
+		m.gatewayFault[r.Fault]++
+		call := r.Header.Get(callHeader)
+		if doomed[call] {
+			m.wasted++
+		}
+		if nonRetryable[r.Fault] {
+			doomed[call] = true
 		}
 	}
 }
@@ -273,6 +265,7 @@ func (c *client) totals() (t modelStats) {
 		t.retries += m.retries
 		t.hinted += m.hinted
 		t.upstream += m.upstream
+		t.wasted += m.wasted
 		t.fallbacks += m.fallbacks
 		t.latencies = append(t.latencies, m.latencies...)
 	}

@@ -1,25 +1,29 @@
 // Command llmtransport-demo shows llmtransport at work, with no set-up.
 //
 // It starts two identical fake gateways on 127.0.0.1 (package
-// llmtransporttest) serving four models: one healthy, one flaky (5xx, 529,
+// llmtransporttest) serving five models: one healthy, one flaky (5xx, 529,
 // HTML 502, connection resets, error-first streams), one rate-limited
-// (429s with every kind of wait hint) and one dead for the first half of the
-// run. It then drives the same concurrent chat load through openai-go twice
-// at once: with llmtransport under it (openai-go's own retries off), and
-// with openai-go alone (its default retries). The transport has fallback
+// (429s with every kind of wait hint), one dead for the first half of the
+// run, and one the account has no quota for (one call in 20). It then
+// drives the same concurrent chat load through a small chat client twice
+// at once: with llmtransport under it (the client's own retries off), and
+// alone, retrying as openai-go v3.96.0 does by default (sdk.go). The demo
+// does not use openai-go itself, whose compile alone takes ~45 s and
+// 2.6 GB on a fresh machine; llmtransport with the real openai-go is
+// tested in integration/. The transport has fallback
 // chains: a call for the down or the flaky model that its model cannot
 // answer (circuit open, retries spent) is answered by the healthy model. It
-// prints progress while it runs and a summary at the end: per model, calls,
-// the share answered, upstream requests (a fallback's are counted under
-// the model that got them), p50 and p95, the classes of the failures seen,
-// the server wait hints honoured, the calls refused by an open circuit and
-// the fallbacks; overall, the answered rate with and without the
-// transport.
+// prints progress while it runs, then the headline (answered, upstream
+// requests per call, p50 and p95, requests wasted on retries of answers no
+// retry can change, and the trade-off), the details per model and a
+// legend.
 //
 // If OTEL_EXPORTER_OTLP_ENDPOINT is set (for instance to a local Jaeger,
-// http://localhost:4318), the transport's spans are exported there over
-// OTLP/HTTP. Otherwise the spans are kept in memory and the span tree of
-// one retried call is printed.
+// http://localhost:4318) and the demo is built with -tags otlp, the
+// transport's spans are exported there over OTLP/HTTP, under service
+// llmtransport-demo or OTEL_SERVICE_NAME. Otherwise the spans are kept in
+// memory and the span tree of one retried call is printed. (The default
+// build leaves the exporter out: it brings gRPC and protobuf.)
 //
 // Usage:
 //

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmtransport/llmtransport/llmtransporttest"
 )
 
 // TestRun runs the demo briefly, as CI's proof that it works.
@@ -26,13 +30,21 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: the gateway saw %d requests for %d calls", c.name, tot.upstream, tot.calls)
 		}
 	}
+	// The no-quota model: the SDK alone sends each call 3 times (openai-go
+	// retries every 429), llmtransport once.
+	if q := res.without.models[modelNoQuota]; q.calls == 0 || q.wasted != 2*q.calls || q.ok != 0 {
+		t.Errorf("SDK alone, %s: %d calls, %d ok, %d wasted requests; want some calls, none ok, 2 wasted per call", modelNoQuota, q.calls, q.ok, q.wasted)
+	}
+	if w := res.with.totals().wasted; w != 0 {
+		t.Errorf("SDK + llmtransport: %d wasted requests, want 0", w)
+	}
 	// Both clients start calls on their own tickers: one call either way.
 	a := res.with.totals().calls + int(res.with.skipped.Load())
 	b := res.without.totals().calls + int(res.without.skipped.Load())
 	if a < b-1 || a > b+1 {
 		t.Errorf("the clients got different loads: %d and %d calls", a, b)
 	}
-	for _, want := range []string{"llmtransport demo:", "[", "== openai-go + llmtransport", "== openai-go alone", "== overall ==", modelDead} {
+	for _, want := range []string{"llmtransport demo:", "[", "== Headline", "emulates openai-go", "== SDK + llmtransport", "== SDK alone", "Legend", modelDead, modelNoQuota} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -53,5 +65,82 @@ func TestConfigValidate(t *testing.T) {
 		if err := bad.validate(); err == nil {
 			t.Errorf("config %+v: got no error", bad)
 		}
+	}
+}
+
+// TestSDKRetryPolicy checks that the demo's client retries as openai-go
+// v3.96.0 does: which answers, how long it waits, and how many times.
+func TestSDKRetryPolicy(t *testing.T) {
+	resp := func(status int, kv ...string) *http.Response {
+		r := &http.Response{StatusCode: status, Header: http.Header{}}
+		for i := 0; i < len(kv); i += 2 {
+			r.Header.Set(kv[i], kv[i+1])
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		res  *http.Response
+		want bool
+	}{
+		{nil, true}, // a connection error
+		{resp(408), true}, {resp(409), true}, {resp(429), true}, {resp(500), true}, {resp(529), true},
+		{resp(400), false}, {resp(401), false}, {resp(404), false},
+		{resp(500, "x-should-retry", "false"), false},
+		{resp(400, "x-should-retry", "true"), true},
+	} {
+		status := 0
+		if tc.res != nil {
+			status = tc.res.StatusCode
+		}
+		if got := shouldRetry(tc.res, nil); got != tc.want {
+			t.Errorf("shouldRetry(%d %v) = %t, want %t", status, tc.res, got, tc.want)
+		}
+	}
+	for n, base := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
+		for range 50 {
+			d, ok := retryDelay(resp(500), n)
+			if !ok || d > base || d <= base*3/4 {
+				t.Fatalf("retryDelay after %d retries = %v, %t; want in (%v, %v]", n, d, ok, base*3/4, base)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		res   *http.Response
+		want  time.Duration
+		retry bool
+	}{
+		{resp(429, "Retry-After-Ms", "150"), 150 * time.Millisecond, true},
+		{resp(429, "Retry-After-Ms", "150", "Retry-After", "5"), 150 * time.Millisecond, true},
+		{resp(429, "Retry-After", "1.5"), 1500 * time.Millisecond, true},
+		{resp(429, "Retry-After", "120"), 2 * time.Minute, true},
+		{resp(429, "Retry-After", "121"), 0, false}, // above openai-go's cap: no retry
+		{resp(429, "Retry-After", strconv.Itoa(3600)), 0, false},
+	} {
+		d, ok := retryDelay(tc.res, 0)
+		if d != tc.want || ok != tc.retry {
+			t.Errorf("retryDelay(%v) = %v, %t; want %v, %t", tc.res.Header, d, ok, tc.want, tc.retry)
+		}
+	}
+
+	gw := llmtransporttest.NewServer(llmtransporttest.WithScript("m",
+		llmtransporttest.NewAPIError(500, "do_request_failed", "upstream error"),
+		llmtransporttest.RateLimited(llmtransporttest.RetryAfterMs, 10*time.Millisecond),
+		llmtransporttest.ResetBeforeHeaders(),
+		llmtransporttest.InsufficientQuota()))
+	defer gw.Close()
+	c := &sdk{baseURL: gw.URL + "/v1", httpClient: &http.Client{}, maxRetries: sdkMaxRetries}
+	if _, err := c.chat(t.Context(), "m", false, "1"); err == nil {
+		t.Fatal("three faults in a row: got no error")
+	}
+	if got := gw.Requests("m"); got != 3 {
+		t.Errorf("got %d requests, want 1 + 2 retries", got)
+	}
+	// openai-go retries a 429 whatever its code, insufficient_quota too.
+	if _, err := c.chat(t.Context(), "m", false, "2"); err != nil || gw.Requests("m") != 5 {
+		t.Errorf("insufficient_quota then OK: got %v after %d requests in all, want success after 5", err, gw.Requests("m"))
+	}
+	text, err := c.chat(t.Context(), "m", true, "3")
+	if err != nil || text != llmtransporttest.DefaultReply {
+		t.Errorf("stream: got %q, %v; want %q", text, err, llmtransporttest.DefaultReply)
 	}
 }

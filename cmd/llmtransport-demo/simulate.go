@@ -11,6 +11,7 @@ import (
 // results are the two clients after a run.
 type results struct {
 	with, without *client
+	budgetRatio   float64 // the transport's retry budget ratio
 }
 
 // simulate runs the demo: two gateways, the same load through both clients
@@ -29,8 +30,9 @@ func simulate(ctx context.Context, cfg config, w io.Writer) (*results, error) {
 	defer gwWithout.Close()
 
 	res := &results{
-		with:    withTransport(gwWith, tr, cfg),
-		without: newClient("openai-go alone", gwWithout, false),
+		with:        withTransport(gwWith, tr, cfg),
+		without:     withoutTransport(gwWithout),
+		budgetRatio: cfg.budgetRatio,
 	}
 	fmt.Fprintf(w, "llmtransport demo: %v of load, %d callers per client, each starting a call every %v, fault rate %.2f, seed %d, retry budget %.2f\n",
 		cfg.duration, cfg.concurrency, pace, cfg.faultRate, cfg.seed, cfg.budgetRatio)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -18,23 +17,42 @@ import (
 )
 
 // tracing is where the transport's spans go: to an OTLP/HTTP endpoint when
-// OTEL_EXPORTER_OTLP_ENDPOINT is set, else to memory.
+// OTEL_EXPORTER_OTLP_ENDPOINT is set (in a build with -tags otlp: the
+// exporter brings gRPC and protobuf, which would double the first build's
+// time), else to memory.
 type tracing struct {
 	tp       *sdktrace.TracerProvider
 	rec      *tracetest.SpanRecorder // nil when exporting
 	endpoint string
+	service  string // the service.name the spans are exported under
+	note     string // printed with the span tree
+}
+
+func serviceName(res *resource.Resource) string {
+	v, _ := res.Set().Value("service.name")
+	return v.AsString()
 }
 
 func setupTracing(ctx context.Context) (*tracing, error) {
-	res := resource.NewSchemaless(attribute.String("service.name", "llmtransport-demo"))
+	// service.name is llmtransport-demo unless OTEL_SERVICE_NAME (or
+	// OTEL_RESOURCE_ATTRIBUTES) names another.
+	res, err := resource.Merge(resource.NewSchemaless(attribute.String("service.name", "llmtransport-demo")), resource.Environment())
+	if err != nil {
+		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
 	if ep := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
 		// The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_HEADERS…)
 		// from the environment.
-		exp, err := otlptracehttp.New(ctx)
+		exp, err := newOTLPExporter(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("OTLP exporter: %w", err)
+			return nil, err
 		}
-		return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), endpoint: ep}, nil
+		if exp == nil {
+			rec := tracetest.NewSpanRecorder()
+			return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(res)), rec: rec,
+				note: "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no OTLP exporter (`go run -tags otlp .`): the spans stayed in memory."}, nil
+		}
+		return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), endpoint: ep, service: serviceName(res)}, nil
 	}
 	rec := tracetest.NewSpanRecorder()
 	return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(res)), rec: rec}, nil
@@ -53,8 +71,11 @@ func (t *tracing) shutdown(ctx context.Context) error {
 // (a call that was retried), or says where the spans went.
 func (t *tracing) printTree(w io.Writer) {
 	if t.rec == nil {
-		fmt.Fprintf(w, "\nSpans were sent to %s over OTLP/HTTP (service llmtransport-demo).\n", t.endpoint)
+		fmt.Fprintf(w, "\nSpans were sent to %s over OTLP/HTTP (service %s).\n", t.endpoint, t.service)
 		return
+	}
+	if t.note != "" {
+		fmt.Fprintf(w, "\n%s\n", t.note)
 	}
 	spans := t.rec.Ended()
 	byTrace := map[trace.TraceID][]sdktrace.ReadOnlySpan{}
@@ -70,7 +91,7 @@ func (t *tracing) printTree(w io.Writer) {
 		fmt.Fprintln(w, "\nNo spans were recorded: this build of llmtransport records none yet.")
 		return
 	}
-	fmt.Fprintf(w, "\nSpan tree of one retried call (trace %s; set OTEL_EXPORTER_OTLP_ENDPOINT to send traces to Jaeger):\n", best)
+	fmt.Fprintf(w, "\nSpan tree of one retried call (trace %s; set OTEL_EXPORTER_OTLP_ENDPOINT and run with -tags otlp to send traces to Jaeger):\n", best)
 	tr := byTrace[best]
 	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
 	inTrace := map[trace.SpanID]bool{}
