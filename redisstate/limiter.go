@@ -161,14 +161,14 @@ func (s *State) Reserve(ctx context.Context, r llmtransport.Reservation) time.Du
 	if !s.cfg.limiter {
 		return 0
 	}
-	var args [4 * 4]any
+	dims := [...]llmtransport.RateCost{r.Requests, r.Tokens, r.InputTokens, r.OutputTokens}
+	var use [len(dims)]bool
 	n, inc := 0, int64(0)
-	for i, d := range [...]llmtransport.RateCost{r.Requests, r.Tokens, r.InputTokens, r.OutputTokens} {
-		us := d.Window.Microseconds()
-		if d.Limit <= 0 || d.Cost <= 0 || d.Cost > d.Limit || us <= 0 || d.Window > maxWindow {
+	for i, d := range dims {
+		if d.Limit <= 0 || d.Cost <= 0 || d.Cost > d.Limit || d.Window < time.Microsecond || d.Window > maxWindow {
 			continue
 		}
-		args[4*n], args[4*n+1], args[4*n+2], args[4*n+3] = dimFields[i], d.Limit, us, d.Cost
+		use[i] = true
 		n++
 		inc = max(inc, int64(float64(d.Window)*float64(d.Cost)/float64(d.Limit)))
 	}
@@ -198,11 +198,17 @@ func (s *State) Reserve(ctx context.Context, r llmtransport.Reservation) time.Du
 	s.mu.Unlock()
 	defer l.reserves.Done()
 
+	args := make([]any, 0, 4*n)
+	for i, d := range dims {
+		if use[i] {
+			args = append(args, dimFields[i], d.Limit, d.Window.Microseconds(), d.Cost)
+		}
+	}
 	rkey := s.keys.limitKey(r.Host, r.Model, r.Credential)
 	var wait int64
 	err := s.callIn(l.slots, ctx, func(ctx context.Context) error {
 		var err error
-		wait, err = reserveScript.Run(ctx, s.client, []string{rkey}, args[:4*n]...).Int64()
+		wait, err = reserveScript.Run(ctx, s.client, []string{rkey}, args...).Int64()
 		return err
 	})
 	switch {
