@@ -2,11 +2,15 @@ package redisstate
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/llmtransport/llmtransport"
+	"github.com/llmtransport/llmtransport/llmtransporttest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -119,4 +123,47 @@ func BenchmarkReserve(b *testing.B) {
 			off.Reserve(ctx, benchReservation("off"))
 		}
 	})
+}
+
+// BenchmarkLimiterTransport is a chat call through a Transport with pacing
+// and shared state, over loopback to llmtransporttest's gateway (whose
+// limit is never reached), without and with the limiter: the difference
+// is the limiter's round trip as a request sees it.
+func BenchmarkLimiterTransport(b *testing.B) {
+	addr := needRedis(b)
+	gw := llmtransporttest.NewServer(llmtransporttest.WithRateLimit(llmtransporttest.RateLimit{Requests: 1 << 30, Tokens: 1 << 30, Window: time.Minute}))
+	defer gw.Close()
+	body := `{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
+	for _, limiter := range []bool{false, true} {
+		name := "pacing"
+		opts := []Option{WithNamespace("bench-transport"), WithTimeout(time.Second)}
+		if limiter {
+			name, opts = "pacing+limiter", append(opts, WithLimiter())
+		}
+		b.Run(name, func(b *testing.B) {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			defer c.Close()
+			s := New(c, opts...)
+			defer s.Close()
+			base := http.DefaultTransport.(*http.Transport).Clone()
+			defer base.CloseIdleConnections()
+			rt := llmtransport.New(base, llmtransport.WithPacing(), llmtransport.WithSharedState(s))
+			defer rt.Close()
+			send := func() {
+				req, _ := http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer sk-bench")
+				resp, err := rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			send() // pacing learns the rate
+			b.ReportAllocs()
+			for b.Loop() {
+				send()
+			}
+		})
+	}
 }
