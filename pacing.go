@@ -109,7 +109,7 @@ func (c *call) paceWait() error {
 			}
 			fleet = true
 		}
-		if waited+w > c.t.cfg.maxRetryWait || !fits(c.ctx, w) {
+		if waited+w > c.maxRetryWait() || !fits(c.ctx, w) {
 			c.trace.paced(w, false, fleet)
 			if !fleet {
 				tk = p.Reserve(key, *cost, now)
