@@ -10,12 +10,14 @@ import (
 // rate limit or dead model protects all the others. The transport never
 // waits for it: holds are published without blocking and received in the
 // background, and a request never makes a round trip to the store, save the
-// half-open probe of a circuit held by the fleet (see Lease). Package
-// github.com/llmtransport/llmtransport/redisstate implements it on Redis.
+// half-open probe of a circuit held by the fleet (see Lease), and the
+// fleet's rate limiter when the implementation has one and it is on (see
+// [SharedLimiter]). Package github.com/llmtransport/llmtransport/redisstate
+// implements it on Redis.
 //
 // Only what a server said is shared — a rate limit's wait, a circuit opened
-// by server-classified failures, its release — never counts, windows,
-// messages or credentials. Every duration is relative (no clock is compared
+// by server-classified failures, its release — never counts (save by a
+// SharedLimiter), windows, messages or credentials. Every duration is relative (no clock is compared
 // across hosts), and a hold only ever extends: a shorter one never
 // shortens a longer one.
 //
@@ -112,12 +114,15 @@ type Hold struct {
 // Before each attempt that its own pacing admits, and for which pacing has
 // learned a rate, the transport asks Reserve. A wait it returns is waited
 // like pacing's own (all of an attempt's pacing waits together at most
-// [WithMaxRetryWait], none past the deadline), then the transport asks
-// pacing and Reserve again; a wait past those bounds is not taken: the
-// attempt goes at once, counted by neither, and the server decides. Each
-// wait is a "paced" span event and a point of [MetricPacingWait] with
-// llm.pacing.source "fleet". Nothing learned (no rate-limit headers yet,
-// none believable) means no call: unknown never paces.
+// [WithMaxRetryWait] or the request's [RequestMaxRetryWait], none past the
+// deadline), then the transport asks pacing and Reserve again; a wait past
+// those bounds is not taken: the attempt goes at once, counted by pacing
+// but not by the limiter, and the server decides. Each wait is a "paced"
+// span event and a point of [MetricPacingWait] with llm.pacing.source
+// "fleet". Nothing learned (no rate-limit headers yet, none believable)
+// means no call: unknown never paces. What Reserve counted is never given
+// back: an attempt its circuit then refuses, or whose caller gives up,
+// has used its place.
 type SharedLimiter interface {
 	// Reserve counts r's costs against the fleet's rates of r's host,
 	// model and credential, and returns 0, when every dimension of r has
@@ -157,8 +162,8 @@ type RateCost struct {
 	// the dimension: at most the window's length (the time left of a fixed
 	// window, or the time a bucket takes to refill what was used), so
 	// that Limit per Window is never a slower rate than the server's. It
-	// starts short, the rate high, and lengthens to the
-	// server's window as the fleet's use of the limit grows.
+	// starts short, the rate high, and lengthens to the server's window
+	// as the fleet's use of the limit grows.
 	Window time.Duration
 	// Cost is the request's estimated cost (see [WithPacing]): 1 request;
 	// its tokens. It is never above Limit: a request that costs more
