@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/llmtransport/llmtransport"
-	"github.com/llmtransport/llmtransport/internal/hint"
 	"github.com/llmtransport/llmtransport/llmtransporttest"
 	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -76,8 +75,8 @@ func runFleet(t *testing.T, addr, ns string, l llmtransporttest.RateLimit, limit
 		t.Fatal(err)
 	}
 	probe.Body.Close()
-	reset, ok := hint.ParseDuration(probe.Header.Get("X-Ratelimit-Reset-Requests"))
-	if !ok {
+	reset, err := time.ParseDuration(probe.Header.Get("X-Ratelimit-Reset-Requests")) // a Go duration, as OpenAI's
+	if err != nil {
 		t.Fatalf("probe: no reset in %v", probe.Header)
 	}
 	start := gw.Log()[len(gw.Log())-1].Time.Add(reset)
