@@ -48,7 +48,8 @@ const (
 	// ([WithPacing]) asked for before attempts, by host, model and
 	// llm.pacing.waited: true when the attempt waited, false when the wait
 	// was past [WithMaxRetryWait] or the deadline and the attempt went at
-	// once.
+	// once; and llm.pacing.source: "local" (this transport's pacing) or
+	// "fleet" (the fleet's limiter, [SharedLimiter]).
 	MetricPacingWait = "llm.client.pacing.wait.duration"
 	// MetricOperationDuration is the OpenTelemetry GenAI histogram of the
 	// calls' durations (in seconds), from the call's start until the
@@ -197,11 +198,11 @@ func (m *metrics) streamError(ctx context.Context, host, model string, c Class) 
 	m.streamErrors.Add(ctx, 1, metric.WithAttributes(append(target(host, model), keyClass.String(c.String()))...))
 }
 
-func (m *metrics) paced(ctx context.Context, host, model string, d time.Duration, waited bool) {
+func (m *metrics) paced(ctx context.Context, host, model string, d time.Duration, waited, fleet bool) {
 	if m.pacingWait == nil || !m.pacingWait.Enabled(ctx) {
 		return
 	}
-	m.pacingWait.Record(ctx, d.Seconds(), metric.WithAttributes(append(target(host, model), keyPacingWaited.Bool(waited))...))
+	m.pacingWait.Record(ctx, d.Seconds(), metric.WithAttributes(append(target(host, model), keyPacingWaited.Bool(waited), pacingSource(fleet))...))
 }
 
 // timing reports whether h records: then, and only then, is a start time

@@ -208,9 +208,17 @@ func WithoutCooldowns() Option {
 // [Transport.Limits] returns what was learned. Pacing costs one scan of
 // the body's top level (the model scan otherwise stops at "model") and a
 // few arithmetic steps under a per-key lock per attempt; at most 16,384
-// keys are tracked (~9 MB), and a key beyond them is not paced. It paces
-// the requests of one Transport only: processes that share a limit do not
-// see each other's requests, except through what the server reports.
+// keys are tracked (~9 MB), and a key beyond them is not paced.
+//
+// It paces the requests of one Transport only: processes that share a
+// limit do not see each other's requests, except through what the server
+// reports. With [WithSharedState] on a state that implements
+// [SharedLimiter] (redisstate with redisstate.WithLimiter), a fleet-wide
+// limiter counts every process's requests against the rates learned here,
+// at the price of one round trip to the store per attempt that pacing
+// admits once a rate is known; its waits follow the rules above, and a
+// store that fails or does not answer within its timeout lets the request
+// go (see SharedLimiter).
 func WithPacing() Option {
 	return func(c *config) { c.pacing = true }
 }
@@ -472,6 +480,14 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // [WithoutCircuitBreaker], open holds are neither. Give each Transport of
 // a process its own s, or share one Transport: the fleet knows processes
 // by their s, and two Transports on one s both probe.
+//
+// With [WithPacing], and s implementing [SharedLimiter] (switched on in
+// redisstate by redisstate.WithLimiter), the fleet also shares a rate
+// limiter: before each attempt its pacing admits, the transport asks
+// s.Reserve, one round trip to the store, and waits what it answers
+// within the same rules as pacing's own waits: requests then do wait for
+// the store, each at most the implementation's timeout (a store that
+// fails or is slow lets them go).
 func WithSharedState(s SharedState) Option {
 	return func(c *config) { c.shared = s }
 }

@@ -80,12 +80,14 @@ func (c *call) pacePrepare() {
 // paceKey is the key of the call's current attempt.
 func (c *call) paceKey() cooldownKey { return cooldownKey{c.key, c.paced.cred} }
 
-// pace waits, before an attempt, until the pacer admits it, and takes its
+// pace waits, before an attempt, until the pacer admits it, and the
+// fleet's limiter too when there is one ([SharedLimiter]), and takes its
 // reservation. A wait that would go past [WithMaxRetryWait] (all of the
 // attempt's pacing waits together) or past the request's deadline is not
 // taken: the attempt is sent at once with a reservation all the same
-// (pacing.Pacer.Reserve), and the server decides. It returns the context's
-// error when the caller gives up during a wait; nothing is held then.
+// (pacing.Pacer.Reserve; the limiter is not asked again), and the server
+// decides. It returns the context's error when the caller gives up during
+// a wait; nothing is held then.
 func (c *call) pace() error {
 	if !c.paced.on {
 		return nil
@@ -99,21 +101,56 @@ func (c *call) paceWait() error {
 	for {
 		now := time.Now()
 		w, tk := p.Admit(key, *cost, now)
+		fleet := false
 		if w == 0 {
+			if w = c.fleetWait(tk); w == 0 {
+				c.paced.tk, c.paced.held = tk, true
+				return nil
+			}
+			fleet = true
+		}
+		if waited+w > c.maxRetryWait() || !fits(c.ctx, w) {
+			c.trace.paced(w, false, fleet)
+			if !fleet {
+				tk = p.Reserve(key, *cost, now)
+			}
 			c.paced.tk, c.paced.held = tk, true
 			return nil
 		}
-		if waited+w > c.t.cfg.maxRetryWait || !fits(c.ctx, w) {
-			c.trace.paced(w, false)
-			c.paced.tk, c.paced.held = p.Reserve(key, *cost, now), true
-			return nil
+		if fleet {
+			tk.Release() // admitted again after the wait
 		}
-		c.trace.paced(w, true)
+		c.trace.paced(w, true, fleet)
 		if err := sleep(c.ctx, w); err != nil {
 			return err
 		}
 		waited += w
 	}
+}
+
+// fleetWait asks the fleet's limiter for the attempt that the pacer just
+// admitted with tk, and returns the wait it answers: 0 without a limiter,
+// when the pacer has learned no rate of the key, or when the limiter
+// counted the attempt.
+func (c *call) fleetWait(tk pacing.Ticket) time.Duration {
+	l := c.t.limiter
+	if l == nil {
+		return 0
+	}
+	rates := tk.Rates()
+	r := Reservation{Host: c.key.host, Model: c.key.model, Credential: c.paced.cred}
+	known := false
+	for i, d := range [pacing.NumDims]*RateCost{&r.Requests, &r.Tokens, &r.InputTokens, &r.OutputTokens} {
+		rate, cost := rates[i], c.paced.cost[i]
+		if rate.Known() && cost > 0 && cost <= rate.Limit {
+			*d = RateCost{Limit: rate.Limit, Window: rate.Window, Cost: cost}
+			known = true
+		}
+	}
+	if !known {
+		return 0
+	}
+	return max(l.Reserve(c.ctx, r), 0)
 }
 
 // paceRelease gives the reservation back: the attempt was not sent (the
@@ -212,15 +249,24 @@ const (
 	eventPaced      = "paced"
 	keyPacingWait   = attribute.Key("llm.pacing.wait")   // seconds
 	keyPacingWaited = attribute.Key("llm.pacing.waited") // false: past the cap or deadline, sent at once
+	keyPacingSource = attribute.Key("llm.pacing.source") // "local" or "fleet" (SharedLimiter)
 )
+
+// pacingSource returns the llm.pacing.source of a wait.
+func pacingSource(fleet bool) attribute.KeyValue {
+	if fleet {
+		return keyPacingSource.String("fleet")
+	}
+	return keyPacingSource.String("local")
+}
 
 // paced records a pacing wait of d before an attempt: waited, or not
 // waited for because it was past the cap or the deadline (the attempt went
-// at once).
-func (c *callTrace) paced(d time.Duration, waited bool) {
-	c.t.m.paced(c.ctx, c.host, c.model, d, waited)
+// at once); asked for by the fleet's limiter, or by this transport's pacer.
+func (c *callTrace) paced(d time.Duration, waited, fleet bool) {
+	c.t.m.paced(c.ctx, c.host, c.model, d, waited, fleet)
 	if c.st == nil {
 		return
 	}
-	c.st.AddEvent(eventPaced, trace.WithAttributes(keyPacingWait.Float64(d.Seconds()), keyPacingWaited.Bool(waited)))
+	c.st.AddEvent(eventPaced, trace.WithAttributes(keyPacingWait.Float64(d.Seconds()), keyPacingWaited.Bool(waited), pacingSource(fleet)))
 }

@@ -133,6 +133,33 @@ func TestPacingWaitPastCapOrDeadline(t *testing.T) {
 	}
 }
 
+// RequestMaxRetryWait bounds a request's pacing waits in place of
+// WithMaxRetryWait, as it does its other waits.
+func TestPacingRequestMaxRetryWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+			return response(200, `{"id":"x"}`, limitHeaders("10", "0", "10s")...), nil
+		}}
+		tr := New(f, WithPacing())
+		if st, err := pacedSend(t, tr, t.Context(), pacedBody); err != nil || st != 200 {
+			t.Fatalf("got %d, %v", st, err)
+		}
+		ctx := WithRequestOptions(t.Context(), RequestMaxRetryWait(time.Second))
+		if st, err := pacedSend(t, tr, ctx, pacedBody); err != nil || st != 200 {
+			t.Fatalf("got %d, %v", st, err)
+		}
+		if g := f.gap(1); g != 0 {
+			t.Errorf("a request with RequestMaxRetryWait(1s) waited %v for a 10 s window, want no wait", g)
+		}
+		if st, err := pacedSend(t, tr, t.Context(), pacedBody); err != nil || st != 200 {
+			t.Fatalf("got %d, %v", st, err)
+		}
+		if g := f.gap(2); g != 10*time.Second {
+			t.Errorf("a request without it waited %v, want the 10 s window", g)
+		}
+	})
+}
+
 // Unknown or absurd headers never pace.
 func TestPacingUnknownHeadersNeverPace(t *testing.T) {
 	for name, kv := range map[string][]string{

@@ -61,9 +61,10 @@ type Transport struct {
 	cooldowns *cooldowns
 	tracer    *tracer
 
-	stopWatch func()    // ends the fleet subscription (WithSharedState); nil: none
-	closeOnce sync.Once // Close
-	pacer     *pacer    // nil: pacing is off (pacing.go)
+	stopWatch func()        // ends the fleet subscription (WithSharedState); nil: none
+	closeOnce sync.Once     // Close
+	pacer     *pacer        // nil: pacing is off (pacing.go)
+	limiter   SharedLimiter // nil: none (pacing.go)
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -84,6 +85,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		tracer:    newTracer(cfg.tracing),
 		circuits:  newCircuits(cfg.breaker),
 		pacer:     newPacer(cfg.pacing),
+	}
+	if l, ok := cfg.shared.(SharedLimiter); ok && t.pacer != nil {
+		t.limiter = l
 	}
 	if t.classify == nil {
 		t.classify = Classify

@@ -70,4 +70,17 @@ func TestClusterClient(t *testing.T) {
 	if n := admin.Get(ctx, a.keys.epoch).Val(); n == "" {
 		t.Fatal("no epoch token: the publish script never ran")
 	}
+
+	// The limiter's script through the cluster client: a denial proves it
+	// ran (a failure would admit, failing open).
+	l := newState(t, newCluster(), WithLimiter())
+	r := twoPer10s("m")
+	for range 2 {
+		if w := l.Reserve(ctx, r); w != 0 {
+			t.Fatalf("reserve of 2 per 10 s: wait %v", w)
+		}
+	}
+	if w := l.Reserve(ctx, r); w <= 0 {
+		t.Fatal("the third reserve of 2 per 10 s was admitted: the limiter's script did not run")
+	}
 }

@@ -13,7 +13,8 @@
 //
 // # What goes through Redis
 //
-// A request never waits for Redis. Publish puts a hold in a bounded queue
+// Without WithLimiter, a request never waits for Redis (save the probe
+// lease below). Publish puts a hold in a bounded queue
 // (DefaultQueueSize) and returns; one sender goroutine, alive only while
 // the queue is not empty, writes each hold with one Lua script that stores
 // it extend-only — a key that already lives at least as long is kept, and
@@ -32,6 +33,21 @@
 // KEYS do not list, which Redis allows within one slot). The key, value
 // and message formats are in format.go. A credential appears only as its
 // keyed fingerprint (see [WithSecret]).
+//
+// # Limiter
+//
+// With [WithLimiter] (off by default) a State also implements
+// [llmtransport.SharedLimiter]: a Transport with WithPacing asks
+// [State.Reserve] before each attempt once pacing has learned a rate from
+// the rate-limit headers, and the replicas of a namespace together keep
+// within it — at the price of one Redis round trip (one EVALSHA) per
+// attempt. The script is a GCRA with a cost per request, on Redis's clock
+// (TIME), over one hash per (host, model, credential fingerprint):
+// llmt:{NS}:rl:HOST:MODEL:CRED. While Redis has denied a key, the State
+// answers its further reserves from memory (a negative cache), spacing
+// its waiters by their emission interval. A call that fails or times out
+// admits the request and pauses the limiter for DefaultPauseAfterError.
+// See limiter.go and [State.Reserve].
 //
 // # Failure
 //
@@ -65,5 +81,6 @@
 // # Metrics
 //
 // With [WithMeterProvider]: MetricPublished, MetricReceived, MetricDropped,
-// MetricErrors and MetricLag (see their docs).
+// MetricErrors, MetricLag and, with the limiter, MetricReserves (see
+// their docs).
 package redisstate

@@ -3,6 +3,7 @@ package redisstate_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -56,4 +57,33 @@ func Example() {
 	// Output:
 	// cooldown api.openai.com gpt-4o rate_limited true
 	// true false true
+}
+
+// The fleet's rate limiter: each replica's Transport, with pacing, asks
+// its State before every attempt once pacing has learned the rate from the
+// rate-limit headers — one Redis round trip per attempt — and the
+// replicas of a namespace together keep within it. Here the two replicas'
+// reserves are made by hand, for a key whose headers said 2 requests per
+// minute.
+func ExampleWithLimiter() {
+	client := redis.NewClient(&redis.Options{Addr: os.Getenv("REDIS_ADDR")})
+	defer client.Close()
+	ns := fmt.Sprint("example-limiter-", time.Now().UnixNano()) // one namespace per quota; here, per run
+
+	a := redisstate.New(client, redisstate.WithNamespace(ns), redisstate.WithLimiter())
+	defer a.Close()
+	b := redisstate.New(client, redisstate.WithNamespace(ns), redisstate.WithLimiter())
+	defer b.Close()
+	rt := llmtransport.New(http.DefaultTransport, llmtransport.WithPacing(), llmtransport.WithSharedState(a))
+	defer rt.Close() // replica a's Transport: it calls a.Reserve itself
+
+	ctx := context.Background()
+	r := llmtransport.Reservation{Host: "api.openai.com", Model: "gpt-4o", Credential: a.Fingerprint("sk-..."),
+		Requests: llmtransport.RateCost{Limit: 2, Window: time.Minute, Cost: 1}}
+	fmt.Println(a.Reserve(ctx, r), b.Reserve(ctx, r)) // the limit's two requests, one from each replica
+	w := a.Reserve(ctx, r)                            // the third waits for the rate: half a minute
+	fmt.Println(w > 29*time.Second && w <= 30*time.Second)
+	// Output:
+	// 0s 0s
+	// true
 }

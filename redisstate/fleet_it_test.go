@@ -84,9 +84,16 @@ func (c asClient) RoundTrip(r *http.Request) (*http.Response, error) {
 // ""). setup, when not nil, sees the tap before the Transport subscribes.
 func newReplica(t testing.TB, name, url, addr, ns string, setup func(*tap), opts ...llmtransport.Option) *replica {
 	t.Helper()
+	return newReplicaWith(t, name, url, addr, ns, nil, setup, opts...)
+}
+
+// newReplicaWith is newReplica with options of the State (after a
+// namespace and a timeout of 1 s, which they may replace).
+func newReplicaWith(t testing.TB, name, url, addr, ns string, stateOpts []Option, setup func(*tap), opts ...llmtransport.Option) *replica {
+	t.Helper()
 	r := &replica{name: name, url: url, base: http.DefaultTransport.(*http.Transport).Clone()}
 	if addr != "" {
-		st := New(newClient(t, addr), WithNamespace(ns), WithTimeout(time.Second))
+		st := New(newClient(t, addr), append([]Option{WithNamespace(ns), WithTimeout(time.Second)}, stateOpts...)...)
 		t.Cleanup(func() { _ = st.Close() })
 		r.tap = &tap{State: st, applied: make(chan llmtransport.Hold, 4096)}
 		if setup != nil {
@@ -103,7 +110,11 @@ func newReplica(t testing.TB, name, url, addr, ns string, setup func(*tap), opts
 // call sends one chat completion for model with key, and returns its
 // status (0 on error), how long it took and its error.
 func (r *replica) call(ctx context.Context, model, key string) (int, time.Duration, error) {
-	body := `{"model":"` + model + `","messages":[{"role":"user","content":"hi"}]}`
+	return r.send(ctx, `{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`, key)
+}
+
+// send sends one chat completion of body with key; as call.
+func (r *replica) send(ctx context.Context, body, key string) (int, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", r.url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
 		return 0, 0, err

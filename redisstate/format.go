@@ -21,6 +21,7 @@ import (
 //	llmt:{NS}:cd:HOST:MODEL:CRED   a cooldown hold (CRED: 16 hex digits of the keyed fingerprint)
 //	llmt:{NS}:open:HOST:MODEL      a circuit held open
 //	llmt:{NS}:lease:HOST:MODEL     the probe lease of a circuit
+//	llmt:{NS}:rl:HOST:MODEL:CRED   the limiter's GCRA state (WithLimiter): a hash of one TAT per dimension
 //	llmt:{NS}:idx                  sorted set of the hold keys, scored by their expiry on the Redis clock
 //	llmt:{NS}:epoch                random token telling a restarted (emptied) Redis from a live one
 //	llmt:{NS}:holds                the pub/sub channel
@@ -79,6 +80,12 @@ func (k keys) holdKey(h llmtransport.Hold) string {
 	default:
 		return k.prefix + "open:" + circuitPart(h.Host, h.Model)
 	}
+}
+
+// limitKey returns the limiter's key of a rate limit: a hash of the TATs
+// of its dimensions (see reserveScript).
+func (k keys) limitKey(host, model string, cred uint64) string {
+	return k.prefix + "rl:" + circuitPart(host, model) + ":" + credHex(cred)
 }
 
 func (k keys) leaseKey(host, model string) string {

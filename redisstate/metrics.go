@@ -28,8 +28,17 @@ const (
 	// ended while queued).
 	MetricDropped = "llm.client.shared.dropped"
 	// MetricErrors counts failed or timed-out Redis operations, by op:
-	// "publish", "lease", "subscribe", "backfill", "ping".
+	// "publish", "lease", "subscribe", "backfill", "ping", "reserve".
 	MetricErrors = "llm.client.shared.errors"
+	// MetricReserves counts the limiter's reserves (WithLimiter), by
+	// outcome: "allowed" (Redis counted the request), "denied" (Redis
+	// answered a wait), "cached" (a wait answered from the negative cache,
+	// without a round trip), and the fail-open outcomes, which let the
+	// request go uncounted: "error" (the Redis call failed or timed out;
+	// also counted in MetricErrors, op "reserve"), "unavailable" (within
+	// DefaultPauseAfterError of such a failure: no round trip) and "busy"
+	// (too many calls in flight).
+	MetricReserves = "llm.client.shared.reserves"
 	// MetricLag is a histogram of the propagation lag (in seconds) of a
 	// pushed hold, from its Publish call to its receipt. It compares the
 	// publisher's clock with the receiver's: exact within one host, skewed
@@ -52,11 +61,12 @@ type metrics struct {
 	dropped   metric.Int64Counter
 	errors    metric.Int64Counter
 	lag       metric.Float64Histogram
+	reserves  metric.Int64Counter
 }
 
 func newMetrics(m metric.Meter) (metrics, error) {
 	var ms metrics
-	var errs [5]error
+	var errs [6]error
 	ms.published, errs[0] = m.Int64Counter(MetricPublished, metric.WithUnit("{hold}"),
 		metric.WithDescription("Holds written to the shared store, by kind and outcome."))
 	ms.received, errs[1] = m.Int64Counter(MetricReceived, metric.WithUnit("{hold}"),
@@ -68,6 +78,8 @@ func newMetrics(m metric.Meter) (metrics, error) {
 	ms.lag, errs[4] = m.Float64Histogram(MetricLag, metric.WithUnit("s"),
 		metric.WithDescription("Propagation lag of pushed holds, from Publish to receipt."),
 		metric.WithExplicitBucketBoundaries(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
+	ms.reserves, errs[5] = m.Int64Counter(MetricReserves, metric.WithUnit("{reserve}"),
+		metric.WithDescription("Reserves of the shared rate limiter, by outcome."))
 	return ms, errors.Join(errs[:]...)
 }
 

@@ -107,3 +107,59 @@ if p < 0 then
 end
 return p
 `)
+
+// reserveScript is the limiter's GCRA with a cost per request, on the
+// Redis server's clock (TIME, in microseconds): for each dimension, the
+// key's hash field holds its theoretical arrival time (TAT). A request of
+// cost c against limit L per window W (µs) moves it to max(TAT, now) +
+// c·W/L, and fits when that is at most W past now. When every dimension
+// fits, the new TATs are stored (as integers: %.0f, not Lua's 14 digits)
+// and the key is kept as long as the furthest one is ahead of now; the
+// result is 0. Otherwise nothing is stored and the result is how long
+// until every dimension would fit, in microseconds (rounded up).
+//
+//	KEYS[1] the limiter key, a hash
+//	ARGV    per dimension: field, L, W in µs, c (1 to 4 dimensions)
+var reserveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #ARGV / 4
+local fields = {}
+for i = 1, n do
+  fields[i] = ARGV[4 * i - 3]
+end
+local cur = redis.call('HMGET', KEYS[1], unpack(fields))
+local wait, ahead = 0, 0
+local tats = {}
+for i = 1, n do
+  local limit = tonumber(ARGV[4 * i - 2])
+  local window = tonumber(ARGV[4 * i - 1])
+  local cost = tonumber(ARGV[4 * i])
+  local tat = tonumber(cur[i]) or now
+  if tat < now then
+    tat = now
+  end
+  tat = tat + cost * window / limit
+  if tat - window - now > wait then
+    wait = tat - window - now
+  end
+  if tat - now > ahead then
+    ahead = tat - now
+  end
+  tats[i] = tat
+end
+if wait > 0 then
+  return math.ceil(wait)
+end
+local kv = {}
+for i = 1, n do
+  kv[2 * i - 1] = fields[i]
+  kv[2 * i] = string.format('%.0f', math.ceil(tats[i]))
+end
+redis.call('HSET', KEYS[1], unpack(kv))
+local ms = math.ceil(ahead / 1000) + 1
+if redis.call('PTTL', KEYS[1]) < ms then
+  redis.call('PEXPIRE', KEYS[1], ms)
+end
+return 0
+`)

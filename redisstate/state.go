@@ -67,6 +67,7 @@ type config struct {
 	healthCheck time.Duration
 	pause       time.Duration
 	mp          metric.MeterProvider
+	limiter     bool // WithLimiter
 }
 
 // WithNamespace sets the namespace (default "default"). Replicas share holds
@@ -153,6 +154,8 @@ type State struct {
 	slots chan struct{}  // Redis calls in flight
 	calls sync.WaitGroup // their goroutines
 
+	lim limiter // the limiter's state (limiter.go)
+
 	queue chan job
 
 	isClosed atomic.Bool // Close has begun (read by Publish without the lock)
@@ -236,6 +239,7 @@ func New(client redis.UniversalClient, opts ...Option) *State {
 		otel.Handle(err)
 	}
 	s.m = m
+	s.lim.init()
 	return s
 }
 
@@ -506,8 +510,15 @@ func (s *State) resend(epoch string, checkEpoch bool) {
 // first, leaving fn to end by the client's own timeouts (Close waits for
 // it). With maxCalls calls in flight it fails at once.
 func (s *State) call(ctx context.Context, fn func(context.Context) error) error {
+	return s.callIn(s.slots, ctx, fn)
+}
+
+// callIn is call with the slots of its kind of call: the limiter's
+// reserves have their own (see Reserve), so that requests never take the
+// slots of the holds and leases, nor the other way round.
+func (s *State) callIn(slots chan struct{}, ctx context.Context, fn func(context.Context) error) error {
 	select {
-	case s.slots <- struct{}{}:
+	case slots <- struct{}{}:
 	default:
 		return errBusy
 	}
@@ -518,7 +529,7 @@ func (s *State) call(ctx context.Context, fn func(context.Context) error) error 
 	go func() {
 		defer s.calls.Done()
 		err := fn(ctx)
-		<-s.slots
+		<-slots
 		done <- err
 	}()
 	select {
@@ -574,6 +585,7 @@ func (s *State) Close() error {
 		s.mu.Unlock()
 		s.leases.Wait()
 		s.sender.Wait()
+		s.lim.reserves.Wait()
 		s.calls.Wait()
 		return nil
 	}
@@ -590,6 +602,7 @@ func (s *State) Close() error {
 	}
 	s.leases.Wait()
 	s.sender.Wait()
+	s.lim.reserves.Wait()
 	s.calls.Wait()
 	return nil
 }

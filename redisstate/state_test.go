@@ -353,7 +353,8 @@ func TestKeysShareOneSlot(t *testing.T) {
 		s := New(nil, WithNamespace(ns))
 		all := []string{k.index, k.epoch, k.channel, k.leaseKey("h:1", "m{x}"),
 			s.keys.holdKey(llmtransport.Hold{Kind: llmtransport.HoldCooldown, Host: "h", Model: strings.Repeat("m", 500)}),
-			s.keys.holdKey(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "}{"})}
+			s.keys.holdKey(llmtransport.Hold{Kind: llmtransport.HoldOpen, Host: "h", Model: "}{"}),
+			k.limitKey("h{", strings.Repeat("m", 500), 1<<63)}
 		tag := hashTag(all[0])
 		for _, key := range all {
 			if hashTag(key) != tag || tag == "" {

@@ -101,6 +101,10 @@ type dimState struct {
 	lo      int64 // when this window is whole again, at the earliest
 	resetAt int64 // when this window is whole again, at the latest
 	span    int64 // the longest reset reported in this window (≈ its length)
+	// period is the longest reset ever reported for the key (less its
+	// slack), across windows: at most the window's length, whether the
+	// server counts fixed windows or refills a bucket (see Ticket.Rates).
+	period int64
 
 	// held is the cost of the requests in flight (reserved, not settled)
 	// admitted since the last time a window passed (after position
@@ -331,6 +335,7 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 // a newer one) and is ignored.
 func (d *dimState) merge(w *Window, pos, sent, at int64) {
 	lo, hi := sent+int64(w.Reset-w.slack), at+int64(w.Reset)
+	d.period = max(d.period, int64(w.Reset-w.slack))
 	if d.known {
 		d.roll(at)
 	}

@@ -657,3 +657,38 @@ func FuzzPacer(f *testing.F) {
 		}
 	})
 }
+
+// TestRates: a key's rate is its limit per the longest reset it ever
+// reported (less the slack of a Date-relative reset), kept across windows;
+// nothing before a believable response, nothing for the zero Ticket.
+func TestRates(t *testing.T) {
+	clk := newClock()
+	p := New[string](0)
+	tk := admit(t, p, one, clk.now())
+	if r := tk.Rates(); r != ([NumDims]Rate{}) {
+		t.Errorf("Rates before any response: %v", r)
+	}
+	if r := (Ticket{}).Rates(); r != ([NumDims]Rate{}) {
+		t.Errorf("Rates of the zero Ticket: %v", r)
+	}
+	l := Limits{Requests: {100, 99, 120 * time.Millisecond, 0}, Tokens: {30000, 29000, 2 * time.Second, time.Second}}
+	tk.ObserveLimits(&l, clk.add(10*time.Millisecond))
+	tk = admit(t, p, one, clk.now())
+	want := [NumDims]Rate{Requests: {100, 120 * time.Millisecond}, Tokens: {30000, time.Second}}
+	if r := tk.Rates(); r != want {
+		t.Errorf("Rates: %v, want %v", r, want)
+	}
+	// A longer reset, later, lengthens the window; a shorter one, in a
+	// later window, does not shorten it.
+	l = reqs(100, 10, 54*time.Second)
+	tk.ObserveLimits(&l, clk.add(10*time.Millisecond))
+	clk.add(time.Minute)
+	tk = admit(t, p, one, clk.now())
+	l = reqs(100, 99, time.Second)
+	tk.ObserveLimits(&l, clk.add(10*time.Millisecond))
+	tk = admit(t, p, one, clk.now())
+	if r := tk.Rates()[Requests]; r != (Rate{100, 54 * time.Second}) || !r.Known() {
+		t.Errorf("Rates after a longer reset then a shorter one: %v, want 100 per 54s", r)
+	}
+	tk.Release()
+}
