@@ -28,7 +28,9 @@ type SharedState interface {
 	// Fingerprint returns the keyed fingerprint of a request's credential
 	// (its API key), the same in every process that shares the state and
 	// not reversible without the implementation's key: holds name
-	// credentials by it. It is called only while a cooldown is live.
+	// credentials by it. It is called while a cooldown is live, and, with
+	// [WithPacing], once per request (pacing keys what it learns by it): it
+	// must be fast and must not allocate.
 	Fingerprint(credential string) uint64
 
 	// Publish hands h to the other processes. It returns at once: a hold
