@@ -262,3 +262,24 @@ func BenchmarkPacingOverhead1K(b *testing.B) {
 	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedLimitRT{})) })
 	b.Run("pacing", func(b *testing.B) { run(b, New(cannedLimitRT{}, WithPacing())) })
 }
+
+// BenchmarkPacingOverhead1KParallel is BenchmarkPacingOverhead1K with 32
+// concurrent callers per core on one key, as bench/run.sh's "1 KB, c=64"
+// on two cores: what contention on the pacer's state adds.
+func BenchmarkPacingOverhead1KParallel(b *testing.B) {
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := workload.Send(rt, "http://gw.test/ok", workload.Chat1K); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.Run("bare", func(b *testing.B) { run(b, cannedLimitRT{}) })
+	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedLimitRT{})) })
+	b.Run("pacing", func(b *testing.B) { run(b, New(cannedLimitRT{}, WithPacing())) })
+}
