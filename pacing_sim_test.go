@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/llmtransport/llmtransport/internal/hint"
+	"github.com/llmtransport/llmtransport/internal/workload"
 	"github.com/llmtransport/llmtransport/llmtransporttest"
 )
 
@@ -236,6 +237,47 @@ func BenchmarkPacingOverhead(b *testing.B) {
 		for b.Loop() {
 			overheadRoundTrip(rt)
 		}
+	}
+	b.Run("bare", func(b *testing.B) { run(b, cannedLimitRT{}) })
+	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedLimitRT{})) })
+	b.Run("pacing", func(b *testing.B) { run(b, New(cannedLimitRT{}, WithPacing())) })
+}
+
+// BenchmarkPacingOverhead1K is BenchmarkPacingOverhead with the bench's
+// own request (workload.Chat1K, sent as workload.Send sends it: a bytes
+// reader, a JSON type and an API key), the call bench/run.sh's "1 KB"
+// workloads make over loopback, without and with WithPacing.
+//
+//	go test -run '^$' -bench 'PacingOverhead1K$' .
+func BenchmarkPacingOverhead1K(b *testing.B) {
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := workload.Send(rt, "http://gw.test/ok", workload.Chat1K); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("bare", func(b *testing.B) { run(b, cannedLimitRT{}) })
+	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedLimitRT{})) })
+	b.Run("pacing", func(b *testing.B) { run(b, New(cannedLimitRT{}, WithPacing())) })
+}
+
+// BenchmarkPacingOverhead1KParallel is BenchmarkPacingOverhead1K with 32
+// concurrent callers per core on one key, as bench/run.sh's "1 KB, c=64"
+// on two cores: what contention on the pacer's state adds.
+func BenchmarkPacingOverhead1KParallel(b *testing.B) {
+	run := func(b *testing.B, rt http.RoundTripper) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := workload.Send(rt, "http://gw.test/ok", workload.Chat1K); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	}
 	b.Run("bare", func(b *testing.B) { run(b, cannedLimitRT{}) })
 	b.Run("llmtransport", func(b *testing.B) { run(b, New(cannedLimitRT{})) })

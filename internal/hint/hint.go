@@ -97,6 +97,9 @@ func ParseDuration(s string) (time.Duration, bool) {
 	if s == "" {
 		return 0, false
 	}
+	if d, ok := shortDuration(s); ok {
+		return SaneWait(d)
+	}
 	if isFloat(s) {
 		return ParseSeconds(s) // what time.ParseDuration refuses, without its error
 	}
@@ -106,6 +109,27 @@ func ParseDuration(s string) (time.Duration, bool) {
 	// A protobuf duration too large for time.ParseDuration ("99999999999s").
 	if t, ok := strings.CutSuffix(s, "s"); ok && isFloat(t) {
 		return ParseSeconds(t)
+	}
+	return 0, false
+}
+
+// shortDuration parses the commonest resets, a whole number of seconds or
+// milliseconds of at most 9 digits ("1s", "6ms", "20ms"), as
+// time.ParseDuration would, in a few steps; ok is false for any other form.
+func shortDuration(s string) (time.Duration, bool) {
+	var n int64
+	i := 0
+	for ; i < len(s) && i < 10 && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = n*10 + int64(s[i]-'0')
+	}
+	if i == 0 || i > 9 {
+		return 0, false
+	}
+	switch s[i:] {
+	case "s":
+		return time.Duration(n) * time.Second, true
+	case "ms":
+		return time.Duration(n) * time.Millisecond, true
 	}
 	return 0, false
 }

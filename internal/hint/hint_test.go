@@ -54,3 +54,26 @@ func TestParseReset(t *testing.T) {
 		t.Errorf("ParseMillis(1500) = %v, %v", d, ok)
 	}
 }
+
+// shortDuration reads what it reads as time.ParseDuration does, and
+// ParseDuration answers the same with it as without.
+func TestShortDuration(t *testing.T) {
+	for _, s := range []string{"1s", "6ms", "20ms", "0s", "0ms", "007ms", "999999999s", "999999999ms",
+		"1000000000s", "1234567890ms", "s", "ms", "1m", "1m0s", "1.5s", "-1s", "+1s", "1 s", "1sx", "1mss", "1µs", "1ns", "60s"} {
+		d, ok := shortDuration(s)
+		if !ok {
+			continue
+		}
+		if want, err := time.ParseDuration(s); err != nil || d != want {
+			t.Errorf("shortDuration(%q) = %v, time.ParseDuration: %v %v", s, d, want, err)
+		}
+		if len(s) > 11 {
+			t.Errorf("shortDuration(%q) took a value of more than 9 digits", s)
+		}
+	}
+	for _, s := range []string{"1000000000s", "1234567890ms", "1.5s", "1m"} {
+		if _, ok := shortDuration(s); ok {
+			t.Errorf("shortDuration(%q) is ok", s)
+		}
+	}
+}

@@ -47,3 +47,29 @@ func BenchmarkRequestModel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFindWith times FindWith, which pacing calls, against Find on
+// the bench's 1 KB request (workload.Chat1K: "model" first, no max_tokens)
+// and on one that names max_tokens, read through GetBody.
+func BenchmarkFindWith(b *testing.B) {
+	withMax := append(append([]byte(nil), workload.Chat1K[:len(workload.Chat1K)-1]...), `,"max_tokens":256}`...)
+	for _, bc := range []struct {
+		name string
+		body []byte
+	}{{"1KB", workload.Chat1K}, {"1KB-max_tokens", withMax}} {
+		req := newModelRequest(b, "http://gw.test/v1/chat/completions", "application/json", bc.body)
+		b.Run(bc.name+"/Find", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Find(req, nil)
+			}
+		})
+		b.Run(bc.name+"/FindWith", func(b *testing.B) {
+			var p Params
+			b.ReportAllocs()
+			for b.Loop() {
+				FindWith(req, nil, &p)
+			}
+		})
+	}
+}

@@ -93,6 +93,11 @@ func inBody(b []byte, whole bool, p *Params) string {
 		if m, ok := headModel(b); ok {
 			return m
 		}
+	} else if whole {
+		if m, ok := headWith(b); ok {
+			*p = Params{}
+			return m
+		}
 	}
 	s := getScanner(0)
 	defer modelScanPool.Put(s)
@@ -123,6 +128,8 @@ func readerModel(r io.Reader, size int64, p *Params) string {
 		w.model = w.s.result()
 		w.s.num.put(p)
 		modelScanPool.Put(w.s)
+	} else if p != nil {
+		*p = Params{} // headWith: none of the numbers is in the body
 	}
 	m := w.model
 	*w = modelWriter{}
@@ -157,11 +164,18 @@ type modelWriter struct {
 // known, which stops the [io.WriterTo] writing to it.
 func (w *modelWriter) Write(p []byte) (int, error) {
 	if w.s == nil {
+		var m string
+		ok := false
 		if !w.collect {
-			if m, ok := headModel(p); ok {
-				w.model = m
-				return len(p), errScanDone
-			}
+			m, ok = headModel(p)
+		} else if w.size > 0 && int64(len(p)) == w.size {
+			// The whole body at once, as the scanner would take it
+			// (modelScanner.Write).
+			m, ok = headWith(p)
+		}
+		if ok {
+			w.model = m
+			return len(p), errScanDone
 		}
 		w.s = w.scanner()
 	}

@@ -58,6 +58,33 @@ func FindWith(req *http.Request, body []byte, p *Params) (model string, shared i
 // else its start, whose numbers alone are read.
 func InBodyWith(b []byte, whole bool, p *Params) string { return inBody(b, whole, p) }
 
+// headWith answers the scan of [FindWith] for b, all of a body, without
+// running it, when it can: the body's first member is "model" with a
+// string value without escapes ([headModel]), which the scan would take
+// too (it keeps the first top-level "model"), and no key the numbers are
+// read from can be in the body ([paramFree]), so that they are all 0. ok is
+// false otherwise, and the scanner must read the whole top level. A body
+// over maxModelScan is left to the scanner, which finds no model in it.
+func headWith(b []byte) (model string, ok bool) {
+	if len(b) > maxModelScan {
+		return "", false
+	}
+	if model, ok = headModel(b); !ok || !paramFree(b) {
+		return "", false
+	}
+	return model, true
+}
+
+// paramFree reports whether b surely has no key that the numbers of Params
+// are read from: no '_' (which every max_* key has), no `"n"`, and no \u
+// escape, the only escape that writes a letter or an underscore (a key
+// written "m\u0061x\u005ftokens" is max_tokens too). The first search is
+// the cheapest (a vectorised byte search) and fails on most bodies that
+// name a max_* key.
+func paramFree(b []byte) bool {
+	return bytes.IndexByte(b, '_') < 0 && bytes.Index(b, []byte(`"n"`)) < 0 && bytes.Index(b, []byte(`\u`)) < 0
+}
+
 // The top-level keys whose numbers are read.
 const (
 	keyNone uint8 = iota

@@ -103,6 +103,12 @@ func TestFindWithParams(t *testing.T) {
 		{`{"max_tokens":12`, "", Params{}},
 		{`{"max_tokens":12,`, "", Params{MaxOutput: 12}},
 		{`[1]`, "", Params{}},
+		// The model first and none of the numbers: headWith's answer.
+		{`{"model":"x","temperature":1,"messages":[{"role":"user","content":"n max_tokens"}]}`, "x", Params{}},
+		{`{"model":"x","messages":[{"max_tokens":3,"n":2}]}`, "x", Params{}},
+		// Keys written with escapes are keys all the same.
+		{`{"model":"x","m\u0061x_tokens":9,"\u006e":4}`, "x", Params{MaxOutput: 9, N: 4}},
+		{`{"model":"x","n":2}`, "x", Params{N: 2}},
 	} {
 		for _, piece := range []int{1, 2, 3, 7, 1 << 20} {
 			m, p := scanParams([]byte(tc.body), piece)
@@ -198,6 +204,9 @@ func FuzzParams(f *testing.F) {
 	f.Add([]byte(`{"a":{"max_tokens":1},"max_completion_tokens":12.5,"model":"y"}`), 1)
 	f.Add([]byte(`{"max_tokens":1e3,"n":-1,"max_output_tokens":null}`), 2)
 	f.Add([]byte(`{"m\u0061x_tokens":5,"model":"a","model":"b"}`), 4)
+	f.Add([]byte(`{"model":"a","\u006e":3,"model":"b"}`), 5)
+	f.Add([]byte(`{"model":"a","messages":[{"content":"\"n\""}],"x":[1]}`), 6)
+	f.Add(workload.Chat1K, 7)
 	f.Fuzz(func(t *testing.T, body []byte, piece int) {
 		piece = 1 + abs(piece)%64
 		wm, wp := scanParams(body, len(body)+1)
@@ -206,6 +215,9 @@ func FuzzParams(f *testing.F) {
 		}
 		if wp.MaxOutput < 0 || wp.MaxOutput > maxParam || wp.N < 0 || wp.N > maxParam {
 			t.Fatalf("out of range: %+v", wp)
+		}
+		if m, ok := headWith(body); ok && (m != wm || wp != Params{}) {
+			t.Fatalf("headWith: %q, the scan: %q %+v", m, wm, wp)
 		}
 		if json.Valid(body) && utf8.Valid(body) {
 			if m, p, ok := refParams(body); ok && (m != wm || p != wp) {
