@@ -16,7 +16,10 @@ import (
 // TestRun runs the demo briefly, as CI's proof that it works.
 func TestRun(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	cfg := config{duration: time.Second, concurrency: 2, faultRate: 0.2, seed: 1, budgetRatio: 0.1, progress: 250 * time.Millisecond}
+	// 1.2 s, not 1 s: with 2 callers a call starts every 50 ms, and the
+	// 20th, for the no-quota model, starts at 1 s, when a 1 s run's load
+	// ends (under -race it was often left out).
+	cfg := config{duration: 1200 * time.Millisecond, concurrency: 2, faultRate: 0.2, seed: 1, budgetRatio: 0.1, progress: 250 * time.Millisecond}
 	var out bytes.Buffer
 	res, err := simulate(t.Context(), cfg, &out)
 	if err != nil {
