@@ -23,7 +23,10 @@
 // transport's spans are exported there over OTLP/HTTP, under service
 // llmtransport-demo or OTEL_SERVICE_NAME. Otherwise the spans are kept in
 // memory and the span tree of one retried call is printed. (The default
-// build leaves the exporter out: it brings gRPC and protobuf.)
+// build leaves the exporter out, which brings gRPC and protobuf, and the
+// OpenTelemetry SDK too: it records the spans with a small in-memory
+// tracer provider of its own, recorder.go, so that the first build is
+// faster.)
 //
 // Usage:
 //

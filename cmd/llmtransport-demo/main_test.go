@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"net/http"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +16,10 @@ import (
 // TestRun runs the demo briefly, as CI's proof that it works.
 func TestRun(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	cfg := config{duration: time.Second, concurrency: 2, faultRate: 0.2, seed: 1, budgetRatio: 0.1, progress: 250 * time.Millisecond}
+	// 1.2 s, not 1 s: with 2 callers a call starts every 50 ms, and the
+	// 20th, for the no-quota model, starts at 1 s, when a 1 s run's load
+	// ends (under -race it was often left out).
+	cfg := config{duration: 1200 * time.Millisecond, concurrency: 2, faultRate: 0.2, seed: 1, budgetRatio: 0.1, progress: 250 * time.Millisecond}
 	var out bytes.Buffer
 	res, err := simulate(t.Context(), cfg, &out)
 	if err != nil {
@@ -142,5 +147,72 @@ func TestSDKRetryPolicy(t *testing.T) {
 	text, err := c.chat(t.Context(), "m", true, "3")
 	if err != nil || text != llmtransporttest.DefaultReply {
 		t.Errorf("stream: got %q, %v; want %q", text, err, llmtransporttest.DefaultReply)
+	}
+}
+
+// TestDefaultBuildHasNoOTelSDK checks that the default build of the demo
+// does not depend on the OpenTelemetry SDK, whose compile costs about 10 s
+// of the first `go run .` on a fresh machine (README, "The demo on a fresh
+// machine"), and that the otlp build does. It asks the go command that runs
+// the test (go test puts its GOROOT/bin first in PATH).
+func TestDefaultBuildHasNoOTelSDK(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list the demo's dependencies: %v", err)
+	}
+	deps := func(tags string) []string {
+		// -tags on the command line overrides any -tags in GOFLAGS.
+		out, err := exec.Command(gobin, "list", "-deps", "-tags="+tags, ".").CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps -tags=%q .: %v\n%s", tags, err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	sdk := func(pkgs []string) (found []string) {
+		for _, p := range pkgs {
+			if p == "go.opentelemetry.io/otel/sdk" || strings.HasPrefix(p, "go.opentelemetry.io/otel/sdk/") {
+				found = append(found, p)
+			}
+		}
+		return found
+	}
+	def := deps("")
+	if !slices.Contains(def, "go.opentelemetry.io/otel/trace") {
+		t.Fatalf("go list -deps . does not list go.opentelemetry.io/otel/trace; its output is not what this test expects:\n%s", strings.Join(def, "\n"))
+	}
+	if found := sdk(def); len(found) > 0 {
+		t.Errorf("the default build imports the OpenTelemetry SDK: %s", strings.Join(found, " "))
+	}
+	if found := sdk(deps("otlp")); len(found) == 0 {
+		t.Error("the otlp build lists no go.opentelemetry.io/otel/sdk package: the check above would not see the SDK either")
+	}
+}
+
+// TestEndpointWithoutExporter checks what the demo does with
+// OTEL_EXPORTER_OTLP_ENDPOINT set: without -tags otlp it keeps the spans in
+// memory and says how to export them; with it, it exports them under
+// service llmtransport-demo.
+func TestEndpointWithoutExporter(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+	t.Setenv("OTEL_SERVICE_NAME", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "")
+	tr, err := setupTracing(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	tr.printTree(&out)
+	if err := tr.shutdown(t.Context()); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if tr.rec != nil { // the default build
+		want := "the spans stayed in memory. To export them:\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 go run -tags otlp ."
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output %q lacks %q", out.String(), want)
+		}
+		return
+	}
+	if want := "Spans were sent to http://127.0.0.1:4318 over OTLP/HTTP (service llmtransport-demo)."; !strings.Contains(out.String(), want) {
+		t.Errorf("output %q lacks %q", out.String(), want)
 	}
 }

@@ -10,61 +10,51 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // tracing is where the transport's spans go: to an OTLP/HTTP endpoint when
-// OTEL_EXPORTER_OTLP_ENDPOINT is set (in a build with -tags otlp: the
-// exporter brings gRPC and protobuf, which would double the first build's
-// time), else to memory.
+// OTEL_EXPORTER_OTLP_ENDPOINT is set and the demo is built with -tags otlp
+// (otlp.go: the SDK and the exporter, which brings gRPC and protobuf, would
+// double the first build's time), else to memory (recorder.go).
 type tracing struct {
-	tp       *sdktrace.TracerProvider
-	rec      *tracetest.SpanRecorder // nil when exporting
+	tp       trace.TracerProvider
+	rec      *recorder // nil when exporting
 	endpoint string
-	service  string // the service.name the spans are exported under
-	note     string // printed with the span tree
-}
-
-func serviceName(res *resource.Resource) string {
-	v, _ := res.Set().Value("service.name")
-	return v.AsString()
+	service  string                          // the service.name the spans are exported under
+	note     string                          // printed with the span tree
+	flush    func(ctx context.Context) error // nil when there is nothing to flush
 }
 
 func setupTracing(ctx context.Context) (*tracing, error) {
-	// service.name is llmtransport-demo unless OTEL_SERVICE_NAME (or
-	// OTEL_RESOURCE_ATTRIBUTES) names another.
-	res, err := resource.Merge(resource.NewSchemaless(attribute.String("service.name", "llmtransport-demo")), resource.Environment())
-	if err != nil {
-		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
-	}
-	if ep := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
+	ep := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	if ep != "" {
 		// The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_HEADERS…)
 		// from the environment.
-		exp, err := newOTLPExporter(ctx)
-		if err != nil {
-			return nil, err
+		t, err := setupOTLP(ctx, ep)
+		if err != nil || t != nil {
+			return t, err
 		}
-		if exp == nil {
-			rec := tracetest.NewSpanRecorder()
-			return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(res)), rec: rec,
-				note: "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no OTLP exporter (`go run -tags otlp .`): the spans stayed in memory."}, nil
-		}
-		return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), endpoint: ep, service: serviceName(res)}, nil
 	}
-	rec := tracetest.NewSpanRecorder()
-	return &tracing{tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithResource(res)), rec: rec}, nil
+	rec := newRecorder()
+	t := &tracing{tp: rec, rec: rec}
+	if ep != "" {
+		t.note = fmt.Sprintf("OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no OTLP exporter: the spans stayed in memory. To export them:\n  OTEL_EXPORTER_OTLP_ENDPOINT=%s go run -tags otlp .", ep)
+	}
+	return t, nil
 }
 
 func (t *tracing) provider() trace.TracerProvider { return t.tp }
 
 // shutdown flushes the spans still buffered.
 func (t *tracing) shutdown(ctx context.Context) error {
+	if t.flush == nil {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return t.tp.Shutdown(ctx)
+	return t.flush(ctx)
 }
 
 // printTree prints the span tree of the recorded trace with the most spans
@@ -78,7 +68,7 @@ func (t *tracing) printTree(w io.Writer) {
 		fmt.Fprintf(w, "\n%s\n", t.note)
 	}
 	spans := t.rec.Ended()
-	byTrace := map[trace.TraceID][]sdktrace.ReadOnlySpan{}
+	byTrace := map[trace.TraceID][]*recordedSpan{}
 	var best trace.TraceID
 	for _, s := range spans {
 		id := s.SpanContext().TraceID()
@@ -93,12 +83,12 @@ func (t *tracing) printTree(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nSpan tree of one retried call (trace %s; set OTEL_EXPORTER_OTLP_ENDPOINT and run with -tags otlp to send traces to Jaeger):\n", best)
 	tr := byTrace[best]
-	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	children := map[trace.SpanID][]*recordedSpan{}
 	inTrace := map[trace.SpanID]bool{}
 	for _, s := range tr {
 		inTrace[s.SpanContext().SpanID()] = true
 	}
-	var roots []sdktrace.ReadOnlySpan
+	var roots []*recordedSpan
 	for _, s := range tr {
 		if p := s.Parent().SpanID(); s.Parent().IsValid() && inTrace[p] {
 			children[p] = append(children[p], s)
@@ -106,14 +96,14 @@ func (t *tracing) printTree(w io.Writer) {
 			roots = append(roots, s)
 		}
 	}
-	var walk func(s sdktrace.ReadOnlySpan, depth int)
-	walk = func(s sdktrace.ReadOnlySpan, depth int) {
+	var walk func(s *recordedSpan, depth int)
+	walk = func(s *recordedSpan, depth int) {
 		fmt.Fprintf(w, "%s%s  %v  %s\n", strings.Repeat("  ", depth+1), s.Name(), s.EndTime().Sub(s.StartTime()).Round(time.Millisecond), attrs(s))
 		for _, e := range s.Events() {
 			fmt.Fprintf(w, "%s  · %s %s\n", strings.Repeat("  ", depth+1), e.Name, kv(e.Attributes))
 		}
 		kids := children[s.SpanContext().SpanID()]
-		slices.SortFunc(kids, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
+		slices.SortFunc(kids, func(a, b *recordedSpan) int { return a.StartTime().Compare(b.StartTime()) })
 		for _, k := range kids {
 			walk(k, depth+1)
 		}
@@ -123,9 +113,9 @@ func (t *tracing) printTree(w io.Writer) {
 	}
 }
 
-func attrs(s sdktrace.ReadOnlySpan) string {
+func attrs(s *recordedSpan) string {
 	out := kv(s.Attributes())
-	if st := s.Status(); st.Code.String() == "Error" {
+	if st := s.Status(); st.Code == codes.Error {
 		out += " [error: " + st.Description + "]"
 	}
 	return out
