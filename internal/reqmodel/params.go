@@ -82,7 +82,7 @@ func headWith(b []byte) (model string, ok bool) {
 // the cheapest (a vectorised byte search) and fails on most bodies that
 // name a max_* key.
 func paramFree(b []byte) bool {
-	return bytes.IndexByte(b, '_') < 0 && bytes.Index(b, []byte(`"n"`)) < 0 && bytes.Index(b, []byte(`\u`)) < 0
+	return bytes.IndexByte(b, '_') < 0 && !bytes.Contains(b, []byte(`"n"`)) && !bytes.Contains(b, []byte(`\u`))
 }
 
 // The top-level keys whose numbers are read.
