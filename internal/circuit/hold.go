@@ -109,16 +109,10 @@ func (r *Registry) Release(key Key) bool {
 // there is none, or when its period is over.
 func (r *Registry) HeldFor(key Key) time.Duration {
 	c := r.find(key)
-	if c == nil || c.state.Load()&heldBit == 0 {
+	if c == nil {
 		return 0
 	}
-	h := &c.hold
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.on || h.phase != holdWaiting {
-		return 0
-	}
-	return time.Duration(max(h.until-r.now(), 0))
+	return c.heldFor()
 }
 
 // Leased tells the circuit of the call t, to which Admit returned

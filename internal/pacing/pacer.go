@@ -437,19 +437,7 @@ func (t Ticket) Release() {
 // its cost stays counted until a response to a request sent after now
 // reports what is left, or the window passes.
 func (t Ticket) Forget(now time.Time) {
-	s := t.s
-	if s == nil {
-		return
-	}
-	at := int64(now.Sub(*s.epoch))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.settle()
-	for i := range s.dims {
-		d := &s.dims[i]
-		d.unhold(t.cost[i], t.pos[i])
-		d.lose(t.cost[i], t.pos[i], at)
-	}
+	t.ObserveLimits(&Limits{}, now) // nothing known: every dimension loses it
 }
 
 func (s *keyState) settle() {
