@@ -156,13 +156,23 @@ func run(rounds int, segment time.Duration, dead bool) error {
 	for r := range rounds {
 		start := time.Now()
 		for wi, w := range workloads {
+			// The first segment after a change of workload costs more
+			// (more connections or goroutines wake up, other caches are
+			// cold): an unmeasured one of bare's takes it.
+			if _, err := measure(rts[0], url, w, max(1, ops[wi]/4)); err != nil {
+				return fmt.Errorf("bare on %s: %w", w.name, err)
+			}
 			// Rotate the order each round so that no client always runs
-			// right after the same one.
-			for k := range len(clients) - 1 {
-				i := 1 + (k+r)%(len(clients)-1)
+			// right after the same one, and swap which of a pair runs
+			// first every m rounds (m contenders), so that over 2m rounds
+			// every client runs at every place, before and after bare,
+			// once each.
+			m := len(clients) - 1
+			for k := range m {
+				i := 1 + (k+r)%m
 				var p pair
 				var errB, errX error
-				if (r+k)%2 == 0 {
+				if (r/m+k)%2 == 0 {
 					p.bare, errB = measure(rts[0], url, w, ops[wi])
 					p.x, errX = measure(rts[i], url, w, ops[wi])
 				} else {
