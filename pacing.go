@@ -174,7 +174,7 @@ func (c *call) paceSettle(a *attemptResult) {
 		c.paced.tk.Forget(time.Now())
 		return
 	}
-	c.paced.tk.Observe(a.resp.Header, time.Now())
+	c.paced.tk.Observe(a.resp.StatusCode, a.resp.Header, time.Now())
 }
 
 // paceAbandon settles a reservation a panic left behind, as sent.

@@ -104,7 +104,7 @@
 //
 // # Cost of a call and memory
 //
-// Admit and Observe are O(1): a map lookup under a read lock and a few
+// Admit and Observe are O(1): a map lookup without a lock and a few
 // arithmetic steps under the key's own lock; on a known key they do not
 // allocate. The table holds at most maxKeys keys; keys with nothing in
 // flight and no window to wait for are swept, in sweeps whose cost is

@@ -36,7 +36,7 @@ func ExamplePacer() {
 		h.Set("X-Ratelimit-Limit-Requests", "500")
 		h.Set("X-Ratelimit-Remaining-Requests", remaining)
 		h.Set("X-Ratelimit-Reset-Requests", "1.5s")
-		t.Observe(h, now)
+		t.Observe(200, h, now)
 	}
 	send("1")
 	send("0")

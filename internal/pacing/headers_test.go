@@ -177,7 +177,7 @@ func FuzzParseHeaders(f *testing.F) {
 		p := New[int](0)
 		c := Cost{Requests: 1, Tokens: 1, InputTokens: 1, OutputTokens: 1}
 		_, tk := p.Admit(0, c, now)
-		tk.Observe(h, now)
+		tk.Observe(200, h, now)
 		for range 3 {
 			w, tk := p.Admit(0, c, now)
 			if !l.Known() && w != 0 {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,10 +63,22 @@ type Pacer[K comparable] struct {
 	epoch time.Time
 	max   int
 
-	mu      sync.RWMutex
-	m       map[K]*keyState
+	// m maps keys to their *keyState: read without a lock (a lookup
+	// writes no shared memory, which a read lock would), written under mu.
+	m sync.Map
+	n atomic.Int64 // the number of keys in m
+
+	mu      sync.Mutex // held to add keys and to sweep
 	sweepAt int
 	swept   int64
+}
+
+// lookup returns the state of key, nil when it has none.
+func (p *Pacer[K]) lookup(key K) *keyState {
+	if v, ok := p.m.Load(key); ok {
+		return v.(*keyState)
+	}
+	return nil
 }
 
 // New returns a Pacer that tracks at most maxKeys keys (0 or less:
@@ -75,7 +88,7 @@ func New[K comparable](maxKeys int) *Pacer[K] {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
 	}
-	return &Pacer[K]{epoch: time.Now(), max: maxKeys, m: map[K]*keyState{}, sweepAt: min(minSweep, maxKeys), swept: math.MinInt64 / 2}
+	return &Pacer[K]{epoch: time.Now(), max: maxKeys, sweepAt: min(minSweep, maxKeys), swept: math.MinInt64 / 2}
 }
 
 // keyState is the state of one key. Its lock is held only for the few
@@ -87,7 +100,14 @@ type keyState struct {
 	// flight is never swept.
 	inflight int64
 	dims     [NumDims]dimState
+	// skip is how many more successes may be settled without reading
+	// their headers (see Ticket.Observe): set under mu, read without it.
+	skip atomic.Int32
 }
+
+// readEvery is how often, at least, the headers of a success are read
+// while the key is comfortable (see Ticket.Observe): one in readEvery.
+const readEvery = 8
 
 // keyLock is the lock of a keyState: a sync.Mutex that is only ever tried
 // (TryLock), a few times and then between yields of the processor, never
@@ -146,6 +166,12 @@ type dimState struct {
 	// counted but whose responses said nothing (no response, no headers),
 	// settled last at lostAt.
 	lost, lostAt int64
+
+	// unseen is the cost of this window's requests that succeeded and
+	// whose headers were not read (Ticket.Observe): counted as used until
+	// a report that includes them, one to a request admitted after all of
+	// them (after position unseenPos).
+	unseen, unseenPos int64
 }
 
 // Ticket is the reservation of a request admitted by [Pacer.Admit] or
@@ -207,9 +233,7 @@ func (p *Pacer[K]) Reserve(key K, c Cost, now time.Time) Ticket {
 // Wait returns what [Pacer.Admit] would, without reserving anything: for
 // snapshots and tests.
 func (p *Pacer[K]) Wait(key K, c Cost, now time.Time) time.Duration {
-	p.mu.RLock()
-	s := p.m[key]
-	p.mu.RUnlock()
+	s := p.lookup(key)
 	if s == nil {
 		return 0
 	}
@@ -225,9 +249,7 @@ func (p *Pacer[K]) Wait(key K, c Cost, now time.Time) time.Duration {
 // with none of the next seen.
 func (p *Pacer[K]) Learned(key K, now time.Time) Limits {
 	var l Limits
-	p.mu.RLock()
-	s := p.m[key]
-	p.mu.RUnlock()
+	s := p.lookup(key)
 	if s == nil {
 		return l
 	}
@@ -244,11 +266,7 @@ func (p *Pacer[K]) Learned(key K, now time.Time) Limits {
 }
 
 // Len returns the number of keys tracked.
-func (p *Pacer[K]) Len() int {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return len(p.m)
-}
+func (p *Pacer[K]) Len() int { return int(p.n.Load()) }
 
 // wait returns how long (ns) a request of cost c must wait at `at`; 0 when
 // it is covered or nothing is known.
@@ -263,7 +281,7 @@ func (s *keyState) wait(c *Cost, at int64) int64 {
 		if c[i] > d.limit {
 			continue // never covered: let the server decide
 		}
-		if d.rem-d.held-d.prevHeld-d.lost >= c[i] {
+		if d.room() >= c[i] {
 			continue
 		}
 		until := d.resetAt
@@ -277,6 +295,9 @@ func (s *keyState) wait(c *Cost, at int64) int64 {
 	return w
 }
 
+// room is what is left of the window for requests not yet admitted.
+func (d *dimState) room() int64 { return d.rem - d.held - d.prevHeld - d.lost - d.unseen }
+
 // roll starts the next window once the known one has passed: whole again,
 // counted from the requests admitted from now on. Responses to requests
 // admitted before are of the window that passed (or cannot be told from
@@ -285,13 +306,13 @@ func (d *dimState) roll(at int64) {
 	if d.fresh || at < d.resetAt {
 		if d.fresh && at >= d.resetAt+d.span {
 			// The guessed window passed too: another one starts.
-			d.resetAt, d.lost = at, 0
+			d.resetAt, d.lost, d.unseen = at, 0, 0
 			d.shiftHeld()
 		}
 		return
 	}
 	d.fresh = true
-	d.rem, d.eraPos, d.lost = d.limit, d.cum, 0
+	d.rem, d.eraPos, d.lost, d.unseen = d.limit, d.cum, 0, 0
 	d.shiftHeld()
 }
 
@@ -315,17 +336,74 @@ func (s *keyState) reserve(c *Cost, at int64) Ticket {
 	return t
 }
 
-// Observe settles t with the rate-limit headers of its response (any
-// status, a 429 included), read at now.
-func (t Ticket) Observe(h http.Header, now time.Time) {
-	if t.s == nil {
+// Observe settles t with the rate-limit headers of its response, of HTTP
+// status code status, read at now.
+//
+// The headers of every response but a success (status 2xx) are read. Those
+// of a success are read only when they may matter: while the key is
+// comfortable (every dimension known, none of its windows passed, and at
+// least half of each limit left after what is reserved, lost and unseen)
+// only one success in readEvery (8) is read. The others are counted as
+// used (unseen) without a look at their headers, until a report that
+// includes them: what they would have said is what the pacer expects.
+// Parsing the headers is most of the cost of a settle, and a response far
+// from the limit says nothing the pacer acts on.
+func (t Ticket) Observe(status int, h http.Header, now time.Time) {
+	s := t.s
+	if s == nil {
+		return
+	}
+	if status >= 200 && status < 300 && s.skip.Load() > 0 && t.settleUnread(now) {
 		return
 	}
 	l := ParseHeaders(h, now)
 	t.ObserveLimits(&l, now)
 }
 
-// ObserveLimits is [Ticket.Observe] with headers already parsed.
+// settleUnread settles t, a success, without its headers, when the key is
+// comfortable and s.skip allows; it reports whether it did.
+func (t Ticket) settleUnread(now time.Time) bool {
+	s := t.s
+	at := int64(now.Sub(*s.epoch))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.skip.Load() <= 0 || !s.comfortable(at) {
+		s.skip.Store(0)
+		return false
+	}
+	s.skip.Add(-1)
+	s.settle()
+	for i := range s.dims {
+		d := &s.dims[i]
+		d.unhold(t.cost[i], t.pos[i])
+		if t.cost[i] > 0 && d.known && t.pos[i] > d.eraPos {
+			d.unseen += t.cost[i]
+			d.unseenPos = max(d.unseenPos, t.pos[i])
+		}
+	}
+	return true
+}
+
+// comfortable reports whether every dimension of s is known, in a window
+// not passed, with at least half its limit left after what is reserved,
+// lost and unseen: far enough from the limit that a success's headers say
+// nothing the pacer would act on. It may roll windows that have passed.
+func (s *keyState) comfortable(at int64) bool {
+	for i := range s.dims {
+		d := &s.dims[i]
+		if !d.known {
+			continue
+		}
+		d.roll(at)
+		if d.fresh || d.room() < d.limit/2 {
+			return false
+		}
+	}
+	return s.dims[Requests].known || s.dims[Tokens].known || s.dims[InputTokens].known || s.dims[OutputTokens].known
+}
+
+// ObserveLimits is [Ticket.Observe] with headers already parsed: it takes
+// them whatever the status.
 func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 	s := t.s
 	if s == nil {
@@ -343,6 +421,11 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 		} else {
 			d.lose(t.cost[i], t.pos[i], at)
 		}
+	}
+	if s.comfortable(at) {
+		s.skip.Store(readEvery - 1)
+	} else {
+		s.skip.Store(0)
 	}
 }
 
@@ -369,14 +452,14 @@ func (d *dimState) merge(w *Window, pos, sent, at int64) {
 	}
 	switch {
 	case !d.known:
-		d.adopt(w, lo, hi, 0)
+		d.adopt(w, pos, lo, hi, 0)
 	case pos <= d.eraPos:
 		// Admitted before the known window passed: of that window, or
 		// cannot be told from it.
 	case d.fresh:
-		d.adopt(w, lo, hi, d.eraPos)
+		d.adopt(w, pos, lo, hi, d.eraPos)
 	case lo > d.resetAt:
-		d.adopt(w, lo, hi, d.eraPos)
+		d.adopt(w, pos, lo, hi, d.eraPos)
 	case hi < d.lo:
 		// Of an earlier window.
 	case w.Remaining <= d.rem:
@@ -385,16 +468,29 @@ func (d *dimState) merge(w *Window, pos, sent, at int64) {
 			// counted them before it, and in what it reports.
 			d.lost = 0
 		}
+		d.seen(pos)
 		d.limit, d.rem = w.Limit, w.Remaining
 		d.lo, d.resetAt = max(d.lo, lo), min(d.resetAt, hi)
 		d.span = max(d.span, int64(w.Reset))
 	}
 }
 
-func (d *dimState) adopt(w *Window, lo, hi, eraPos int64) {
+// adopt takes w, reported by the response to the request admitted at
+// position pos, as the start of a window.
+func (d *dimState) adopt(w *Window, pos, lo, hi, eraPos int64) {
 	d.known, d.fresh = true, false
 	d.limit, d.rem, d.eraPos, d.lost = w.Limit, w.Remaining, eraPos, 0
+	d.seen(pos)
 	d.lo, d.resetAt, d.span = lo, hi, int64(w.Reset)
+}
+
+// seen takes a report to the request admitted at position pos: when it
+// was admitted after every unseen request, the server counted them before
+// it, and in what it reports.
+func (d *dimState) seen(pos int64) {
+	if pos > d.unseenPos {
+		d.unseen = 0
+	}
 }
 
 // unhold ends the reservation of cost c of the request at position pos.
@@ -449,32 +545,30 @@ func (s *keyState) settle() {
 // state returns the state of key, made if need be; nil when the table is
 // full of keys in use.
 func (p *Pacer[K]) state(key K, now time.Time) *keyState {
-	p.mu.RLock()
-	s := p.m[key]
-	p.mu.RUnlock()
-	if s != nil {
+	if s := p.lookup(key); s != nil {
 		return s
 	}
 	at := p.ns(now)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if s = p.m[key]; s != nil {
+	if s := p.lookup(key); s != nil {
 		return s
 	}
-	if n := len(p.m); n >= p.max {
+	if n := p.Len(); n >= p.max {
 		// Full: sweep at most once a second, so that a table full of
 		// keys in use does not cost a sweep per new key.
 		if at-p.swept >= int64(time.Second) {
 			p.sweep(at)
 		}
-		if len(p.m) >= p.max {
+		if p.Len() >= p.max {
 			return nil
 		}
 	} else if n >= p.sweepAt {
 		p.sweep(at)
 	}
-	s = &keyState{epoch: &p.epoch}
-	p.m[key] = s
+	s := &keyState{epoch: &p.epoch}
+	p.m.Store(key, s)
+	p.n.Add(1)
 	return s
 }
 
@@ -484,7 +578,8 @@ func (p *Pacer[K]) state(key K, now time.Time) *keyState {
 // held.
 func (p *Pacer[K]) sweep(at int64) {
 	p.swept = at
-	for k, s := range p.m {
+	for k, v := range p.m.Range {
+		s := v.(*keyState)
 		s.mu.Lock()
 		idle := s.inflight == 0
 		for i := range s.dims {
@@ -495,8 +590,9 @@ func (p *Pacer[K]) sweep(at int64) {
 		}
 		s.mu.Unlock()
 		if idle {
-			delete(p.m, k)
+			p.m.Delete(k)
+			p.n.Add(-1)
 		}
 	}
-	p.sweepAt = min(max(2*len(p.m), minSweep), p.max)
+	p.sweepAt = min(max(2*p.Len(), minSweep), p.max)
 }

@@ -180,9 +180,9 @@ func TestDateSlack(t *testing.T) {
 		return hdr("Date", date, "anthropic-ratelimit-requests-limit", "10",
 			"anthropic-ratelimit-requests-remaining", remaining, "anthropic-ratelimit-requests-reset", "2026-10-21T07:01:00Z")
 	}
-	b.Observe(anthropic("Wed, 21 Oct 2026 07:00:00 GMT", "3"), clk.add(100*time.Millisecond))
+	b.Observe(200, anthropic("Wed, 21 Oct 2026 07:00:00 GMT", "3"), clk.add(100*time.Millisecond))
 	// a was counted first, just before 07:00:00 on the server's clock.
-	a.Observe(anthropic("Wed, 21 Oct 2026 06:59:59 GMT", "5"), clk.add(50*time.Millisecond))
+	a.Observe(200, anthropic("Wed, 21 Oct 2026 06:59:59 GMT", "5"), clk.add(50*time.Millisecond))
 	if got := p.Learned("k", clk.now())[Requests].Remaining; got != 3 {
 		t.Fatalf("remaining %d, want 3: the older response raised it", got)
 	}
@@ -298,7 +298,7 @@ func TestSplitTokens(t *testing.T) {
 
 func TestZeroTicket(t *testing.T) {
 	var tk Ticket
-	tk.Observe(hdr("x-ratelimit-limit-requests", "1"), time.Now())
+	tk.Observe(200, hdr("x-ratelimit-limit-requests", "1"), time.Now())
 	tk.ObserveLimits(&Limits{}, time.Now())
 	tk.Release()
 	tk.Forget(time.Now())
@@ -346,10 +346,10 @@ func TestHotPathAllocs(t *testing.T) {
 		"x-ratelimit-limit-tokens", "10000000", "x-ratelimit-remaining-tokens", "9000000", "x-ratelimit-reset-tokens", "1m0s")
 	c := Estimate(1024, 256, 1)
 	_, tk := p.Admit("k", c, clk.now())
-	tk.Observe(h, clk.now())
+	tk.Observe(200, h, clk.now())
 	if n := testing.AllocsPerRun(1000, func() {
 		_, tk := p.Admit("k", c, clk.now())
-		tk.Observe(h, clk.now())
+		tk.Observe(200, h, clk.now())
 	}); n != 0 {
 		t.Fatalf("%v allocations per admit and observe, want 0", n)
 	}
@@ -572,7 +572,7 @@ func BenchmarkPacerAdmitObserve(b *testing.B) {
 		for b.Loop() {
 			now := time.Now()
 			_, tk := p.Admit("k", c, now)
-			tk.Observe(h, now)
+			tk.Observe(200, h, now)
 		}
 	})
 	for _, par := range []int{1, 32} {
@@ -590,7 +590,7 @@ func BenchmarkPacerAdmitObserve(b *testing.B) {
 				for pb.Next() {
 					now := time.Now()
 					_, tk := p.Admit("k", c, now)
-					tk.Observe(h, now)
+					tk.Observe(200, h, now)
 				}
 			})
 		})
@@ -604,6 +604,7 @@ func BenchmarkPacerAdmitObserve(b *testing.B) {
 func FuzzPacer(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 	f.Add([]byte{0, 0, 0, 3, 10, 200, 3, 0, 0, 4, 4, 4, 4, 4, 5, 250, 0})
+	f.Add([]byte{0, 1, 6, 40, 0, 1, 0, 1, 6, 7, 6, 9, 0, 1, 6, 12, 5, 3, 0, 1, 6, 5})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		clk := newClock()
 		p := New[int](0)
@@ -611,7 +612,7 @@ func FuzzPacer(f *testing.F) {
 		known := false
 		var longest time.Duration
 		for i := 0; i+1 < len(ops); i += 2 {
-			op, arg := ops[i]%6, int64(ops[i+1])
+			op, arg := ops[i]%7, int64(ops[i+1])
 			c := Cost{Requests: 1, Tokens: arg}
 			switch op {
 			case 0:
@@ -653,13 +654,30 @@ func FuzzPacer(f *testing.F) {
 				}
 			case 5:
 				clk.add(time.Duration(arg) * 10 * time.Millisecond)
+			case 6:
+				// A response settled by its status and headers: a
+				// success's may go unread.
+				if len(tks) == 0 {
+					continue
+				}
+				status := 200
+				if arg%5 == 0 {
+					status = 429
+				}
+				h := reqHeader(int(arg%50), int(arg%31), time.Duration(arg%9)*100*time.Millisecond)
+				if l := ParseHeaders(h, clk.now()); l[Requests].Known() {
+					known = true
+					longest = max(longest, l[Requests].Reset)
+				}
+				tks[0].Observe(status, h, clk.now())
+				tks = tks[1:]
 			}
-			s := p.m[0]
+			s := p.lookup(0)
 			if s == nil {
 				continue
 			}
 			for i := range s.dims {
-				if d := &s.dims[i]; d.held < 0 || d.prevHeld < 0 || d.lost < 0 {
+				if d := &s.dims[i]; d.held < 0 || d.prevHeld < 0 || d.lost < 0 || d.unseen < 0 {
 					t.Fatalf("negative reservation: %+v", *d)
 				}
 			}

@@ -165,7 +165,7 @@ func simulate(t *testing.T, sc simScenario, mode simMode, d time.Duration) simRe
 					continue
 				}
 				now := time.Now()
-				tk.Observe(resp.Header, now)
+				tk.Observe(resp.StatusCode, resp.Header, now)
 				if mode == cooldown && resp.StatusCode == http.StatusTooManyRequests {
 					// What the transport's cooldown does with the 429's
 					// hint: the reset of the exhausted dimension, else
