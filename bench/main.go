@@ -18,6 +18,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"runtime"
@@ -153,6 +154,11 @@ func run(rounds int, segment time.Duration, dead bool) error {
 	for wi := range pairs {
 		pairs[wi] = make([][]pair, len(clients))
 	}
+	order := rand.New(rand.NewPCG(1, 2))
+	bareFirst := make([][]bool, len(workloads))
+	for wi := range bareFirst {
+		bareFirst[wi] = make([]bool, len(clients))
+	}
 	for r := range rounds {
 		start := time.Now()
 		for wi, w := range workloads {
@@ -162,17 +168,15 @@ func run(rounds int, segment time.Duration, dead bool) error {
 			if _, err := measure(rts[0], url, w, max(1, ops[wi]/4)); err != nil {
 				return fmt.Errorf("bare on %s: %w", w.name, err)
 			}
-			// Rotate the order each round so that no client always runs
-			// right after the same one, and swap which of a pair runs
-			// first every m rounds (m contenders), so that over 2m rounds
-			// every client runs at every place, before and after bare,
-			// once each.
-			m := len(clients) - 1
-			for k := range m {
-				i := 1 + (k+r)%m
+			// The clients run in a shuffled order each round (from a
+			// fixed seed), so that none is always next to the same
+			// neighbours, and each runs before its bare segment and
+			// after it in turn.
+			for _, k := range order.Perm(len(clients) - 1) {
+				i := 1 + k
 				var p pair
 				var errB, errX error
-				if (r/m+k)%2 == 0 {
+				if bareFirst[wi][i] = !bareFirst[wi][i]; bareFirst[wi][i] {
 					p.bare, errB = measure(rts[0], url, w, ops[wi])
 					p.x, errX = measure(rts[i], url, w, ops[wi])
 				} else {

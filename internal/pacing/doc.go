@@ -90,6 +90,22 @@
 // in it), then are forgotten: a ticket never settled holds nothing back
 // for more than two windows.
 //
+// # Successes far from the limit
+//
+// Reading a response's headers is most of the cost of a settle, and a
+// success far from the limit says nothing the pacer acts on. While a key
+// is comfortable — some dimension known, and every known one in a window
+// not passed with at least half its limit left after what is held, lost
+// and unseen — [Ticket.Observe] reads the headers of one success in eight
+// and settles the others without them: each counts as used (unseen) what
+// it was estimated to cost, as the server would report it, until a report
+// that includes it (one to a request admitted after every unseen one; a
+// report to an earlier request leaves them counted: pacing errs towards
+// waiting) or the window passes. Every other response (a 429, any
+// non-success, a key under half its limit, a window passed, nothing known)
+// is read. Other processes' use of the key shows up at the next read: at
+// most eight successes later, with at least half the limit left.
+//
 // # Decision
 //
 // [Pacer.Admit] returns 0 and a reserving [Ticket] when every known
