@@ -43,8 +43,9 @@
 // Each key (the root keys by host, model and credential fingerprint) has,
 // per dimension: the limit, the least remaining reported in the current
 // window (rem), when that window is whole again (resetAt), the cost of
-// the requests in flight (held), and the cost of requests that ended
-// without a response that said anything (lost).
+// the requests in flight (held), the cost of requests that ended
+// without a response that said anything (lost), and that of successes
+// whose headers were not read (unseen, see below).
 //
 // Responses of concurrent calls arrive out of order. The server counted
 // a response's reset from a moment between the request's sending and the
@@ -77,8 +78,10 @@
 // # Reservations
 //
 // Admit reserves a request's cost until its ticket is settled. A request
-// is covered when rem − held − lost ≥ its cost. rem is what the server had
-// left when it counted the response that reported it, which it counted
+// is covered when rem − held − lost − unseen ≥ its cost (held counting
+// the reservations of this window and of the one before). rem is what
+// the server had left when it counted the response that reported it,
+// which it counted
 // after the requests it reports and before those still in flight: so the
 // requests in flight are the ones not in rem, and held is subtracted
 // whole. (A request in flight that the server counted before that
@@ -99,12 +102,14 @@
 // and unseen — [Ticket.Observe] reads the headers of one success in eight
 // and settles the others without them: each counts as used (unseen) what
 // it was estimated to cost, as the server would report it, until a report
-// that includes it (one to a request admitted after every unseen one; a
-// report to an earlier request leaves them counted: pacing errs towards
-// waiting) or the window passes. Every other response (a 429, any
+// that surely includes it (one to a request admitted after every unseen
+// one and sent after the last of them was answered; any other report
+// leaves them counted: pacing errs towards waiting) or the window passes. Every other response (a 429, any
 // non-success, a key under half its limit, a window passed, nothing known)
-// is read. Other processes' use of the key shows up at the next read: at
-// most eight successes later, with at least half the limit left.
+// is read, and a response that said nothing (no headers, no response)
+// does not count as the read one. Other processes' use of the key shows
+// up at the next read: at most eight successes later, with at least half
+// the limit left.
 //
 // # Decision
 //

@@ -43,8 +43,8 @@ func Estimate(bodyLen, maxOutput, n int64) Cost {
 }
 
 // DefaultMaxKeys is the number of keys a Pacer tracks unless New is told
-// otherwise: 16,384 keys of about 550 bytes with their map entries,
-// ~9 MB at most.
+// otherwise: 16,384 keys of about 780 bytes with their table entries
+// (a host, model and fingerprint key), ~13 MB at most.
 const DefaultMaxKeys = 1 << 14
 
 // minSweep is the smallest table that is swept.
@@ -169,9 +169,12 @@ type dimState struct {
 
 	// unseen is the cost of this window's requests that succeeded and
 	// whose headers were not read (Ticket.Observe): counted as used until
-	// a report that includes them, one to a request admitted after all of
-	// them (after position unseenPos).
-	unseen, unseenPos int64
+	// a report that surely includes them, one to a request admitted after
+	// all of them (after position unseenPos) and sent after the last of
+	// them was answered (after unseenAt): the server counted them before
+	// it. (Admission order alone is not enough: a request admitted later
+	// may reach the server first.)
+	unseen, unseenPos, unseenAt int64
 }
 
 // Ticket is the reservation of a request admitted by [Pacer.Admit] or
@@ -341,9 +344,9 @@ func (s *keyState) reserve(c *Cost, at int64) Ticket {
 //
 // The headers of every response but a success (status 2xx) are read. Those
 // of a success are read only when they may matter: while the key is
-// comfortable (every dimension known, none of its windows passed, and at
-// least half of each limit left after what is reserved, lost and unseen)
-// only one success in readEvery (8) is read. The others are counted as
+// comfortable (some dimension known, and every known one in a window not
+// passed with at least half its limit left after what is reserved, lost
+// and unseen) only one success in readEvery (8) is read. The others are counted as
 // used (unseen) without a look at their headers, until a report that
 // includes them: what they would have said is what the pacer expects.
 // Parsing the headers is most of the cost of a settle, and a response far
@@ -377,17 +380,22 @@ func (t Ticket) settleUnread(now time.Time) bool {
 		d := &s.dims[i]
 		d.unhold(t.cost[i], t.pos[i])
 		if t.cost[i] > 0 && d.known && t.pos[i] > d.eraPos {
+			if d.unseen == 0 {
+				d.unseenAt = at
+			}
 			d.unseen += t.cost[i]
 			d.unseenPos = max(d.unseenPos, t.pos[i])
+			d.unseenAt = max(d.unseenAt, at)
 		}
 	}
 	return true
 }
 
-// comfortable reports whether every dimension of s is known, in a window
-// not passed, with at least half its limit left after what is reserved,
-// lost and unseen: far enough from the limit that a success's headers say
-// nothing the pacer would act on. It may roll windows that have passed.
+// comfortable reports whether some dimension of s is known and every
+// known one is in a window not passed, with at least half its limit left
+// after what is reserved, lost and unseen: far enough from the limit that
+// a success's headers say nothing the pacer would act on. It may roll
+// windows that have passed.
 func (s *keyState) comfortable(at int64) bool {
 	for i := range s.dims {
 		d := &s.dims[i]
@@ -422,10 +430,14 @@ func (t Ticket) ObserveLimits(l *Limits, now time.Time) {
 			d.lose(t.cost[i], t.pos[i], at)
 		}
 	}
-	if s.comfortable(at) {
-		s.skip.Store(readEvery - 1)
-	} else {
+	switch {
+	case !s.comfortable(at):
 		s.skip.Store(0)
+	case l.Known():
+		s.skip.Store(readEvery - 1)
+	default:
+		// A response that said nothing (no headers, no response) is not
+		// the read of one in readEvery: the count goes on.
 	}
 }
 
@@ -452,14 +464,14 @@ func (d *dimState) merge(w *Window, pos, sent, at int64) {
 	}
 	switch {
 	case !d.known:
-		d.adopt(w, pos, lo, hi, 0)
+		d.adopt(w, pos, sent, lo, hi, 0)
 	case pos <= d.eraPos:
 		// Admitted before the known window passed: of that window, or
 		// cannot be told from it.
 	case d.fresh:
-		d.adopt(w, pos, lo, hi, d.eraPos)
+		d.adopt(w, pos, sent, lo, hi, d.eraPos)
 	case lo > d.resetAt:
-		d.adopt(w, pos, lo, hi, d.eraPos)
+		d.adopt(w, pos, sent, lo, hi, d.eraPos)
 	case hi < d.lo:
 		// Of an earlier window.
 	case w.Remaining <= d.rem:
@@ -468,7 +480,7 @@ func (d *dimState) merge(w *Window, pos, sent, at int64) {
 			// counted them before it, and in what it reports.
 			d.lost = 0
 		}
-		d.seen(pos)
+		d.seen(pos, sent)
 		d.limit, d.rem = w.Limit, w.Remaining
 		d.lo, d.resetAt = max(d.lo, lo), min(d.resetAt, hi)
 		d.span = max(d.span, int64(w.Reset))
@@ -476,19 +488,21 @@ func (d *dimState) merge(w *Window, pos, sent, at int64) {
 }
 
 // adopt takes w, reported by the response to the request admitted at
-// position pos, as the start of a window.
-func (d *dimState) adopt(w *Window, pos, lo, hi, eraPos int64) {
+// position pos and sent at sent, as the start of a window.
+func (d *dimState) adopt(w *Window, pos, sent, lo, hi, eraPos int64) {
 	d.known, d.fresh = true, false
 	d.limit, d.rem, d.eraPos, d.lost = w.Limit, w.Remaining, eraPos, 0
-	d.seen(pos)
+	d.seen(pos, sent)
 	d.lo, d.resetAt, d.span = lo, hi, int64(w.Reset)
 }
 
-// seen takes a report to the request admitted at position pos: when it
-// was admitted after every unseen request, the server counted them before
-// it, and in what it reports.
-func (d *dimState) seen(pos int64) {
-	if pos > d.unseenPos {
+// seen takes a report to the request admitted at position pos and sent
+// at sent: when it was admitted after every unseen request and sent after
+// the last of them was answered, the server counted them before it, and
+// in what it reports. Otherwise they stay counted: pacing errs towards
+// waiting.
+func (d *dimState) seen(pos, sent int64) {
+	if d.unseen > 0 && pos > d.unseenPos && sent > d.unseenAt {
 		d.unseen = 0
 	}
 }

@@ -123,3 +123,75 @@ func TestUnreadNeverWithoutKnown(t *testing.T) {
 		t.Fatalf("remaining %d, want 3", l[Requests].Remaining)
 	}
 }
+
+// TestUnreadReorderedAtTheServer: X1..X7 are admitted, then Y, but the
+// server counts Y first (59 left), then the Xs (52 left). The Xs answer
+// first, unread; then Y is read. Y was admitted after them but sent
+// before they were answered: its report does not surely include them,
+// and they stay counted.
+func TestUnreadReorderedAtTheServer(t *testing.T) {
+	clk := newClock()
+	p := New[string](0)
+	tk := admit(t, p, one, clk.now())
+	tk.Observe(200, reqHeader(100, 60, time.Minute), clk.now()) // read: 60 left
+	var xs []Ticket
+	for range readEvery - 1 {
+		xs = append(xs, admit(t, p, one, clk.add(time.Millisecond)))
+	}
+	y := admit(t, p, one, clk.add(time.Millisecond))
+	for i, x := range xs {
+		x.Observe(200, reqHeader(100, 58-i, time.Minute), clk.add(time.Millisecond)) // unread
+	}
+	y.Observe(200, reqHeader(100, 59, time.Minute), clk.add(time.Millisecond)) // read
+	if w := p.Wait("k", Cost{Requests: 53}, clk.now()); w == 0 {
+		t.Fatal("53 of the 52 the server has left do not wait: Y's report dropped the unread Xs")
+	}
+	if w := p.Wait("k", Cost{Requests: 52}, clk.now()); w != 0 {
+		t.Fatalf("52 of the 52 left wait %v", w)
+	}
+}
+
+// TestUnreadNotResetBySilence: a response that says nothing (a transport
+// error, an error without headers) is not the read one in eight: the
+// successes around it are still read one in eight, and another process's
+// use of the key shows up.
+func TestUnreadNotResetBySilence(t *testing.T) {
+	clk := newClock()
+	p := New[string](0)
+	tk := admit(t, p, one, clk.now())
+	tk.Observe(200, reqHeader(1000, 900, time.Minute), clk.now()) // read: 900 left
+	rem := 800                                                     // another process used 100
+	for range 4 {
+		for range readEvery - 1 {
+			tk := admit(t, p, one, clk.add(time.Millisecond))
+			rem--
+			tk.Observe(200, reqHeader(1000, rem, time.Minute), clk.now())
+		}
+		tk := admit(t, p, one, clk.add(time.Millisecond))
+		rem--
+		if rem%2 == 0 {
+			tk.Forget(clk.add(time.Millisecond))
+		} else {
+			tk.Observe(502, http.Header{}, clk.add(time.Millisecond))
+		}
+	}
+	if l := p.Learned("k", clk.now()); l[Requests].Remaining > 800 {
+		t.Fatalf("%d successes settled and none read: remaining %d, the server has %d", 4*(readEvery-1), l[Requests].Remaining, rem)
+	}
+}
+
+// limitsHeader writes the Requests and Tokens of l as OpenAI's headers.
+func limitsHeader(l Limits) http.Header {
+	h := http.Header{}
+	for _, d := range []struct {
+		dim  Dim
+		name string
+	}{{Requests, "requests"}, {Tokens, "tokens"}} {
+		if w := l[d.dim]; w.Known() {
+			h.Set("X-Ratelimit-Limit-"+d.name, strconv.FormatInt(w.Limit, 10))
+			h.Set("X-Ratelimit-Remaining-"+d.name, strconv.FormatInt(w.Remaining, 10))
+			h.Set("X-Ratelimit-Reset-"+d.name, w.Reset.String())
+		}
+	}
+	return h
+}

@@ -15,7 +15,17 @@ type Params struct {
 	// none (or none that is a non-negative number).
 	MaxOutput int64
 	// N is the top-level n, 0 when absent (or not a non-negative number).
+	// It multiplies MaxOutput only: when the body surely has no key
+	// MaxOutput is read from, the scan is skipped (see headWith) and N is
+	// left 0 too.
 	N int64
+}
+
+// Same reports whether p and q estimate the same output: the same
+// MaxOutput and, when it is not 0, the same N (n multiplies nothing
+// else).
+func (p Params) Same(q Params) bool {
+	return p.MaxOutput == q.MaxOutput && (p.MaxOutput == 0 || p.N == q.N)
 }
 
 // maxParam is the largest number kept: larger ones are taken as this. No
@@ -61,10 +71,11 @@ func InBodyWith(b []byte, whole bool, p *Params) string { return inBody(b, whole
 // headWith answers the scan of [FindWith] for b, all of a body, without
 // running it, when it can: the body's first member is "model" with a
 // string value without escapes ([headModel]), which the scan would take
-// too (it keeps the first top-level "model"), and no key the numbers are
-// read from can be in the body ([paramFree]), so that they are all 0. ok is
-// false otherwise, and the scanner must read the whole top level. A body
-// over maxModelScan is left to the scanner, which finds no model in it.
+// too (it keeps the first top-level "model"), and no key MaxOutput is read
+// from can be in the body ([paramFree]), so that it is 0 and so is what n
+// multiplies: the answer is the zero Params (N unread). ok is false
+// otherwise, and the scanner must read the whole top level. A body over
+// maxModelScan is left to the scanner, which finds no model in it.
 func headWith(b []byte) (model string, ok bool) {
 	if len(b) > maxModelScan {
 		return "", false
@@ -75,14 +86,28 @@ func headWith(b []byte) (model string, ok bool) {
 	return model, true
 }
 
-// paramFree reports whether b surely has no key that the numbers of Params
-// are read from: no '_' (which every max_* key has), no `"n"`, and no \u
-// escape, the only escape that writes a letter or an underscore (a key
-// written "m\u0061x\u005ftokens" is max_tokens too). The first search is
-// the cheapest (a vectorised byte search) and fails on most bodies that
-// name a max_* key.
+// paramFree reports whether b surely has no key that MaxOutput is read
+// from: no '_', which max_tokens, max_completion_tokens and
+// max_output_tokens all have, written as it is or as the escape \u005f
+// (or \u005F: the only other way JSON can write it). Both searches are
+// vectorised byte searches for bytes that prose seldom has ('_', then the
+// '0' of "005"), so that on most bodies without the keys they cost a pass
+// of a few nanoseconds per hundred bytes. A "005f" anywhere (not only in an
+// escape) sends the body to the scanner, which decides.
 func paramFree(b []byte) bool {
-	return bytes.IndexByte(b, '_') < 0 && !bytes.Contains(b, []byte(`"n"`)) && !bytes.Contains(b, []byte(`\u`))
+	if bytes.IndexByte(b, '_') >= 0 {
+		return false
+	}
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte("005"))
+		if j < 0 {
+			return true
+		}
+		i += j + len("005")
+		if i < len(b) && b[i]|0x20 == 'f' {
+			return false
+		}
+	}
 }
 
 // The top-level keys whose numbers are read.

@@ -109,6 +109,10 @@ func TestFindWithParams(t *testing.T) {
 		// Keys written with escapes are keys all the same.
 		{`{"model":"x","m\u0061x_tokens":9,"\u006e":4}`, "x", Params{MaxOutput: 9, N: 4}},
 		{`{"model":"x","n":2}`, "x", Params{N: 2}},
+		// An escaped underscore is an underscore.
+		{`{"model":"x","max\u005ftokens":9}`, "x", Params{MaxOutput: 9}},
+		{`{"model":"x","max\u005Ftokens":9,"n":2}`, "x", Params{MaxOutput: 9, N: 2}},
+		{`{"model":"x","note":"0005F 005 005"}`, "x", Params{}},
 	} {
 		for _, piece := range []int{1, 2, 3, 7, 1 << 20} {
 			m, p := scanParams([]byte(tc.body), piece)
@@ -130,12 +134,12 @@ func TestFindWithParams(t *testing.T) {
 		} {
 			var p Params
 			m, shared, err := FindWith(mk(), nil, &p)
-			if err != nil || shared != nil || m != tc.model || p != tc.p {
+			if err != nil || shared != nil || m != tc.model || !p.Same(tc.p) {
 				t.Errorf("%s via %s: %q %+v %v %v, want %q %+v", tc.body, name, m, p, shared, err, tc.model, tc.p)
 			}
 		}
 		var p Params
-		if m := InBodyWith([]byte(tc.body), true, &p); m != tc.model || p != tc.p {
+		if m := InBodyWith([]byte(tc.body), true, &p); m != tc.model || !p.Same(tc.p) {
 			t.Errorf("%s InBodyWith: %q %+v", tc.body, m, p)
 		}
 	}
@@ -167,10 +171,10 @@ func TestFindWithPathModel(t *testing.T) {
 	if err != nil || m != "dep1" || p.MaxOutput != 64 {
 		t.Errorf("path: %q %+v %v", m, p, err)
 	}
-	r, _ = http.NewRequestWithContext(NewContext(context.Background(), "ctx-model"), "POST", "http://h/v1/chat/completions", strings.NewReader(`{"model":"ignored","n":2}`))
+	r, _ = http.NewRequestWithContext(NewContext(context.Background(), "ctx-model"), "POST", "http://h/v1/chat/completions", strings.NewReader(`{"model":"ignored","max_tokens":8,"n":2}`))
 	p = Params{}
 	m, _, err = FindWith(r, nil, &p)
-	if err != nil || m != "ctx-model" || p.N != 2 {
+	if err != nil || m != "ctx-model" || p != (Params{MaxOutput: 8, N: 2}) {
 		t.Errorf("context: %q %+v %v", m, p, err)
 	}
 	// Without Params, Find as before.
@@ -207,6 +211,7 @@ func FuzzParams(f *testing.F) {
 	f.Add([]byte(`{"model":"a","\u006e":3,"model":"b"}`), 5)
 	f.Add([]byte(`{"model":"a","messages":[{"content":"\"n\""}],"x":[1]}`), 6)
 	f.Add(workload.Chat1K, 7)
+	f.Add([]byte(`{"model":"a","max\u005Ftokens":3,"n":2}`), 8)
 	f.Fuzz(func(t *testing.T, body []byte, piece int) {
 		piece = 1 + abs(piece)%64
 		wm, wp := scanParams(body, len(body)+1)
@@ -216,7 +221,7 @@ func FuzzParams(f *testing.F) {
 		if wp.MaxOutput < 0 || wp.MaxOutput > maxParam || wp.N < 0 || wp.N > maxParam {
 			t.Fatalf("out of range: %+v", wp)
 		}
-		if m, ok := headWith(body); ok && (m != wm || wp != Params{}) {
+		if m, ok := headWith(body); ok && (m != wm || !wp.Same(Params{})) {
 			t.Fatalf("headWith: %q, the scan: %q %+v", m, wm, wp)
 		}
 		if json.Valid(body) && utf8.Valid(body) {
