@@ -160,7 +160,7 @@ func TestUnreadNotResetBySilence(t *testing.T) {
 	p := New[string](0)
 	tk := admit(t, p, one, clk.now())
 	tk.Observe(200, reqHeader(1000, 900, time.Minute), clk.now()) // read: 900 left
-	rem := 800                                                     // another process used 100
+	rem := 800                                                    // another process used 100
 	for range 4 {
 		for range readEvery - 1 {
 			tk := admit(t, p, one, clk.add(time.Millisecond))
