@@ -203,19 +203,19 @@ func WithoutCooldowns() Option {
 //     was never sent (refused by its circuit, a body that could not be
 //     replayed, a caller that gave up while waiting) gives its cost back.
 //   - Far from the limit (at least half of every known limit left after
-//     what is in flight), the rate-limit headers of one success in eight
-//     are read; the others count as using what they were estimated to,
-//     until a response that surely includes them is read. Every other
-//     response is read.
+//     what is in flight, lost or unread, in a window not passed), the
+//     rate-limit headers of one success in eight are read; the others
+//     count as using what they were estimated to, until a response that
+//     surely includes them is read. Every other response is read.
 //
 // Each wait is recorded as a span event "paced" (llm.pacing.wait, in
 // seconds, and llm.pacing.waited) and in [MetricPacingWait];
 // [Transport.Limits] returns what was learned. Pacing costs one scan of
 // the body's top level (the model scan otherwise stops at "model"; a body
-// that starts with "model" and has no '_', so no max_* key, is not
-// scanned) and a few arithmetic steps under a per-key lock per attempt; at
-// most 16,384 keys are tracked (~13 MB), and a key beyond them is not
-// paced.
+// whose first member is "model", a string without escapes, and that has
+// no '_', written or as \u005f, so no max_* key, is not scanned) and a
+// few arithmetic steps under a per-key lock per attempt; at most 16,384
+// keys are tracked (~13 MB), and a key beyond them is not paced.
 //
 // It paces the requests of one Transport only: processes that share a
 // limit do not see each other's requests, except through what the server

@@ -211,7 +211,7 @@ type LimitWindow struct {
 	// Remaining is the least the server said was left in the current
 	// window, in the responses read: requests still in flight are not
 	// subtracted, nor the successes whose headers pacing did not read
-	// while far from the limit (seven in eight, see WithPacing).
+	// while far from the limit (up to seven in eight, see WithPacing).
 	Remaining int64
 	// Reset is how long until the window is whole again, at the latest.
 	Reset time.Duration

@@ -56,10 +56,11 @@ type pacingResult struct {
 	stalled           time.Duration // the process stood still (see stallWatch)
 }
 
-// stallWatch measures how long the whole process stands still (a machine
-// so loaded that no goroutine runs, a SIGSTOP): a goroutine that asks to
-// sleep 5 ms at a time adds up every gap of more than 50 ms between its
-// wake-ups, until stop is closed. Throughput lost to such a stall is no
+// stallWatch measures how long the process stood still: a goroutine that
+// asks to sleep 5 ms at a time adds up, less the 5 ms, every gap of more
+// than 50 ms between its wake-ups, until stop is closed. A gap is the
+// whole process stopped (SIGSTOP) or a machine so loaded that none of its
+// goroutines ran. Throughput lost to such a stall is no
 // fault of the transports': a run of WithPacing at 67 % of the limit,
 // once, was 3 s of it (the test runs pacing last, so a load that starts
 // late hits it alone). It returns the total, once stop is closed.

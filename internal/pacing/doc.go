@@ -104,10 +104,15 @@
 // it was estimated to cost, as the server would report it, until a report
 // that surely includes it (one to a request admitted after every unseen
 // one and sent after the last of them was answered; any other report
-// leaves them counted: pacing errs towards waiting) or the window passes. Every other response (a 429, any
-// non-success, a key under half its limit, a window passed, nothing known)
-// is read, and a response that said nothing (no headers, no response)
-// does not count as the read one. Other processes' use of the key shows
+// leaves them counted: pacing errs towards waiting) or the window passes.
+// With many requests in flight the read one was often admitted before
+// the unread ones were answered, so they stay counted until the key is
+// no longer comfortable and a later request's response is read: then
+// every success is read for about one round trip, and pacing has erred
+// towards waiting meanwhile, never the other way. Every other response
+// (a 429, any non-success, a key under half its limit, a window passed,
+// nothing known) is read, and a response that said nothing (no headers,
+// no response) does not count as the read one. Other processes' use of the key shows
 // up at the next read: at most eight successes later, with at least half
 // the limit left.
 //

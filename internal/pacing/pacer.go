@@ -352,9 +352,10 @@ func (s *keyState) reserve(c *Cost, at int64) Ticket {
 // of a success are read only when they may matter: while the key is
 // comfortable (some dimension known, and every known one in a window not
 // passed with at least half its limit left after what is reserved, lost
-// and unseen) only one success in readEvery (8) is read. The others are counted as
-// used (unseen) without a look at their headers, until a report that
-// includes them: what they would have said is what the pacer expects.
+// and unseen) only one success in readEvery (8) is read. The others are
+// counted as used (unseen) without a look at their headers, until a
+// report that surely includes them: what they would have said is what
+// the pacer expects. A response that said nothing is not the read one.
 // Parsing the headers is most of the cost of a settle, and a response far
 // from the limit says nothing the pacer acts on.
 func (t Ticket) Observe(status int, h http.Header, now time.Time) {
