@@ -155,10 +155,6 @@ func run(rounds int, segment time.Duration, dead bool) error {
 		pairs[wi] = make([][]pair, len(clients))
 	}
 	order := rand.New(rand.NewPCG(1, 2))
-	bareFirst := make([][]bool, len(workloads))
-	for wi := range bareFirst {
-		bareFirst[wi] = make([]bool, len(clients))
-	}
 	for r := range rounds {
 		start := time.Now()
 		for wi, w := range workloads {
@@ -170,13 +166,13 @@ func run(rounds int, segment time.Duration, dead bool) error {
 			}
 			// The clients run in a shuffled order each round (from a
 			// fixed seed), so that none is always next to the same
-			// neighbours, and each runs before its bare segment and
-			// after it in turn.
+			// neighbours; bare runs first in a pair in even rounds,
+			// second in odd ones.
 			for _, k := range order.Perm(len(clients) - 1) {
 				i := 1 + k
 				var p pair
 				var errB, errX error
-				if bareFirst[wi][i] = !bareFirst[wi][i]; bareFirst[wi][i] {
+				if r%2 == 0 {
 					p.bare, errB = measure(rts[0], url, w, ops[wi])
 					p.x, errX = measure(rts[i], url, w, ops[wi])
 				} else {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -442,35 +441,9 @@ func TestPublishInvalidAndClosed(t *testing.T) {
 // return, with the client's default options.
 func TestSilentServer(t *testing.T) {
 	leakCheck(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	conns.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-		}
-	})
-	defer func() {
-		_ = l.Close()
-		conns.Wait()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-	}()
+	addr := silentServer(t)
 
-	c := redis.NewClient(&redis.Options{Addr: l.Addr().String()}) // go-redis defaults: 3 s reads
+	c := redis.NewClient(&redis.Options{Addr: addr}) // go-redis defaults: 3 s reads
 	defer c.Close()
 	s := New(c, WithTimeout(20*time.Millisecond))
 	stop := s.Subscribe(func(llmtransport.Hold) {})

@@ -404,17 +404,19 @@ func (t Ticket) settleUnread(now time.Time) bool {
 // a success's headers say nothing the pacer would act on. It may roll
 // windows that have passed.
 func (s *keyState) comfortable(at int64) bool {
+	known := false
 	for i := range s.dims {
 		d := &s.dims[i]
 		if !d.known {
 			continue
 		}
+		known = true
 		d.roll(at)
 		if d.fresh || d.room() < d.limit/2 {
 			return false
 		}
 	}
-	return s.dims[Requests].known || s.dims[Tokens].known || s.dims[InputTokens].known || s.dims[OutputTokens].known
+	return known
 }
 
 // ObserveLimits is [Ticket.Observe] with headers already parsed: it takes

@@ -21,13 +21,6 @@ type Params struct {
 	N int64
 }
 
-// Same reports whether p and q estimate the same output: the same
-// MaxOutput and, when it is not 0, the same N (n multiplies nothing
-// else).
-func (p Params) Same(q Params) bool {
-	return p.MaxOutput == q.MaxOutput && (p.MaxOutput == 0 || p.N == q.N)
-}
-
 // maxParam is the largest number kept: larger ones are taken as this. No
 // rate limit is that large, so a request that asks for more is never paced.
 const maxParam = 1 << 40
