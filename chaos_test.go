@@ -501,7 +501,7 @@ func checkChaos(t *testing.T, calls []*chaosCall, log []llmtransporttest.Request
 		}
 
 		// The caller's request.
-		if !c.reqBody.isClosed() {
+		if !c.reqBody.closedSoon() {
 			report(c, attempts, "the request body was not closed")
 		}
 		if !headersEqual(c.header, c.headerAfter) {

@@ -102,13 +102,42 @@ type trackBody struct {
 	io.Reader
 	mu     sync.Mutex
 	closed bool
+	done   chan struct{} // closed by Close; made on first use
 }
 
 func (b *trackBody) Close() error {
 	b.mu.Lock()
-	b.closed = true
+	if !b.closed {
+		b.closed = true
+		if b.done != nil {
+			close(b.done)
+		}
+	}
 	b.mu.Unlock()
 	return nil
+}
+
+// closedSoon reports whether b is closed now or within hangGuard. net/http
+// may close a request body on its own goroutine after RoundTrip returned
+// (the RoundTripper contract allows it): a body it was sending when the
+// answer came, as with an Expect: 100-continue refused.
+func (b *trackBody) closedSoon() bool {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return true
+	}
+	if b.done == nil {
+		b.done = make(chan struct{})
+	}
+	done := b.done
+	b.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	case <-time.After(hangGuard):
+		return false
+	}
 }
 
 func (b *trackBody) isClosed() bool {
