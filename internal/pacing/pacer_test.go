@@ -577,6 +577,33 @@ func BenchmarkPacerAdmitObserve(b *testing.B) {
 			tk.Observe(200, h, now)
 		}
 	})
+	// cold: an admit and a settle after a round trip's worth of other
+	// work, as at bench/run.sh's "1 KB, c=1", where the caches hold little
+	// of the pacer's state and code: each iteration first writes a line in
+	// every 64 bytes of 2 MiB. Only the pacer's calls are timed, by
+	// the clock they read: "ns/call" (ns/op is mostly the eviction).
+	b.Run("cold", func(b *testing.B) {
+		type key struct {
+			host, model string
+			cred        uint64
+		}
+		k := key{"api.openai.com", "gpt-4o-mini", 0x9e3779b97f4a7c15}
+		evict := make([]byte, 2<<20)
+		p := New[key](0)
+		var in time.Duration
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := 0; i < len(evict); i += 64 {
+				evict[i]++
+			}
+			start := time.Now()
+			_, tk := p.Admit(k, c, start)
+			end := time.Now()
+			tk.Observe(200, h, end)
+			in += time.Since(start)
+		}
+		b.ReportMetric(float64(in.Nanoseconds())/float64(b.N), "ns/call")
+	})
 	for _, par := range []int{1, 32} {
 		name := "parallel"
 		if par > 1 {
