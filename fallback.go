@@ -360,6 +360,7 @@ func (c *call) switchTo(r *http.Request, body []byte, key circuitKey) {
 	c.req, c.buffered, c.key = r, body, key
 	c.sec = secrets{req: r}
 	c.trace.host, c.trace.model = key.host, key.model
+	c.pacePrepare() // a route may change the API key, and the body's length
 }
 
 // countLast counts the last attempt of a target in the attempts metric,

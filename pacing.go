@@ -60,7 +60,8 @@ func (c *call) inBody(b []byte, whole bool) string {
 }
 
 // pacePrepare estimates the call's cost, once its body and model are
-// known: the body's length (buffered, else its Content-Length, else the
+// known, and again for each fallback target (a route may change the API
+// key and the body): the body's length (buffered, else its Content-Length, else the
 // part read of a body too large to buffer) and the numbers of its scan.
 func (c *call) pacePrepare() {
 	if !c.paced.on {

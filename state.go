@@ -65,7 +65,7 @@ type CooldownStatus struct {
 // Requests do not pay for it: it reads the cooldowns and the circuits
 // lock-free, as requests do, and copies what it finds; only a circuit the
 // fleet holds, and each key pacing tracks, are locked a moment each, and
-// the pacer's key map read-locked while its keys are copied (as by
+// the pacer's key map (a sync.Map) is walked without a lock (as by
 // [Transport.Circuits] and [Transport.Limits]). Its cost is the walk: at
 // most 65,536 cooldowns and the circuits (10,000 at most by default) and
 // paced keys (16,384 at most), sorted, O(n log n), into a result of about

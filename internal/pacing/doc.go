@@ -3,9 +3,10 @@
 // rate-limit headers of its responses, keeps what requests in flight will
 // use, and tells a request how long to wait for the window that cannot
 // cover it to be whole again. It is the engine of the root's WithPacing:
-// it knows nothing of RoundTrip, reads no clock (every call takes the
-// time), starts no goroutine, never sleeps and holds no lock across a
-// wait. It uses only the standard library.
+// it knows nothing of RoundTrip, reads no clock but New's origin (every
+// call takes the time), starts no goroutine, never sleeps and holds no
+// lock across a wait. It uses only the standard library and the module's
+// internal/hint (which uses only the standard library too).
 //
 // # Headers
 //
@@ -133,7 +134,10 @@
 // Admit and Observe are O(1): a map lookup without a lock and a few
 // arithmetic steps under the key's own lock; on a known key they do not
 // allocate. The table holds at most maxKeys keys; keys with nothing in
-// flight and no window to wait for are swept, in sweeps whose cost is
-// amortised over the keys added since the last one. A key that finds the
-// table full of keys in use is not paced.
+// flight and no known window still running (passed, or whose guessed
+// successor has passed too) are swept, in sweeps whose cost is amortised
+// over the keys added since the last one. A key idle with a window still
+// running is kept, whatever is left of it: what it learned holds until the
+// window passes. A key that finds the table full of keys in use (in
+// flight, or with a window running: up to a day, MaxReset) is not paced.
 package pacing

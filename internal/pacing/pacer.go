@@ -595,8 +595,9 @@ func (p *Pacer[K]) state(key K, now time.Time) *keyState {
 	return s
 }
 
-// sweep drops the keys that are idle: no ticket in flight and no window
-// that would make a request wait. It sets the size of the next sweep to
+// sweep drops the keys that are idle: no ticket in flight and no known
+// window still running (one with room left counts: what it learned holds
+// until it passes). It sets the size of the next sweep to
 // twice what is left, so that sweeps cost O(1) per key added. p.mu is
 // held.
 func (p *Pacer[K]) sweep(at int64) {

@@ -748,3 +748,16 @@ func TestRates(t *testing.T) {
 	}
 	tk.Release()
 }
+
+// TestLongestUncovered: with two dimensions that cannot cover a request,
+// the wait is until the later of their windows is whole again.
+func TestLongestUncovered(t *testing.T) {
+	clk := newClock()
+	p := New[string](0)
+	tk := admit(t, p, Cost{Requests: 1, Tokens: 10}, clk.now())
+	l := Limits{Requests: {10, 0, 3 * time.Second, 0}, Tokens: {100, 0, 7 * time.Second, 0}}
+	tk.ObserveLimits(&l, clk.now())
+	if w, _ := p.Admit("k", Cost{Requests: 1, Tokens: 10}, clk.now()); w != 7*time.Second {
+		t.Errorf("wait %v, want 7s, the later window", w)
+	}
+}
