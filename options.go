@@ -215,7 +215,9 @@ func WithoutCooldowns() Option {
 // whose first member is "model", a string without escapes, and that has
 // no '_', written or as \u005f, so no max_* key, is not scanned) and a
 // few arithmetic steps under a per-key lock per attempt; at most 16,384
-// keys are tracked (~13 MB), and a key beyond them is not paced.
+// keys are tracked (~13 MB): when they are all in use, idle ones with
+// room are forgotten for a new key, and a key beyond keys in flight or
+// near their limits is not paced.
 //
 // It paces the requests of one Transport only: processes that share a
 // limit do not see each other's requests, except through what the server

@@ -136,8 +136,9 @@
 // allocate. The table holds at most maxKeys keys; keys with nothing in
 // flight and no known window still running (passed, or whose guessed
 // successor has passed too) are swept, in sweeps whose cost is amortised
-// over the keys added since the last one. A key idle with a window still
-// running is kept, whatever is left of it: what it learned holds until the
-// window passes. A key that finds the table full of keys in use (in
-// flight, or with a window running: up to a day, MaxReset) is not paced.
+// over the keys added since the last one. When the table is full (at most
+// one sweep a second then), idle keys with at least half of every known
+// limit left are swept too: a new key is paced rather than one with room,
+// which its next response teaches again. A key that finds the table full
+// of keys in flight or near a limit is not paced.
 package pacing

@@ -82,8 +82,8 @@ func (p *Pacer[K]) lookup(key K) *keyState {
 }
 
 // New returns a Pacer that tracks at most maxKeys keys (0 or less:
-// [DefaultMaxKeys]). A key seen when the table is full of keys still in
-// use is not paced.
+// [DefaultMaxKeys]). A key seen when the table is full of keys in flight
+// or near a limit is not paced (see sweep).
 func New[K comparable](maxKeys int) *Pacer[K] {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
@@ -581,13 +581,13 @@ func (p *Pacer[K]) state(key K, now time.Time) *keyState {
 		// Full: sweep at most once a second, so that a table full of
 		// keys in use does not cost a sweep per new key.
 		if at-p.swept >= int64(time.Second) {
-			p.sweep(at)
+			p.sweep(at, true)
 		}
 		if p.Len() >= p.max {
 			return nil
 		}
 	} else if n >= p.sweepAt {
-		p.sweep(at)
+		p.sweep(at, false)
 	}
 	s := &keyState{epoch: &p.epoch}
 	p.m.Store(key, s)
@@ -596,24 +596,29 @@ func (p *Pacer[K]) state(key K, now time.Time) *keyState {
 }
 
 // sweep drops the keys that are idle: no ticket in flight and no known
-// window still running (one with room left counts: what it learned holds
-// until it passes). It sets the size of the next sweep to
-// twice what is left, so that sweeps cost O(1) per key added. p.mu is
-// held.
-func (p *Pacer[K]) sweep(at int64) {
+// window still running. When the table is full it also drops the idle
+// keys that are comfortable (every known window with at least half its
+// limit left after what is reserved, lost and unseen: nothing a request
+// would wait for soon), so that a new key is paced rather than one that
+// has room: what is forgotten of them a response teaches again. It sets
+// the size of the next sweep to twice what is left, so that sweeps cost
+// O(1) per key added. p.mu is held.
+func (p *Pacer[K]) sweep(at int64, full bool) {
 	p.swept = at
 	for k, v := range p.m.Range {
 		s := v.(*keyState)
 		s.mu.Lock()
 		idle := s.inflight == 0
+		running := false
 		for i := range s.dims {
 			d := &s.dims[i]
 			if d.known && (at < d.resetAt || d.fresh && at < d.resetAt+d.span) {
-				idle = false
+				running = true
 			}
 		}
+		drop := idle && (!running || full && s.comfortable(at))
 		s.mu.Unlock()
-		if idle {
+		if drop {
 			p.m.Delete(k)
 			p.n.Add(-1)
 		}

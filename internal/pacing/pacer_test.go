@@ -305,7 +305,8 @@ func TestZeroTicket(t *testing.T) {
 }
 
 // TestMaxKeys: the table is bounded; a key that finds it full of keys in
-// use is not paced; idle keys are swept.
+// use is not paced; idle keys are swept, and when the table is full, idle
+// keys with room too.
 func TestMaxKeys(t *testing.T) {
 	clk := newClock()
 	p := New[int](4)
@@ -324,6 +325,26 @@ func TestMaxKeys(t *testing.T) {
 	clk.add(2 * time.Second) // every window passed, nothing in flight
 	if _, tk := p.Admit(99, one, clk.now()); tk.s == nil || p.Len() != 1 {
 		t.Fatalf("after a sweep: ticket %v, %d keys, want one key", tk.s != nil, p.Len())
+	}
+
+	// A full table of idle keys whose windows run on: those with room are
+	// swept for a new key, one near its limit (it would make a request
+	// wait) is kept.
+	p = New[int](4)
+	for k := range 4 {
+		_, tk := p.Admit(k, one, clk.now())
+		l := reqs(10, 9, time.Hour)
+		if k == 0 {
+			l = reqs(10, 1, time.Hour)
+		}
+		tk.ObserveLimits(&l, clk.now())
+	}
+	clk.add(2 * time.Second)
+	if _, tk := p.Admit(99, one, clk.now()); tk.s == nil || p.Len() != 2 {
+		t.Fatalf("full of idle keys with room: ticket %v, %d keys, want key 99 paced beside key 0", tk.s != nil, p.Len())
+	}
+	if w := p.Wait(0, Cost{Requests: 2}, clk.now()); w <= 0 {
+		t.Fatalf("key 0, 1 of 10 left, was forgotten: a request of 2 waits %v", w)
 	}
 
 	// Sweeps are amortised: many short-lived keys keep the table small.
