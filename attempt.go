@@ -277,14 +277,18 @@ func (t *Transport) inspect(resp *http.Response, p *peek) Classification {
 			peekPool.Put(buf)
 		}
 	}
-	if p.err != nil && cl.Class == ClassSuccess {
-		// A stream broke before its first event reached the caller, or the
-		// first-byte timer cancelled the body just as the headers came:
+	switch {
+	case p.err != nil && resp.StatusCode < 300 && errors.Is(p.err, errFirstByteTimeout):
+		// The first-byte timer fired before a success's first event (or
+		// just as its headers came): whatever the few bytes before it
+		// looked like (an event stream cut before any event reads as
+		// broken), the attempt is the timeout, which a fallback chain
+		// leaves at once.
+		cl = Classification{Class: ClassTimeout, Status: resp.StatusCode, Message: errFirstByteTimeout.Error(), Retryable: true, BreakerFailure: true}
+	case p.err != nil && cl.Class == ClassSuccess:
+		// A stream broke before its first event reached the caller:
 		// nothing was delivered, so it can be tried again.
 		cl = Classification{Class: ClassUpstreamTransient, Status: resp.StatusCode, Message: p.err.Error(), Retryable: true, BreakerFailure: true}
-		if errors.Is(p.err, errFirstByteTimeout) {
-			cl.Class = ClassTimeout
-		}
 	}
 	return cl
 }

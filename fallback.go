@@ -358,7 +358,7 @@ func (c *call) switchTo(r *http.Request, body []byte, key circuitKey) {
 	c.circ = circuit.Ticket{}
 	c.out, c.hint = outcomeExcluded, 0
 	c.req, c.buffered, c.key = r, body, key
-	c.sec = secrets{req: r}
+	c.sec = c.sec.next(r)
 	c.trace.host, c.trace.model = key.host, key.model
 	c.pacePrepare() // a route may change the API key, and the body's length
 }

@@ -33,7 +33,7 @@ type Outcome struct {
 	// tried.
 	Attempts int
 	// Waited is how long the call waited in all: the waits before its
-	// retries and for a model's cooldown.
+	// retries, for a model's cooldown, and pacing's ([WithPacing]).
 	Waited time.Duration
 	// Path is the models the call tried, in order, when it went down a
 	// fallback chain ([WithFallbacks]): Requested first, the model that

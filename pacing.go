@@ -126,6 +126,7 @@ func (c *call) paceWait() error {
 			return err
 		}
 		waited += w
+		c.rec.waited += w // the Outcome's Waited
 	}
 }
 

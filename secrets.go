@@ -1,7 +1,10 @@
 package llmtransport
 
 import (
+	"cmp"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/llmtransport/llmtransport/internal/redact"
 )
@@ -19,18 +22,32 @@ import (
 // masking: a call that succeeds at once never collects them.
 
 // secrets are the credentials of one call's request, collected on first
-// use.
+// use, and those of the requests the call sent before it (a fallback
+// route may change the API key: the primary's response, handed back when
+// the chain fails, may echo the primary's).
 type secrets struct {
 	req  *http.Request
+	prev []string // the earlier requests' credentials, longest first
 	vals []string
 	done bool
 }
 
-// list returns the request's credentials, longest first, collecting them
-// on the first call.
+// next returns the secrets of r, a request the call sends after s's: its
+// own credentials and s's.
+func (s *secrets) next(r *http.Request) secrets {
+	return secrets{req: r, prev: s.list()}
+}
+
+// list returns the credentials, longest first, collecting them on the
+// first call.
 func (s *secrets) list() []string {
 	if !s.done {
 		s.vals, s.done = redact.RequestSecrets(s.req), true
+		if len(s.prev) > 0 {
+			vals := append(slices.Clone(s.prev), s.vals...)
+			slices.SortFunc(vals, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+			s.vals = slices.Compact(vals)
+		}
 	}
 	return s.vals
 }
