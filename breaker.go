@@ -198,7 +198,7 @@ func (c *call) admit() *CircuitOpenError {
 // the call's circuit: a half-open circuit's probe is counted at once.
 func (c *call) attempted(a *attemptResult) {
 	c.circ.SetCause(failureCause(a))
-	c.t.reportCircuit(c.ctx, c.trace.st, c.circ.Attempted(circuit.Outcome(a.out), a.cl.RetryAfter))
+	c.t.reportCircuit(c.ctx, c.trace.st, c.circ.Attempted(circuit.Outcome(a.out), c.t.circuitHint(&a.cl)))
 	if c.t.cfg.shared != nil {
 		c.probed(a) // fleet.go
 	}
@@ -243,4 +243,18 @@ func (t *Transport) reportCircuit(ctx context.Context, cs *callSpan, ch circuit.
 		}
 		t.tracer.circuitChanged(ctx, cs, sc)
 	})
+}
+
+// maxCircuitHint is the longest a server's wait hint keeps a circuit open:
+// a day, the longest window servers count quotas in (a daily quota spent).
+// A circuit refuses at once, so a hint longer than the waits the transport
+// takes ([WithMaxRetryWait]) is still worth honouring there; an absurd one
+// (Retry-After: 99999999, taken as hint.MaxSaneWait, 31 days) would shut
+// the model out for a month, and with shared state the whole fleet with it.
+const maxCircuitHint = 24 * time.Hour
+
+// circuitHint is the wait hint of cl as a circuit takes it (see
+// maxCircuitHint).
+func (t *Transport) circuitHint(cl *Classification) time.Duration {
+	return min(cl.RetryAfter, maxCircuitHint)
 }

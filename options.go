@@ -368,8 +368,9 @@ func WithBreakerWindow(d time.Duration) Option {
 
 // WithBreakerOpenTimeout sets how long an open circuit refuses requests
 // before it lets a probe through. A server's wait hint on the failure that
-// opened the circuit lengthens the period, never shortens it. The default is
-// [DefaultBreakerOpenTimeout] (10 s). Values ≤ 0 are ignored.
+// opened the circuit lengthens the period (up to a day), never shortens it.
+// The default is [DefaultBreakerOpenTimeout] (10 s). Values ≤ 0 are
+// ignored.
 func WithBreakerOpenTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
