@@ -113,8 +113,9 @@ func WithBackoff(base, max time.Duration) Option {
 // so that a dead upstream under a burst is not hit by every call's every
 // retry, as Envoy bounds retries per cluster. Each host has a bucket of
 // burst tokens (it starts full): every retry takes one; a call that ends in
-// success gives back the tokens its retries took, or adds ratio of a token
-// when it needed none. Retries that work cost nothing, a lone request
+// success on that host gives back the tokens its retries took there, or
+// adds ratio of a token when it needed none (the retries of a model a
+// fallback chain left are kept: that host did not answer). Retries that work cost nothing, a lone request
 // always has its retries, a burst of N calls to a dead upstream makes at
 // most N + burst attempts, and a dead host never takes another host's
 // retries. Beyond 1,024 hosts, further hosts share one bucket. The defaults are
@@ -520,8 +521,9 @@ func WithSharedState(s SharedState) Option {
 //
 //   - at once, with no attempt to M, when M's circuit is open
 //     ("circuit_open") or a rate limit's cooldown is running for M
-//     ("cooldown"; should no target answer, M is then tried after all,
-//     once its cooldown is over);
+//     ("cooldown"; should no target answer, M is then tried after all:
+//     once its cooldown is over, or at once when the cooldown is past the
+//     cap or the deadline, as any cooldown);
 //   - once M's retries stopped (exhausted, refused by the retry budget,
 //     a wait above [WithMaxRetryWait] or past the deadline) on
 //     rate_limited, overloaded, upstream_transient or timeout, and on a

@@ -14,8 +14,10 @@ import (
 // Outcome is what a [Transport] made of one call, across its attempts and
 // fallbacks: see [OutcomeOf], [WithOnOutcome] and [RequestOutcomeInto].
 type Outcome struct {
-	// Classification is that of the call's last attempt: its class, code,
-	// status, request ID, the server's wait hint. Retryable is the
+	// Classification is that of the response handed back (the call's last
+	// attempt's, but when a fallback chain failed: the requested model's,
+	// whose response goes back): its class, code, status, request ID, the
+	// server's wait hint. Retryable is the
 	// server's verdict on that attempt, not the X-Should-Retry: false
 	// the transport set on the response it handed back (which makes
 	// [Classify], run again on that response, say false). It is the zero

@@ -15,8 +15,9 @@
 //
 // Without WithLimiter, a request never waits for Redis (save the probe
 // lease below). Publish puts a hold in a bounded queue
-// (DefaultQueueSize) and returns; one sender goroutine, alive only while
-// the queue is not empty, writes each hold with one Lua script that stores
+// (DefaultQueueSize) and returns; one sender goroutine, alive while the
+// queue is not empty or a live hold is still unsent (Redis refused it: it
+// is tried again), writes each hold with one Lua script that stores
 // it extend-only — a key that already lives at least as long is kept, and
 // nothing is published — else SETs it with PX (a relative TTL: no clock of
 // any host is compared) and PUBLISHes it with the TTL Redis now holds. A

@@ -95,10 +95,15 @@ return e
 `)
 
 // leaseScript grants the lease KEYS[1] to ARGV[1] for ARGV[2] milliseconds
-// when no one holds it (returns -1), else returns how long it is still
-// held, in milliseconds.
+// when no one holds it or ARGV[1] does already (returns -1: a process whose
+// probe said nothing asks again, and gets it), else returns how long it is
+// still held, in milliseconds.
 var leaseScript = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return -1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return -1
 end
 local p = redis.call('PTTL', KEYS[1])

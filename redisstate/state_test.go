@@ -260,6 +260,20 @@ func TestLeaseExclusive(t *testing.T) {
 	if ok, _ := states[0].Lease(context.Background(), "h", "other", time.Second); !ok {
 		t.Fatal("the lease of another model was refused")
 	}
+	// The holder asking again (its probe said nothing: the next call asks
+	// for the lease) gets it, as the fleet's hold expects; the others are
+	// still refused.
+	for i, s := range states {
+		if !granted[i] {
+			continue
+		}
+		if ok, d := s.Lease(context.Background(), "h", "m", 5*time.Second); !ok {
+			t.Fatalf("the holder asking again was refused for %v", d)
+		}
+		if ok, _ := states[(i+1)%n].Lease(context.Background(), "h", "m", 5*time.Second); ok {
+			t.Fatal("another process was granted the lease its holder renewed")
+		}
+	}
 	// A release ends the lease with the open hold.
 	sub := subscribe(t, states[1])
 	subscribed(t, states[1], sub)

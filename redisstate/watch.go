@@ -135,7 +135,10 @@ func (w *watcher) session(ctx context.Context) (subscribed bool) {
 				return true
 			}
 			if isTimeout(err) && !pinged {
-				if err := ps.Ping(ctx); err != nil {
+				pctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+				err := ps.Ping(pctx) // bounded like every call (WithTimeout)
+				cancel()
+				if err != nil {
 					s.m.count(s.m.errors, keyOp.String("ping"))
 					return true
 				}
