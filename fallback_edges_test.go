@@ -2,6 +2,7 @@ package llmtransport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +14,8 @@ import (
 	"time"
 )
 
-// Fallback chains and outcomes at their edges: a slow first event, routes
+// Fallback chains and outcomes at their edges (from an audit of the
+// README's promises): a slow first event, routes
 // that change the API key, pacing's waits.
 
 func chainReq(t *testing.T, ctx context.Context, url, model string) *http.Request {
@@ -168,4 +170,275 @@ func TestOutcomePacingWait(t *testing.T) {
 			t.Errorf("a call paced for %v reports Waited %v (RequestOutcomeInto), %v (OutcomeOf); want 10s", took, o.Waited, o2.Waited)
 		}
 	})
+}
+
+const overloaded529 = `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`
+
+// chainModelOf returns the "model" of a fake request's body.
+func chainModelOf(r *http.Request) string {
+	if r.GetBody == nil {
+		return ""
+	}
+	rc, _ := r.GetBody()
+	b, _ := io.ReadAll(rc)
+	s := string(b)
+	i := strings.Index(s, `"model":"`)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(`"model":"`):]
+	return s[:strings.IndexByte(s, '"')]
+}
+
+// WithFallbackRetries: "The default is DefaultFallbackRetries (1); 0 gives
+// each target one attempt."
+func TestFallbackDefaultRetriesPerTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    []Option
+		b, c    int
+		attempt int
+	}{
+		{"default", nil, 2, 2, 5},
+		{"zero", []Option{WithFallbackRetries(0)}, 1, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				per := map[string]int{}
+				f := &fakeRT{respond: func(_ int, r *http.Request) (*http.Response, error) {
+					m := chainModelOf(r)
+					mu.Lock()
+					per[m]++
+					mu.Unlock()
+					if m == "a" {
+						return response(404, `{"error":{"message":"no a","type":"invalid_request_error","code":"model_not_found"}}`), nil
+					}
+					return response(529, overloaded529), nil
+				}}
+				tr := New(f, append([]Option{WithoutCircuitBreaker(), WithBackoff(time.Millisecond, time.Millisecond),
+					WithFallbacks(map[string][]string{"a": {"b", "c"}})}, tc.opts...)...)
+				resp, err := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if per["a"] != 1 || per["b"] != tc.b || per["c"] != tc.c {
+					t.Errorf("requests %v, want a 1, b %d, c %d", per, tc.b, tc.c)
+				}
+			})
+		})
+	}
+}
+
+// WithFallbacks: "Retries also take tokens from each host's retry budget as
+// usual."
+func TestFallbackRetryBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		per := map[string]int{}
+		f := &fakeRT{respond: func(_ int, r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			per[r.URL.Host+"/"+chainModelOf(r)]++
+			mu.Unlock()
+			return response(503, busy503), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker(), WithBackoff(time.Millisecond, time.Millisecond), WithRetryBudget(0.2, 1),
+			WithFallbacks(map[string][]string{"a": {"b", "c at B"}}),
+			WithFallbackRoute("c at B", "c", func(r *http.Request) { r.URL.Host, r.Host = "b.test", "" }))
+		resp, err := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		t.Logf("requests %v", per)
+		if per["gw.test/a"] != 2 || per["gw.test/b"] != 1 || per["b.test/c"] != 2 {
+			t.Errorf("requests %v: want a 2 (the host's one token), b 1 (none left), c at B 2 (its own host's token)", per)
+		}
+		if errors.Is(err, ErrCircuitOpen) {
+			t.Fatal()
+		}
+	})
+}
+
+// "A body over WithMaxBufferedBody without GetBody is sent once and never
+// falls back."
+func TestFallbackLargeBodyNoFallback(t *testing.T) {
+	for _, known := range []bool{false, true} {
+		t.Run(fmt.Sprintf("contentLengthKnown=%v", known), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) { return response(529, overloaded529), nil }}
+				var n int
+				tr := New(f, WithoutCircuitBreaker(), WithMaxBufferedBody(64), WithFallbacks(map[string][]string{"a": {"b"}}),
+					WithOnFallback(func(FallbackEvent) { n++ }))
+				body := `{"model":"a","messages":[{"role":"user","content":"` + strings.Repeat("x", 200) + `"}]}`
+				req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, gw, io.NopCloser(strings.NewReader(body)))
+				req.ContentLength = -1
+				if known {
+					req.ContentLength = int64(len(body))
+				}
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if f.attempts() != 1 || n != 0 || resp.StatusCode != 529 {
+					t.Errorf("attempts %d, fallbacks %d, status %d", f.attempts(), n, resp.StatusCode)
+				}
+			})
+		})
+	}
+}
+
+// "The chains are not followed recursively"; WithFallbackRoute: "A nil
+// redirect only renames ... An empty model is name"; "a body with GetBody
+// is read once more for the first fallback".
+func TestFallbackChainRules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []string
+		f := &fakeRT{respond: func(_ int, r *http.Request) (*http.Response, error) {
+			m := chainModelOf(r)
+			mu.Lock()
+			seen = append(seen, r.URL.Host+"/"+m)
+			mu.Unlock()
+			if m == "ok" || m == "renamed" {
+				return response(200, `{}`), nil
+			}
+			return response(503, busy503), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker(), WithMaxRetries(0),
+			WithFallbacks(map[string][]string{"a": {"b"}, "b": {"ok"}, "x": {"alias", "same"}}),
+			WithFallbackRoute("alias", "renamed", nil),
+			WithFallbackRoute("same", "", nil))
+		resp, _ := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+		resp.Body.Close()
+		if strings.Join(seen, ",") != "gw.test/a,gw.test/b" {
+			t.Errorf("recursive? %v", seen)
+		}
+		seen = nil
+		resp, _ = tr.RoundTrip(chainReq(t, t.Context(), gw, "x"))
+		resp.Body.Close()
+		if fb, _ := FallbackOf(resp); strings.Join(seen, ",") != "gw.test/x,gw.test/renamed" || fb.Model != "renamed" {
+			t.Errorf("nil redirect: %v %+v", seen, fb)
+		}
+		// GetBody calls: one chain of one target vs two targets.
+		count := func(chain []string) int {
+			n := 0
+			tr := New(f, WithoutCircuitBreaker(), WithMaxRetries(0), WithFallbacks(map[string][]string{"a": chain}))
+			req := chainReq(t, t.Context(), gw, "a")
+			gb := req.GetBody
+			req.GetBody = func() (io.ReadCloser, error) { n++; return gb() }
+			resp, _ := tr.RoundTrip(req)
+			resp.Body.Close()
+			return n
+		}
+		one, two := count([]string{"b"}), count([]string{"b", "c"})
+		t.Logf("GetBody calls: %d with one target, %d with two", one, two)
+		if one != two {
+			t.Errorf("GetBody read again for a later target")
+		}
+	})
+}
+
+// The target's RetryEvent and the Outcome of a routed target.
+func TestFallbackRouteTargetEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bHits := 0
+		f := &fakeRT{respond: func(i int, r *http.Request) (*http.Response, error) {
+			if r.URL.Host == "b.test" {
+				bHits++
+				if bHits > 1 {
+					return response(200, `{"ok":true}`), nil
+				}
+			}
+			if r.URL.Host == "gw.test" {
+				return response(404, `{"error":{"message":"no a","type":"invalid_request_error","code":"model_not_found"}}`), nil
+			}
+			return response(503, busy503), nil
+		}}
+		var evs []RetryEvent
+		tr := New(f, WithoutCircuitBreaker(), WithBackoff(time.Millisecond, time.Millisecond), WithMaxRetries(2),
+			WithFallbacks(map[string][]string{"a": {"a at B"}}),
+			WithFallbackRoute("a at B", "a-b", func(r *http.Request) {
+				r.URL.Host, r.Host = "b.test", ""
+				r.Header.Set("Authorization", "Bearer sk-b")
+			}),
+			WithOnRetry(func(ev RetryEvent) { evs = append(evs, ev) }),
+			WithRetryPolicy(func(ev RetryEvent) bool { return ev.Context != nil && ev.Classification.Retryable }))
+		resp, err := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		o, _ := OutcomeOf(resp)
+		last := evs[len(evs)-1]
+		t.Logf("events %d; last: host %s model %s req host %s auth %q; outcome host %s model %s requested %s path %v attempts %d",
+			len(evs), last.Host, last.Model, last.Request.URL.Host, last.Request.Header.Get("Authorization"), o.Host, o.Model, o.Requested, o.Path, o.Attempts)
+		if last.Host != "b.test" || last.Model != "a-b" || last.Request.URL.Host != "b.test" || last.Request.Header.Get("Authorization") != "Bearer sk-b" {
+			t.Errorf("the target's retry event does not carry the target's request")
+		}
+		if o.Host != "b.test" || o.Model != "a-b" || o.Requested != "a" || !o.FellBack() {
+			t.Errorf("outcome %+v", o)
+		}
+	})
+}
+
+// WithRequestOptions: "options already in ctx are kept unless opts change
+// them"; RequestMaxRetries "Negative values are ignored"; RequestMaxRetryWait
+// "Values ≤ 0 are ignored", and "in place of WithMaxRetryWait" (longer too).
+func TestRequestOptionsRules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) { return response(503, busy503), nil }}
+		tr := New(f, WithoutCircuitBreaker(), WithBackoff(time.Millisecond, time.Millisecond))
+		ctx := WithRequestOptions(WithRequestOptions(t.Context(), RequestMaxRetries(0)), RequestMaxRetryWait(time.Second))
+		resp, _ := tr.RoundTrip(newChatRequest(t, ctx, gw))
+		resp.Body.Close()
+		if f.attempts() != 1 {
+			t.Errorf("nested options: %d attempts, want 1", f.attempts())
+		}
+		ctx = WithRequestOptions(WithRequestOptions(t.Context(), RequestMaxRetries(1)), RequestMaxRetries(-1))
+		resp, _ = tr.RoundTrip(newChatRequest(t, ctx, gw))
+		resp.Body.Close()
+		if f.attempts() != 1+2 {
+			t.Errorf("RequestMaxRetries(-1) over 1: %d attempts, want 2", f.attempts()-1)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeRT{respond: func(i int, _ *http.Request) (*http.Response, error) {
+			if i == 0 {
+				return response(429, `{"error":{"message":"slow down","type":"rate_limit_error"}}`, "Retry-After", "10"), nil
+			}
+			return response(200, `{}`), nil
+		}}
+		tr := New(f, WithoutCircuitBreaker(), WithMaxRetryWait(time.Second))
+		start := time.Now()
+		resp, _ := tr.RoundTrip(newChatRequest(t, WithRequestOptions(t.Context(), RequestMaxRetryWait(time.Minute)), gw))
+		resp.Body.Close()
+		if f.attempts() != 2 || time.Since(start) < 10*time.Second {
+			t.Errorf("RequestMaxRetryWait(1m) over WithMaxRetryWait(1s), Retry-After 10: %d attempts after %v", f.attempts(), time.Since(start))
+		}
+	})
+}
+
+// WithOnOutcome: "For a streamed response it runs when the headers and first
+// event came back: a stream that breaks later is not in it."
+func TestOnOutcomeStream(t *testing.T) {
+	var got []Outcome
+	f := &fakeRT{respond: func(int, *http.Request) (*http.Response, error) {
+		return response(200, "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"error\":{\"message\":\"died\",\"type\":\"server_error\"}}\n\n", "Content-Type", "text/event-stream"), nil
+	}}
+	tr := New(f, WithoutCircuitBreaker(), WithOnOutcome(func(_ context.Context, o Outcome) { got = append(got, o) }))
+	resp, err := tr.RoundTrip(newChatRequest(t, t.Context(), gw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Class != ClassSuccess {
+		t.Fatalf("hook before the read: %+v", got)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(got) != 1 {
+		t.Errorf("hook ran %d times", len(got))
+	}
 }
