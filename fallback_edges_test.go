@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// Fallback chains and outcomes at their edges (from an audit of the
-// README's promises): a slow first event, routes
-// that change the API key, pacing's waits.
+// Fallback chains and outcomes at their edges, from an audit of the
+// README's promises: a slow first event, routes that change the API key,
+// pacing's waits, the rules of chains, budgets and request options.
 
 func chainReq(t *testing.T, ctx context.Context, url, model string) *http.Request {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"model":"`+model+`","messages":[]}`))
