@@ -159,3 +159,22 @@ func TestFleetTimeoutsNotShared(t *testing.T) {
 		}
 	})
 }
+
+// TestFleetJitterBounds: a remote hold's jitter is up to 20 % of the hold,
+// at most 250 ms, and spreads the replicas (not one value).
+func TestFleetJitterBounds(t *testing.T) {
+	for _, d := range []time.Duration{100 * time.Millisecond, time.Second, time.Minute} {
+		most := min(d/5, 250*time.Millisecond)
+		seen := map[time.Duration]bool{}
+		for range 1000 {
+			j := fleetJitter(d)
+			if j < 0 || j > most {
+				t.Fatalf("jitter of a %v hold: %v, want within [0, %v]", d, j, most)
+			}
+			seen[j] = true
+		}
+		if len(seen) < 100 {
+			t.Errorf("jitter of a %v hold took %d values in 1000, want them spread", d, len(seen))
+		}
+	}
+}
