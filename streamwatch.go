@@ -52,6 +52,7 @@ const (
 	formatUnknown   streamFormat = iota // no data line yet
 	formatOther                         // a format whose end is not judged
 	formatChat                          // OpenAI chat completion chunks: a finish_reason is expected
+	formatChoices                       // chunks with choices but no "chat.completion.chunk" (Azure's first, gateways'): finish reasons read, none owed
 	formatAnthropic                     // Anthropic Messages: a stop_reason is expected
 )
 
@@ -270,6 +271,11 @@ func (s *streamScan) dataLine(v []byte) {
 			s.format = formatAnthropic
 		case bytes.Contains(v, []byte(`"chat.completion.chunk"`)):
 			s.format = formatChat
+		case bytes.Contains(v, []byte(`"choices"`)):
+			// Chunks without "object", or Azure's first ("object":"",
+			// prompt_filter_results): their finish reasons are read, but
+			// a stream of them that ends without one is not judged.
+			s.format = formatChoices
 		default:
 			s.format = formatOther
 		}
@@ -288,7 +294,7 @@ func (s *streamScan) dataLine(v []byte) {
 		s.suspect = verdictError
 	}
 	switch {
-	case s.format == formatChat:
+	case s.format == formatChat || s.format == formatChoices:
 		s.reasons(v, finishKey)
 	case s.format == formatAnthropic && (s.ev == eventMessageDelta || string(typ) == "message_delta"):
 		s.reasons(v, stopKey)

@@ -654,3 +654,40 @@ func TestStreamWatchReadSizes(t *testing.T) {
 		}
 	}
 }
+
+// Azure's first chunk (classify's healthyStreams["azure prompt_filter first"]): "object":"".
+const azureFirst = `data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}` + "\n\n"
+
+// TestStreamWatchChoicesWithoutObject: a finish_reason of error or
+// content_filter is seen as it passes also in streams whose first chunk is
+// not "chat.completion.chunk" (Azure's prompt_filter_results first, with
+// "object":""; gateways' chunks without "object"): it was missed there.
+func TestStreamWatchChoicesWithoutObject(t *testing.T) {
+	noObj := `data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}` + "\n\n"
+	for _, tt := range []struct {
+		name    string
+		events  []string
+		class   Class
+		failure bool
+	}{
+		{"azure content_filter", []string{azureFirst, chatChunk, chatFilter, chatDone}, ClassContentFiltered, false},
+		{"azure finish_reason error", []string{azureFirst, chatChunk, strings.Replace(chatStop, `"stop"`, `"error"`, 1), chatDone}, ClassUpstreamTransient, true},
+		{"no object field, content_filter", []string{noObj, strings.Replace(chatFilter, `"object":"chat.completion.chunk",`, "", 1), chatDone}, ClassContentFiltered, false},
+		{"control: chat chunk first", []string{chatChunk, azureFirst, chatFilter, chatDone}, ClassContentFiltered, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tel := newTelemetry(t)
+			srv := streamServer(t, nil, tt.events...)
+			tr := New(nil, tel.options()...)
+			defer tr.CloseIdleConnections()
+			got := streamCall(t, tr, srv)
+			whole := Classify(&http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}}, got)
+			n, _ := sum(tel.collect(t), MetricStreamErrors, map[string]string{"llm.error.class": tt.class.String()})
+			c := onlyCircuit(t, tr)
+			if n != 1 || c.Successes != 0 || c.Failures != b2u(tt.failure) || c.Excluded != b2u(!tt.failure) {
+				t.Errorf("Classify(whole)=%v but watcher: stream.errors=%v, circuit successes=%d failures=%d excluded=%d", whole.Class, n, c.Successes, c.Failures, c.Excluded)
+			}
+		})
+	}
+}
+
