@@ -246,8 +246,11 @@ func (c *call) judge(a *attemptResult) {
 		// A gateway may echo the caller's key, in any shape.
 		a.cl.Message = c.sec.mask(a.cl.Message)
 		a.cl.Code = c.sec.maskValues(a.cl.Code)
-		a.cl.RequestID = c.sec.maskValues(a.cl.RequestID)
+		a.cl.Type = c.sec.maskValues(a.cl.Type)
 	}
+	// A success's request ID too: it is set only when its body was
+	// classified (a stream), so the plain success pays nothing.
+	a.cl.RequestID = c.sec.maskValues(a.cl.RequestID)
 	switch {
 	case a.cl.Class == ClassSuccess:
 		a.out = outcomeSuccess

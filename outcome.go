@@ -272,9 +272,9 @@ func (c *call) noteAttempt(a *attemptResult) {
 	}
 	id := a.cl.RequestID
 	if id == "" && a.resp != nil {
-		id = c.sec.maskValues(headerRequestID(a.resp.Header))
+		id = headerRequestID(a.resp.Header)
 	}
-	c.rec.ids = append(c.rec.ids, id)
+	c.rec.ids = append(c.rec.ids, c.sec.maskValues(id)) // a success's too
 }
 
 // finish ends the call's outcome: it is attached to resp when there is

@@ -526,6 +526,7 @@ func (b *streamBody) report() (ok bool) {
 	}
 	cl.Message = b.sec.mask(cl.Message)
 	cl.Code = b.sec.maskValues(cl.Code)
+	cl.Type = b.sec.maskValues(cl.Type)
 	cl.RequestID = b.sec.maskValues(cl.RequestID)
 	out := outcomeExcluded
 	if cl.BreakerFailure {

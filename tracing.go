@@ -562,15 +562,17 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *sec
 	if cl.Code != "" {
 		attrs = append(attrs, keyCode.String(cl.Code))
 	}
+	// A response may echo the caller's key anywhere, a success's request
+	// ID too (an error's were masked by judge).
 	id := cl.RequestID
+	if cl.Class == ClassSuccess {
+		id = sec.maskValues(id)
+	}
 	for _, h := range requestIDSpanHeaders {
 		if v := resp.Header.Values(h.name); len(v) > 0 {
-			if cl.Class != ClassSuccess {
-				// An error response may echo the caller's key anywhere.
-				v = slices.Clone(v)
-				for i := range v {
-					v[i] = sec.maskValues(v[i])
-				}
+			v = slices.Clone(v)
+			for i := range v {
+				v[i] = sec.maskValues(v[i])
 			}
 			attrs = append(attrs, h.key.StringSlice(v))
 			if id == "" {
@@ -593,7 +595,7 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *sec
 		a.span.SetStatus(codes.Error, describe(cl))
 	}
 	a.span.SetAttributes(attrs...)
-	a.call.last = wrapBody(resp, a.span, a.call)
+	a.call.last = wrapBody(resp, a.span, a.call, *sec)
 	a.call.lastID = id
 }
 
@@ -617,6 +619,7 @@ type spanBody struct {
 	rc      io.ReadCloser
 	span    trace.Span
 	call    *callSpan
+	sec     secrets // to mask a read error's text
 	done    atomic.Bool
 	endCall atomic.Bool // the call has ended with this body's response
 }
@@ -627,8 +630,8 @@ type spanBodyRW struct{ *spanBody }
 
 func (b spanBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
 
-func wrapBody(resp *http.Response, span trace.Span, call *callSpan) *spanBody {
-	b := &spanBody{rc: resp.Body, span: span, call: call}
+func wrapBody(resp *http.Response, span trace.Span, call *callSpan, sec secrets) *spanBody {
+	b := &spanBody{rc: resp.Body, span: span, call: call, sec: sec}
 	if _, ok := resp.Body.(io.ReadWriteCloser); ok {
 		resp.Body = spanBodyRW{b}
 	} else {
@@ -660,7 +663,7 @@ func (b *spanBody) finish(readErr error) {
 		return
 	}
 	if readErr != nil && !errors.Is(readErr, context.Canceled) {
-		msg := redact.Secrets(readErr.Error())
+		msg := b.sec.mask(readErr.Error()) // the request's credentials and key patterns
 		b.span.SetAttributes(keyErrorType.String("body_read"))
 		b.span.SetStatus(codes.Error, msg)
 		if b.endCall.Load() {

@@ -32,7 +32,27 @@ func URL(u *url.URL) string {
 	if cp.RawQuery != "" {
 		cp.RawQuery = Query(cp.RawQuery)
 	}
+	if p, ok := botPath(cp.Path); ok {
+		cp.Path, cp.RawPath = p, ""
+	}
 	return Secrets(cp.String())
+}
+
+// botPath returns path with the token of each Telegram-style /bot<token>/
+// segment (a "bot" prefix, a ':' in the token, as [RequestSecrets] finds
+// them) replaced by REDACTED, and whether there was one.
+func botPath(path string) (string, bool) {
+	if !strings.Contains(path, "/bot") {
+		return path, false
+	}
+	segs := strings.Split(path, "/")
+	found := false
+	for i, seg := range segs {
+		if tok, ok := strings.CutPrefix(seg, "bot"); ok && strings.IndexByte(tok, ':') > 0 {
+			segs[i], found = "bot"+Redacted, true
+		}
+	}
+	return strings.Join(segs, "/"), found
 }
 
 // Query replaces the values of the credential parameters (see

@@ -16,6 +16,9 @@ func TestURL(t *testing.T) {
 		"https://gw.example/v1/models#frag":                                             "https://gw.example/v1/models",
 		"https://gw.example/keys/sk-abcdefghijklmnop/usage":                             "https://gw.example/keys/sk-REDACTED/usage",
 		"http://127.0.0.1:8080/v1/chat/completions?x=1":                                 "http://127.0.0.1:8080/v1/chat/completions?x=1",
+		"http://gw.test/bot123456:S3CRETtelegramTok/chat/completions":                   "http://gw.test/botREDACTED/chat/completions",
+		"http://gw.test/bot123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQrr/v1/chat":      "http://gw.test/botREDACTED/v1/chat",
+		"http://gw.test/v1/bots/list":                                                   "http://gw.test/v1/bots/list",
 	} {
 		u, err := url.Parse(in)
 		if err != nil {
