@@ -264,14 +264,20 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 	if deferred {
 		// No target answered: the primary, skipped for its cooldown, is
 		// tried after all (run waits the cooldown out), and what it says
-		// goes back.
-		dropHeld(held)
+		// goes back; should it get no response at all, the last target's
+		// response (held) goes back instead: a response came, so no error.
 		c.switchTo(primReq, primBuf, primKey)
 		if c.rec.path != nil {
 			c.rec.path = append(c.rec.path, primKey.model)
 		}
 		fb.onPrim = true
 		r, rcl, n, rerr := c.run()
+		if r == nil && held != nil {
+			held.Header.Set("X-Should-Retry", "false")
+			c.rec.answered = &heldKey // outcome.go
+			return held, heldCl, attempts + n, nil
+		}
+		dropHeld(held)
 		stripFallbackHeaders(r)
 		return r, rcl, attempts + n, rerr
 	}

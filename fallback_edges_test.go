@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -441,4 +442,53 @@ func TestOnOutcomeStream(t *testing.T) {
 	if len(got) != 1 {
 		t.Errorf("hook ran %d times", len(got))
 	}
+}
+
+// TestFallbackDeferredPrimaryNoResponse: the primary, skipped for its
+// cooldown, is tried last; when it gets no response at all (a reset), the
+// target's response goes back with err == nil (it was dropped first, and
+// the caller got only the error).
+func TestFallbackDeferredPrimaryNoResponse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		call := 1
+		f := &fakeRT{respond: func(i int, r *http.Request) (*http.Response, error) {
+			body := ""
+			if r.GetBody != nil {
+				rc, _ := r.GetBody()
+				bb, _ := io.ReadAll(rc)
+				body = string(bb)
+			}
+			isA := strings.Contains(body, `"model":"a"`)
+			switch {
+			case call == 1 && isA:
+				return response(429, `{"error":{"message":"slow down","type":"rate_limit_error"}}`, "Retry-After", "2"), nil
+			case call == 1:
+				return response(200, `{"id":"ok","choices":[]}`), nil
+			case isA:
+				return nil, syscall.ECONNRESET
+			default:
+				return response(503, `{"error":{"message":"b busy"}}`), nil
+			}
+		}}
+		tr := New(f, WithMaxRetries(0), WithoutCircuitBreaker(), WithFallbacks(map[string][]string{"a": {"b"}}))
+		resp, err := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if fb, _ := FallbackOf(resp); fb.Model != "b" {
+			t.Fatalf("call 1: fallback %+v, want b", fb)
+		}
+		call = 2
+		var o Outcome
+		ctx := WithRequestOptions(t.Context(), RequestOutcomeInto(&o))
+		resp, err = tr.RoundTrip(chainReq(t, ctx, gw, "a"))
+		if resp != nil {
+			resp.Body.Close()
+		}
+		t.Logf("call 2: resp %v, err %v, attempts %d, path %v", resp != nil, err, o.Attempts, o.Path)
+		if err != nil || resp == nil || resp.StatusCode != 503 {
+			t.Errorf("call 2: got err %v (response %v) after b answered 503; want b's 503 and err == nil", err, resp != nil)
+		}
+	})
 }

@@ -690,4 +690,3 @@ func TestStreamWatchChoicesWithoutObject(t *testing.T) {
 		})
 	}
 }
-
