@@ -2,6 +2,7 @@ package llmtransport
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/codes"
 
@@ -688,5 +690,73 @@ func TestStreamWatchChoicesWithoutObject(t *testing.T) {
 				t.Errorf("Classify(whole)=%v but watcher: stream.errors=%v, circuit successes=%d failures=%d excluded=%d", whole.Class, n, c.Successes, c.Failures, c.Excluded)
 			}
 		})
+	}
+}
+
+// gzipStream serves a 200 event stream gzip-encoded: first events flushed at once, the rest after wait.
+func gzipStream(t *testing.T, n *atomic.Int32, wait <-chan time.Time) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		io.WriteString(zw, chatChunk+chatChunk)
+		zw.Flush()
+		w.(http.Flusher).Flush()
+		select {
+		case <-wait:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(zw, chatStop+chatDone)
+		zw.Close()
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestStreamEncodedNotHeldBack: a stream the base left gzip-encoded (the
+// caller set Accept-Encoding itself, as a reverse proxy forwards it) passes
+// through at once: its events cannot be seen, so it is not held back
+// looking for the first one (it was, until the stream ended).
+func TestStreamEncodedNotHeldBack(t *testing.T) {
+	var n atomic.Int32
+	srv := gzipStream(t, &n, time.After(5*time.Second))
+	for _, wrapped := range []bool{false, true} {
+		var rt http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+		if wrapped {
+			rt = New(rt)
+		}
+		req := chatRequest(t, context.Background(), srv.URL)
+		req.Header.Set("Accept-Encoding", "gzip")
+		start := time.Now()
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("wrapped=%v: RoundTrip returned after %v, when the stream ended; first events were flushed at once", wrapped, d.Round(time.Second))
+		}
+	}
+}
+
+// TestStreamEncodedFirstByteTimeout: the same with WithFirstByteTimeout:
+// a healthy encoded stream, first event at once, next token after 1 s, is
+// not a timeout (it was retried as one, a circuit failure).
+func TestStreamEncodedFirstByteTimeout(t *testing.T) {
+	var n atomic.Int32
+	srv := gzipStream(t, &n, time.After(time.Second))
+	tr := New(http.DefaultTransport.(*http.Transport).Clone(), append(fastRetries(), WithMaxRetries(1), WithFirstByteTimeout(300*time.Millisecond))...)
+	defer tr.CloseIdleConnections()
+	req := chatRequest(t, context.Background(), srv.URL)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if c := onlyCircuit(t, tr); n.Load() != 1 || c.Failures != 0 {
+		t.Errorf("%d requests, circuit failures %d; want 1 request, no failure", n.Load(), c.Failures)
 	}
 }
