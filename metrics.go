@@ -59,7 +59,7 @@ const (
 	// gen_ai.response.model (when a fallback target answered),
 	// server.address and, when the call did not succeed, error.type: the
 	// class of its last attempt ("rate_limited", "quota_exhausted"…),
-	// "circuit_open", or "_OTHER".
+	// "circuit_open", "canceled" (the caller's), or "_OTHER".
 	MetricOperationDuration = "gen_ai.client.operation.duration"
 	// MetricRequestDuration is the OpenTelemetry HTTP histogram of the
 	// attempts' durations (in seconds), from the attempt's start until its
