@@ -264,3 +264,34 @@ func TestWrapClientLeavesClient(t *testing.T) {
 		t.Errorf("wrapped client %#v", c)
 	}
 }
+
+// TestTracingRequestIDAfterChain: a chain that fails hands back the
+// primary's response (no request ID); the call span's llm.request_id must
+// not be the target's.
+func TestTracingRequestIDAfterChain(t *testing.T) {
+	tel := newTelemetry(t)
+	tr := New(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if strings.Contains(string(b), `"model":"a"`) {
+			return response(503, `{"error":{"message":"a busy"}}`), nil
+		}
+		return response(503, `{"error":{"message":"b busy"}}`, "X-Request-Id", "req_of_b"), nil
+	}), tel.options(WithMaxRetries(0), WithoutCircuitBreaker(), WithFallbacks(map[string][]string{"a": {"b"}}))...)
+	resp, err := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("X-Request-Id"); got != "" {
+		t.Fatalf("handed back a response with request ID %q, want the primary's (none)", got)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	calls := tel.spans("chat a")
+	if len(calls) != 1 {
+		t.Fatalf("%d call spans", len(calls))
+	}
+	if v, ok := attrs(calls[0].Attributes())["llm.request_id"]; ok {
+		t.Errorf("call span llm.request_id = %q for a response that carries none (the target's)", v.AsString())
+	}
+}

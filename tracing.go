@@ -145,11 +145,10 @@ type callTrace struct {
 // its end or closed, whichever is later.
 type callSpan struct {
 	trace.Span
-	// last and lastID are the body and request ID of the latest response;
-	// they are set and read by the calling goroutine only.
-	last   *spanBody
-	lastID string
-	ended  atomic.Bool
+	// last is the body of the latest response; it is set and read by the
+	// calling goroutine only.
+	last  *spanBody
+	ended atomic.Bool
 }
 
 func (s *callSpan) finish() {
@@ -339,8 +338,9 @@ func (c *callTrace) budgetExhausted() {
 
 // end ends the logical span with the final classification, the number of
 // attempts made, and the error returned to the caller (nil when a response
-// was returned).
-func (c *callTrace) end(cl *Classification, attempts int, err error) {
+// was returned: resp, whose request ID the span takes when cl has none,
+// masked with sec).
+func (c *callTrace) end(cl *Classification, attempts int, err error, resp *http.Response, sec *secrets) {
 	if attempts > c.counted {
 		c.t.m.attempt(c.ctx, c.host, c.model, cl.Class)
 		c.counted = attempts
@@ -359,10 +359,14 @@ func (c *callTrace) end(cl *Classification, attempts int, err error) {
 		if cl.Code != "" {
 			attrs = append(attrs, keyCode.String(cl.Code))
 		}
-		if id := cl.RequestID; id != "" {
+		id := cl.RequestID
+		if id == "" && err == nil && resp != nil {
+			// The response handed back: after a failed fallback chain,
+			// not the latest attempt's.
+			id = sec.maskValues(headerRequestID(resp.Header))
+		}
+		if id != "" {
 			attrs = append(attrs, keyRequestID.String(id))
-		} else if err == nil && s.lastID != "" {
-			attrs = append(attrs, keyRequestID.String(s.lastID))
 		}
 	}
 	switch {
@@ -596,7 +600,6 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *sec
 	}
 	a.span.SetAttributes(attrs...)
 	a.call.last = wrapBody(resp, a.span, a.call, *sec)
-	a.call.lastID = id
 }
 
 // failed records a transport error and ends the span.

@@ -640,7 +640,7 @@ func TestTracingHooks(t *testing.T) {
 	tr.circuitChanged(ctx, c.st, CircuitStateChange{Host: "example.openai.azure.com:443", Model: "gpt-4o", From: CircuitClosed, To: CircuitOpen})
 	c.circuitRejected(&CircuitOpenError{Host: "example.openai.azure.com:443", Model: "gpt-4o", RetryIn: 2 * time.Second})
 	c.budgetExhausted()
-	c.end(&Classification{}, 0, &CircuitOpenError{Host: "example.openai.azure.com:443", Model: "gpt-4o"})
+	c.end(&Classification{}, 0, &CircuitOpenError{Host: "example.openai.azure.com:443", Model: "gpt-4o"}, nil, &secrets{req: req})
 
 	calls := tel.spans("chat gpt-4o")
 	if len(calls) != 1 {

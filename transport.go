@@ -203,7 +203,7 @@ func (t *Transport) roundTrip(req *http.Request, base http.RoundTripper) (*http.
 		c.stream.circ = c.circ // for a late outcome (streamwatch.go)
 	}
 	t.budgets.of(c.key.host).settle(err == nil && cl.Class == ClassSuccess, c.retries)
-	c.trace.end(&cl, attempts, err)
+	c.trace.end(&cl, attempts, err, resp, &c.sec)
 	if !start.IsZero() {
 		c.recordOperation(start, req, resp, &cl, attempts, err) // outcome.go
 	}
