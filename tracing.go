@@ -574,9 +574,14 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *sec
 	}
 	for _, h := range requestIDSpanHeaders {
 		if v := resp.Header.Values(h.name); len(v) > 0 {
-			v = slices.Clone(v)
+			cloned := false
 			for i := range v {
-				v[i] = sec.maskValues(v[i])
+				if m := sec.maskValues(v[i]); m != v[i] {
+					if !cloned {
+						v, cloned = slices.Clone(v), true // not the response's
+					}
+					v[i] = m
+				}
 			}
 			attrs = append(attrs, h.key.StringSlice(v))
 			if id == "" {
