@@ -275,6 +275,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 		if r == nil && held != nil {
 			held.Header.Set("X-Should-Retry", "false")
 			c.rec.answered = &heldKey // outcome.go
+			c.trace.rewatch(held, &c.sec)
 			return held, heldCl, attempts + n, nil
 		}
 		dropHeld(held)
@@ -284,6 +285,7 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 	if held != nil {
 		held.Header.Set("X-Should-Retry", "false")
 		c.rec.answered = &heldKey // outcome.go
+		c.trace.rewatch(held, &c.sec)
 		return held, heldCl, attempts, nil
 	}
 	if firstErr != nil {

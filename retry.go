@@ -196,7 +196,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		if err != nil {
 			c.paceRelease()
 			if prev != nil {
-				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+				return c.handBackKept(prev, &prevP, &prevCl), prevCl, n, nil
 			}
 			return nil, prevCl, n, fmt.Errorf("llmtransport: replaying the request body: %w", err)
 		}
@@ -209,7 +209,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 			}
 			c.trace.circuitRejected(coe)
 			if prev != nil {
-				return c.handBack(prev, &prevP, &prevCl), prevCl, n, nil
+				return c.handBackKept(prev, &prevP, &prevCl), prevCl, n, nil
 			}
 			return nil, prevCl, n, coe
 		}
@@ -238,7 +238,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 					// A response came back before this transport error:
 					// the caller gets that, the server's last word, and
 					// an SDK above does not retry it again.
-					return c.handBack(prev, &prevP, &prevCl), prevCl, n + 1, nil
+					return c.handBackKept(prev, &prevP, &prevCl), prevCl, n + 1, nil
 				}
 				dropPrev()
 				return nil, a.cl, n + 1, a.err
@@ -408,6 +408,15 @@ func (c *call) handBack(resp *http.Response, p *peek, cl *Classification) *http.
 	if cl.Class != ClassSuccess && c.maxRetries() > 0 {
 		resp.Header.Set("X-Should-Retry", "false")
 	}
+	return resp
+}
+
+// handBackKept is handBack for a response kept through the attempts after
+// it: the call's span, which its first body no longer holds open (keep
+// closed it), waits for the body handed back.
+func (c *call) handBackKept(resp *http.Response, p *peek, cl *Classification) *http.Response {
+	resp = c.handBack(resp, p, cl)
+	c.trace.rewatch(resp, &c.sec)
 	return resp
 }
 

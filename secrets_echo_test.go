@@ -295,3 +295,41 @@ func TestTracingRequestIDAfterChain(t *testing.T) {
 		t.Errorf("call span llm.request_id = %q for a response that carries none (the target's)", v.AsString())
 	}
 }
+
+// TestTracingCallSpanEndsWithHandedBackBody: "The call's span ... ends when
+// you have read or closed the final body" — after a failed chain (the
+// primary's response handed back) and after a 503 then resets (the 503
+// handed back).
+func TestTracingCallSpanEndsWithHandedBackBody(t *testing.T) {
+	for _, chain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("chain=%v", chain), func(t *testing.T) {
+			tel := newTelemetry(t)
+			n := 0
+			opts := []Option{WithoutCircuitBreaker()}
+			if chain {
+				opts = append(opts, WithMaxRetries(0), WithFallbacks(map[string][]string{"a": {"b"}}))
+			}
+			tr := New(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				io.Copy(io.Discard, r.Body)
+				r.Body.Close()
+				n++
+				if n == 1 || chain {
+					return response(503, `{"error":{"message":"busy"}}`), nil
+				}
+				return nil, syscall.ECONNRESET
+			}), tel.options(opts...)...)
+			resp, err := tr.RoundTrip(chainReq(t, t.Context(), gw, "a"))
+			if err != nil || resp.StatusCode != 503 {
+				t.Fatalf("got %v, %v; want the 503", resp, err)
+			}
+			if k := len(tel.spans("chat a")); k != 0 {
+				t.Errorf("call span ended before the handed-back body was read (%d attempts)", n)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if k := len(tel.spans("chat a")); k != 1 {
+				t.Errorf("after the body was read and closed, %d call spans ended, want 1", k)
+			}
+		})
+	}
+}

@@ -392,6 +392,22 @@ func (c *callTrace) end(cl *Classification, attempts int, err error, resp *http.
 	s.finish()
 }
 
+// rewatch makes the call's span wait for resp, a response kept through the
+// attempts after it and now handed back: its first body, which the call's
+// span waited for, was closed when it was kept (its attempt's span has
+// ended), so the body handed back gets a watch of its own, and the call's
+// span ends when the caller has read it to its end or closed it.
+func (c *callTrace) rewatch(resp *http.Response, sec *secrets) {
+	if c.st == nil || resp == nil {
+		return
+	}
+	c.st.last = wrapBody(resp, noSpan, c.st, *sec)
+}
+
+// noSpan is a span that records nothing: rewatch's, whose attempt span has
+// ended.
+var noSpan = trace.SpanFromContext(context.Background())
+
 // callerCanceled reports whether the call's context ctx was cancelled,
 // which makes the error that ended the call the caller's doing.
 func callerCanceled(ctx context.Context) bool {
