@@ -273,20 +273,14 @@ func (c *call) runChain() (*http.Response, Classification, int, error) {
 		fb.onPrim = true
 		r, rcl, n, rerr := c.run()
 		if r == nil && held != nil {
-			held.Header.Set("X-Should-Retry", "false")
-			c.rec.answered = &heldKey // outcome.go
-			c.trace.rewatch(held, &c.sec)
-			return held, heldCl, attempts + n, nil
+			return c.handBackHeld(held, &heldKey), heldCl, attempts + n, nil
 		}
 		dropHeld(held)
 		stripFallbackHeaders(r)
 		return r, rcl, attempts + n, rerr
 	}
 	if held != nil {
-		held.Header.Set("X-Should-Retry", "false")
-		c.rec.answered = &heldKey // outcome.go
-		c.trace.rewatch(held, &c.sec)
-		return held, heldCl, attempts, nil
+		return c.handBackHeld(held, &heldKey), heldCl, attempts, nil
 	}
 	if firstErr != nil {
 		return nil, lastCl, attempts, firstErr
@@ -369,6 +363,16 @@ func (c *call) switchTo(r *http.Request, body []byte, key circuitKey) {
 	c.sec = c.sec.next(r)
 	c.trace.host, c.trace.model = key.host, key.model
 	c.pacePrepare() // a route may change the API key, and the body's length
+}
+
+// handBackHeld hands back held, the response of key kept while the chain
+// went on, when no later one came: marked not to be retried again, named as
+// the one that answered (outcome.go), and watched by the call's span.
+func (c *call) handBackHeld(held *http.Response, key *circuitKey) *http.Response {
+	held.Header.Set("X-Should-Retry", "false")
+	c.rec.answered = key
+	c.trace.rewatch(held, &c.sec)
+	return held
 }
 
 // countLast counts the last attempt of a target in the attempts metric,

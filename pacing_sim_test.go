@@ -329,14 +329,12 @@ func BenchmarkPacingOverhead1KParallel(b *testing.B) {
 //
 //	go test -run '^$' -bench 'PacingOverhead1KCold$' -count 6 .
 func BenchmarkPacingOverhead1KCold(b *testing.B) {
-	evict := make([]byte, 2<<20)
+	evict := make([]byte, workload.EvictSize)
 	run := func(b *testing.B, rt http.RoundTripper) {
 		var in time.Duration
 		b.ReportAllocs()
 		for b.Loop() {
-			for i := 0; i < len(evict); i += 64 {
-				evict[i]++
-			}
+			workload.Evict(evict)
 			start := time.Now()
 			if err := workload.Send(rt, "http://gw.test/ok", workload.Chat1K); err != nil {
 				b.Fatal(err)

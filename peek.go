@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/llmtransport/llmtransport/internal/redact"
 	"github.com/llmtransport/llmtransport/internal/wire"
@@ -102,7 +101,7 @@ func peekModeOf(req *http.Request, resp *http.Response) peekMode {
 	ct := contentType(resp)
 	switch {
 	case wire.HasPrefixFold(ct, "text/event-stream"):
-		if v := resp.Header["Content-Encoding"]; len(v) > 0 && !strings.EqualFold(v[0], "identity") {
+		if wire.Encoded(resp.Header) {
 			// Left encoded by the base (the caller asked for it with
 			// its own Accept-Encoding): its events cannot be seen in
 			// the bytes, so it passes through at once, unwatched.

@@ -30,6 +30,19 @@ func azureReq(t *testing.T, ctx context.Context, model string) *http.Request {
 	return req
 }
 
+// sendAzure sends a chat request carrying azureKey through tr, reads its
+// response's body to the end and closes it, and returns the response.
+func sendAzure(t *testing.T, tr http.RoundTripper) *http.Response {
+	t.Helper()
+	resp, err := tr.RoundTrip(azureReq(t, t.Context(), "gpt-4o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 // chunkThenErr is a body that yields first, then fails with err.
 func chunkThenErr(first string, err error) io.ReadCloser {
 	return io.NopCloser(io.MultiReader(strings.NewReader(first), errReader{err}))
@@ -53,12 +66,7 @@ func TestSecretsBodyReadError(t *testing.T) {
 				resp.Body = chunkThenErr(`{"id":"chatcmpl-1","choices":[]}`, broken)
 				return resp, nil
 			}), tel.options()...)
-			resp, err := tr.RoundTrip(azureReq(t, t.Context(), "gpt-4o"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.ReadAll(resp.Body)
-			resp.Body.Close()
+			sendAzure(t, tr)
 			if s := recorded(tel); strings.Contains(s, azureKey) {
 				t.Errorf("spans record the api-key:\n%s", s)
 			}
@@ -79,11 +87,7 @@ func TestSecretsTypeEchoed(t *testing.T) {
 			WithOnOutcome(func(_ context.Context, o Outcome) {
 				texts = append(texts, fmt.Sprintf("outcome %+v", o.Classification))
 			}))
-		resp, err := tr.RoundTrip(azureReq(t, t.Context(), "gpt-4o"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		sendAzure(t, tr)
 		if len(texts) != 2 {
 			t.Fatalf("hook texts %d, want 2", len(texts))
 		}
@@ -118,12 +122,7 @@ func TestSecretsSuccessRequestID(t *testing.T) {
 				}
 				return response(200, `{"id":"chatcmpl-1","choices":[]}`, "X-Request-Id", "rid-"+r.Header.Get("api-key")), nil
 			}), tel.options()...)
-			resp, err := tr.RoundTrip(azureReq(t, t.Context(), "gpt-4o"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp := sendAzure(t, tr)
 			if s := recorded(tel); strings.Contains(s, azureKey) {
 				t.Errorf("spans record the api-key:\n%s", s)
 			}
@@ -236,12 +235,7 @@ func TestSecretsMidStreamErrorEcho(t *testing.T) {
 			"data: {\"error\":{\"message\":\"key "+azureKey+" revoked\",\"code\":\"k_"+azureKey+"\",\"type\":\"auth_error\"}}\n\ndata: [DONE]\n\n",
 			"Content-Type", "text/event-stream"), nil
 	}), tel.options()...)
-	resp, err := tr.RoundTrip(azureReq(t, t.Context(), "gpt-4o"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.ReadAll(resp.Body)
-	resp.Body.Close()
+	sendAzure(t, tr)
 	s := recorded(tel)
 	if !strings.Contains(s, "Error") {
 		t.Fatalf("stream error not recorded:\n%s", s)

@@ -145,10 +145,13 @@ type callTrace struct {
 // its end or closed, whichever is later.
 type callSpan struct {
 	trace.Span
-	// last is the body of the latest response; it is set and read by the
-	// calling goroutine only.
-	last  *spanBody
-	ended atomic.Bool
+	// last, lastResp and lastID are the body, the response and the
+	// (masked) request ID of the latest response; they are set and read by
+	// the calling goroutine only.
+	last     *spanBody
+	lastResp *http.Response
+	lastID   string
+	ended    atomic.Bool
 }
 
 func (s *callSpan) finish() {
@@ -360,9 +363,13 @@ func (c *callTrace) end(cl *Classification, attempts int, err error, resp *http.
 			attrs = append(attrs, keyCode.String(cl.Code))
 		}
 		id := cl.RequestID
-		if id == "" && err == nil && resp != nil {
-			// The response handed back: after a failed fallback chain,
-			// not the latest attempt's.
+		switch {
+		case id != "" || err != nil || resp == nil:
+		case resp == s.lastResp:
+			id = s.lastID
+		default:
+			// The response handed back is not the latest attempt's (a
+			// failed fallback chain hands back the primary's).
 			id = sec.maskValues(headerRequestID(resp.Header))
 		}
 		if id != "" {
@@ -582,12 +589,9 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *sec
 	if cl.Code != "" {
 		attrs = append(attrs, keyCode.String(cl.Code))
 	}
-	// A response may echo the caller's key anywhere, a success's request
-	// ID too (an error's were masked by judge).
+	// A response may echo the caller's key anywhere (judge masked
+	// cl.RequestID; the headers are masked here).
 	id := cl.RequestID
-	if cl.Class == ClassSuccess {
-		id = sec.maskValues(id)
-	}
 	for _, h := range requestIDSpanHeaders {
 		if v := resp.Header.Values(h.name); len(v) > 0 {
 			cloned := false
@@ -621,6 +625,7 @@ func (a attemptTrace) response(resp *http.Response, cl *Classification, sec *sec
 	}
 	a.span.SetAttributes(attrs...)
 	a.call.last = wrapBody(resp, a.span, a.call, *sec)
+	a.call.lastResp, a.call.lastID = resp, id
 }
 
 // failed records a transport error and ends the span.

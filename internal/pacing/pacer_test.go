@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/llmtransport/llmtransport/internal/hint"
+
+	"github.com/llmtransport/llmtransport/internal/workload"
 )
 
 // clock is a fake clock: the pacer reads no clock of its own.
@@ -609,14 +611,12 @@ func BenchmarkPacerAdmitObserve(b *testing.B) {
 			cred        uint64
 		}
 		k := key{"api.openai.com", "gpt-4o-mini", 0x9e3779b97f4a7c15}
-		evict := make([]byte, 2<<20)
+		evict := make([]byte, workload.EvictSize)
 		p := New[key](0)
 		var in time.Duration
 		b.ReportAllocs()
 		for b.Loop() {
-			for i := 0; i < len(evict); i += 64 {
-				evict[i]++
-			}
+			workload.Evict(evict)
 			start := time.Now()
 			_, tk := p.Admit(k, c, start)
 			end := time.Now()

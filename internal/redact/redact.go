@@ -39,8 +39,7 @@ func URL(u *url.URL) string {
 }
 
 // botPath returns path with the token of each Telegram-style /bot<token>/
-// segment (a "bot" prefix, a ':' in the token, as [RequestSecrets] finds
-// them) replaced by REDACTED, and whether there was one.
+// segment replaced by REDACTED, and whether there was one.
 func botPath(path string) (string, bool) {
 	if !strings.Contains(path, "/bot") {
 		return path, false
@@ -48,11 +47,18 @@ func botPath(path string) (string, bool) {
 	segs := strings.Split(path, "/")
 	found := false
 	for i, seg := range segs {
-		if tok, ok := strings.CutPrefix(seg, "bot"); ok && strings.IndexByte(tok, ':') > 0 {
+		if _, ok := botToken(seg); ok {
 			segs[i], found = "bot"+Redacted, true
 		}
 	}
 	return strings.Join(segs, "/"), found
+}
+
+// botToken returns the token of a Telegram-style path segment, bot<token>
+// with a ':' in the token, and whether seg is one.
+func botToken(seg string) (string, bool) {
+	tok, ok := strings.CutPrefix(seg, "bot")
+	return tok, ok && strings.IndexByte(tok, ':') > 0
 }
 
 // Query replaces the values of the credential parameters (see

@@ -178,7 +178,7 @@ func RequestSecrets(req *http.Request) []string {
 			}
 		}
 		for seg := range strings.SplitSeq(u.Path, "/") {
-			if tok, ok := strings.CutPrefix(seg, "bot"); ok && strings.IndexByte(tok, ':') > 0 {
+			if tok, ok := botToken(seg); ok {
 				add(tok)
 			}
 		}

@@ -25,6 +25,31 @@ import (
 // library has no decoder for them, so such a body is classified from its
 // status and headers alone.
 
+// Encoded reports whether h names a content coding other than identity: a
+// body the base left as the server encoded it.
+func Encoded(h http.Header) bool {
+	enc, layered := coding(h)
+	return enc != "" || layered
+}
+
+// coding returns the content coding h names (lower case, "" for none or
+// identity), and whether it names more than one.
+func coding(h http.Header) (enc string, layered bool) {
+	for _, v := range h["Content-Encoding"] {
+		for _, c := range strings.Split(v, ",") {
+			c = strings.ToLower(strings.TrimSpace(c))
+			if c == "" || c == "identity" {
+				continue
+			}
+			if enc != "" {
+				return enc, true
+			}
+			enc = c
+		}
+	}
+	return enc, false
+}
+
 var (
 	gzipReaders  sync.Pool // *gzip.Reader
 	flateReaders sync.Pool // io.ReadCloser that is a flate.Resetter
@@ -37,22 +62,12 @@ var (
 // the bytes do not start as the coding's do (a body already decoded). A
 // stream cut short (a peek of a longer body) gives what it decoded.
 func Decode(h http.Header, body []byte) (out []byte, buf *[]byte) {
-	ce := h["Content-Encoding"]
-	if len(ce) == 0 || len(body) < 2 {
+	if len(body) < 2 {
 		return body, nil
 	}
-	enc := ""
-	for _, v := range ce {
-		for _, c := range strings.Split(v, ",") {
-			c = strings.ToLower(strings.TrimSpace(c))
-			if c == "" || c == "identity" {
-				continue
-			}
-			if enc != "" {
-				return body, nil // layered codings: not worth it
-			}
-			enc = c
-		}
+	enc, layered := coding(h)
+	if enc == "" || layered {
+		return body, nil // none, or layered codings: not worth it
 	}
 	var r io.Reader
 	strict := false // a decoding error means the body was not encoded

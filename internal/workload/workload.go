@@ -196,3 +196,17 @@ func DeadCalls(rt http.RoundTripper, url string, n int, burst bool) {
 	close(start)
 	wg.Wait()
 }
+
+// EvictSize is the size of the buffer Evict writes: 2 MiB, past a core's
+// L2 cache, about what a loopback round trip walks through between two
+// calls at c=1.
+const EvictSize = 2 << 20
+
+// Evict writes a byte in every 64 of buf (EvictSize bytes for the cold
+// benchmarks), so that what a call touches next is no longer in the
+// caches closest to the core: a round trip's worth of other work.
+func Evict(buf []byte) {
+	for i := 0; i < len(buf); i += 64 {
+		buf[i]++
+	}
+}
