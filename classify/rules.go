@@ -264,12 +264,18 @@ func (c *classifier) decide(resp *http.Response) verdict {
 
 // googleQuota reports whether the error is a Google RESOURCE_EXHAUSTED
 // quota error, whose "You exceeded your current quota" text is a rate limit
-// unless the quota is per day or zero.
+// unless the quota is per day or zero. Relayed by new-api, Gemini's error
+// keeps only its message (status and details dropped, code 429): a message
+// that names Google's docs, or that asks to retry in a while (OpenAI's
+// billing quota, which shares its first sentence, does neither), is still
+// Google's.
 func (c *classifier) googleQuota() bool {
 	e, n := c.err(), &c.bi.nested
 	return strings.EqualFold(e.status, "RESOURCE_EXHAUSTED") || strings.EqualFold(n.status, "RESOURCE_EXHAUSTED") ||
 		e.quotaFailure || n.quotaFailure ||
-		strings.Contains(c.text, "quota exceeded for metric") || strings.Contains(c.text, "googleapis.com")
+		strings.Contains(c.text, "quota exceeded for metric") || strings.Contains(c.text, "googleapis.com") ||
+		strings.Contains(c.text, "ai.google.dev") ||
+		strings.Contains(c.text, "exceeded your current quota") && strings.Contains(c.text, "please retry in")
 }
 
 // googleTerminal reports whether a Google quota error names a per-day

@@ -264,6 +264,16 @@ func TestClassifyProcedure(t *testing.T) {
 				`{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaValue":"15"}]},`+
 					`{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"45.837906927s"}`),
 			class: ClassRateLimited, retry: yes, breaker: no, wait: 45837906927},
+		{name: "gemini per-minute quota relayed by new-api, short message", resp: resp(429),
+			body: `{"error":{"message":"You exceeded your current quota, please check your plan and billing details. ` +
+				`For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.","type":"upstream_error","param":"","code":429}}`,
+			class: ClassRateLimited, retry: yes, breaker: no},
+		{name: "gemini per-minute quota relayed, first sentence and its delay", resp: resp(429),
+			body:  `{"error":{"message":"You exceeded your current quota, please check your plan and billing details.\nPlease retry in 12.5s.","type":"upstream_error","param":"","code":429}}`,
+			class: ClassRateLimited, retry: yes, breaker: no, wait: 12500 * time.Millisecond},
+		{name: "openai billing quota text without code stays a quota", resp: resp(429),
+			body:  `{"error":{"message":"You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.","type":"upstream_error","param":"","code":429}}`,
+			class: ClassQuotaExhausted, retry: no},
 		{name: "vertex per-minute quota text", resp: resp(429),
 			body:  gemini(429, "RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_project_per_base_model with base model: gemini-1.5-pro.", ""),
 			class: ClassRateLimited},

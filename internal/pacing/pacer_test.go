@@ -360,6 +360,38 @@ func TestMaxKeys(t *testing.T) {
 	}
 }
 
+// TestLastKeySwept: the key looked up last, once swept, is not found
+// through the shortcut to its old state: it gets a new one in the table,
+// which snapshots see.
+func TestLastKeySwept(t *testing.T) {
+	clk := newClock()
+	p := New[int](2)
+	for _, k := range []int{1, 1, 0, 0} { // 0 is looked up last, in the table
+		_, tk := p.Admit(k, one, clk.now())
+		l := reqs(10, 5, time.Second)
+		tk.ObserveLimits(&l, clk.now())
+	}
+	if e := p.last.Load(); e == nil || e.key != 0 {
+		t.Fatal("key 0, looked up last, is not the shortcut's")
+	}
+	clk.add(2 * time.Second) // both idle, their windows passed
+	if _, tk := p.Admit(99, one, clk.now()); tk.s == nil || p.Len() != 1 {
+		t.Fatalf("after a sweep: ticket %v, %d keys, want key 99 alone", tk.s != nil, p.Len())
+	}
+	_, tk := p.Admit(0, one, clk.now())
+	l := reqs(10, 5, time.Hour)
+	tk.ObserveLimits(&l, clk.now())
+	var keys []int
+	p.Each(clk.now(), func(k int, l Limits) {
+		if l[Requests].Known() {
+			keys = append(keys, k)
+		}
+	})
+	if p.Len() != 2 || len(keys) != 1 || keys[0] != 0 {
+		t.Fatalf("key 0 admitted again: %d keys, known %v; want 2 keys, key 0 known", p.Len(), keys)
+	}
+}
+
 // TestHotPathAllocs: admitting and observing a known key allocates
 // nothing.
 func TestHotPathAllocs(t *testing.T) {

@@ -16,7 +16,7 @@ func (p *Pacer[K]) Each(now time.Time, f func(key K, l Limits)) {
 func (p *Pacer[K]) InFlight() int64 {
 	var n int64
 	for _, v := range p.m.Range {
-		s := v.(*keyState)
+		s := &v.(*entry[K]).keyState
 		s.mu.Lock()
 		n += s.inflight
 		s.mu.Unlock()
