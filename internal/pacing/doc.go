@@ -131,9 +131,9 @@
 //
 // # Cost of a call and memory
 //
-// Admit and Observe are O(1): a map lookup without a lock and a few
-// arithmetic steps under the key's own lock; on a known key they do not
-// allocate. The table holds at most maxKeys keys; keys with nothing in
+// Admit and Observe are O(1): a map lookup without a lock (the key looked
+// up last is compared first) and a few arithmetic steps under the key's
+// own lock; on a known key they do not allocate. The table holds at most maxKeys keys; keys with nothing in
 // flight and no known window still running (passed, or whose guessed
 // successor has passed too) are swept, in sweeps whose cost is amortised
 // over the keys added since the last one. When the table is full (at most

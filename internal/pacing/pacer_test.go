@@ -687,6 +687,9 @@ func FuzzPacer(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
 	f.Add([]byte{0, 0, 0, 3, 10, 200, 3, 0, 0, 4, 4, 4, 4, 4, 5, 250, 0})
 	f.Add([]byte{0, 1, 6, 40, 0, 1, 0, 1, 6, 7, 6, 9, 0, 1, 6, 12, 5, 3, 0, 1, 6, 5})
+	// Successes far from the limit, settled unread, a read, the window's
+	// end.
+	f.Add([]byte{0, 1, 7, 3, 0, 1, 0, 1, 0, 1, 6, 0, 7, 9, 0, 1, 0, 1, 4, 1, 7, 2, 5, 30, 0, 1, 7, 1})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		clk := newClock()
 		p := New[int](0)
@@ -694,7 +697,7 @@ func FuzzPacer(f *testing.F) {
 		known := false
 		var longest time.Duration
 		for i := 0; i+1 < len(ops); i += 2 {
-			op, arg := ops[i]%7, int64(ops[i+1])
+			op, arg := ops[i]%8, int64(ops[i+1])
 			c := Cost{Requests: 1, Tokens: arg}
 			switch op {
 			case 0:
@@ -753,6 +756,17 @@ func FuzzPacer(f *testing.F) {
 				}
 				tks[0].Observe(status, h, clk.now())
 				tks = tks[1:]
+			case 7:
+				// A success far from its limit: the next ones may go
+				// unread.
+				if len(tks) == 0 {
+					continue
+				}
+				h := reqHeader(1000, 1000-int(arg), time.Duration(arg%9+1)*100*time.Millisecond)
+				known = true
+				longest = max(longest, time.Duration(arg%9+1)*100*time.Millisecond)
+				tks[0].Observe(200, h, clk.now())
+				tks = tks[1:]
 			}
 			s := p.lookup(0)
 			if s == nil {
@@ -762,6 +776,22 @@ func FuzzPacer(f *testing.F) {
 				if d := &s.dims[i]; d.held < 0 || d.prevHeld < 0 || d.lost < 0 || d.unseen < 0 {
 					t.Fatalf("negative reservation: %+v", *d)
 				}
+			}
+		}
+		// Every ticket settled: nothing is held, nothing is in flight.
+		for _, tk := range tks {
+			tk.Release()
+		}
+		s := p.lookup(0)
+		if s == nil {
+			return
+		}
+		if n := p.InFlight(); n != 0 {
+			t.Fatalf("%d tickets in flight after all were settled", n)
+		}
+		for i := range s.dims {
+			if d := &s.dims[i]; d.held != 0 || d.prevHeld != 0 {
+				t.Fatalf("held after all were settled: %+v", *d)
 			}
 		}
 	})
