@@ -392,7 +392,7 @@ func (t Ticket) Observe(status int, h http.Header, now time.Time) {
 	if s == nil {
 		return
 	}
-	if status >= 200 && status < 300 && s.skip.Load() > 0 && t.settleUnread(now) {
+	if status >= 200 && status < 300 && t.settleUnread(now) {
 		return
 	}
 	l := ParseHeaders(h, now)
@@ -400,12 +400,24 @@ func (t Ticket) Observe(status int, h http.Header, now time.Time) {
 }
 
 // settleUnread settles t, a success, without its headers, when the key is
-// comfortable and s.skip allows; it reports whether it did.
+// comfortable and s.skip allows, or when its report would be of windows
+// that have passed; it reports whether it did.
 func (t Ticket) settleUnread(now time.Time) bool {
 	s := t.s
 	at := int64(now.Sub(*s.epoch))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if t.ofPassedWindows(at) {
+		// What it reports merge would ignore: every known window passed
+		// since it was admitted. With many requests in flight and short
+		// windows (OpenAI's token reset is a few ms far from the limit)
+		// every response after each window's end was read for nothing.
+		s.settle()
+		for i := range s.dims {
+			s.dims[i].unhold(t.cost[i], t.pos[i])
+		}
+		return true
+	}
 	if s.skip.Load() <= 0 || !s.comfortable(at) {
 		s.skip.Store(0)
 		return false
@@ -425,6 +437,27 @@ func (t Ticket) settleUnread(now time.Time) bool {
 		}
 	}
 	return true
+}
+
+// ofPassedWindows reports whether some dimension of t's key is known and
+// every known one has started a window since t was admitted, at `at`: a
+// report to t would be of windows that have passed, and merge ignores
+// those (a dimension not known yet is not learned from it: the next read
+// teaches it). s.mu is held; it may roll windows.
+func (t *Ticket) ofPassedWindows(at int64) bool {
+	known := false
+	for i := range t.s.dims {
+		d := &t.s.dims[i]
+		if !d.known {
+			continue
+		}
+		known = true
+		d.roll(at)
+		if t.pos[i] > d.eraPos {
+			return false
+		}
+	}
+	return known
 }
 
 // comfortable reports whether some dimension of s is known and every

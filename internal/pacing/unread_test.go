@@ -195,3 +195,32 @@ func limitsHeader(l Limits) http.Header {
 	}
 	return h
 }
+
+// TestPassedWindowUnread: a success to a request admitted before every
+// known window passed is settled without its headers, whatever the count
+// of unread ones (its report would be of windows that have passed, which
+// merge ignores): a dimension it reports first is learned from the next
+// read, not from it. A request admitted after the window passed is read.
+func TestPassedWindowUnread(t *testing.T) {
+	clk := newClock()
+	p := New[string](0)
+	tk := admit(t, p, one, clk.now())
+	tk.Observe(200, reqHeader(100, 40, time.Second), clk.now()) // under half: every success is read
+	old := admit(t, p, one, clk.add(time.Millisecond))
+	clk.add(2 * time.Second) // the window passed with old in flight
+	next := admit(t, p, one, clk.now())
+	both := hdr("x-ratelimit-limit-requests", "100", "x-ratelimit-remaining-requests", "30", "x-ratelimit-reset-requests", "1s",
+		"x-ratelimit-limit-tokens", "5000", "x-ratelimit-remaining-tokens", "4000", "x-ratelimit-reset-tokens", "1s")
+	old.Observe(200, both, clk.add(time.Millisecond))
+	if l := p.Learned("k", clk.now()); l[Tokens].Known() {
+		t.Fatalf("a success of a passed window was read: tokens %+v", l[Tokens])
+	}
+	next.Observe(200, both, clk.add(time.Millisecond))
+	l := p.Learned("k", clk.now())
+	if l[Tokens].Remaining != 4000 || l[Requests].Remaining != 30 {
+		t.Fatalf("the first success of the new window was not read: %+v", l)
+	}
+	if n := p.InFlight(); n != 0 {
+		t.Fatalf("%d in flight", n)
+	}
+}
