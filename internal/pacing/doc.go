@@ -115,7 +115,12 @@
 // nothing known) is read, and a response that said nothing (no headers,
 // no response) does not count as the read one. Other processes' use of the key shows
 // up at the next read: at most eight successes later, with at least half
-// the limit left.
+// the limit left. A success to a request admitted before every known
+// window passed is not read either, whatever the count: what it reports
+// is of windows that have passed, which the merge ignores (a dimension it
+// is the first to report is learned from the next read). With many
+// requests in flight and windows of a few milliseconds (OpenAI's token
+// reset far from the limit) those were most responses.
 //
 // # Decision
 //
