@@ -178,3 +178,50 @@ func TestFleetJitterBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetEchoSlack: a remote hold that would end less than echoSlack
+// after the one in place (this process's own coming back through the
+// store, or one just as long) changes nothing, not even its jitter; one
+// that ends later lengthens it. For open circuits and for cooldowns.
+func TestFleetEchoSlack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeFleet()
+		m := f.member()
+		b := New((&fleetGW{}).rt("B"), WithSharedState(m))
+		defer b.Close()
+		cred := m.Fingerprint("Bearer key-A")
+		open := func(ttl time.Duration) Hold {
+			return Hold{Kind: HoldOpen, Host: "gw.test", Model: "m", TTL: ttl, Reason: "overloaded"}
+		}
+		cool := func(ttl time.Duration) Hold {
+			return Hold{Kind: HoldCooldown, Host: "gw.test", Model: "m", Credential: cred, TTL: ttl, Reason: "rate_limited"}
+		}
+		left := func() (circuit, cooldown time.Duration) {
+			st := b.State()
+			if len(st.Circuits) != 1 || len(st.Cooldowns) != 1 {
+				t.Fatalf("state: %+v", st)
+			}
+			return st.Circuits[0].RetryIn, st.Cooldowns[0].Remaining
+		}
+		f.deliver(open(10 * time.Second))
+		f.deliver(cool(10 * time.Second))
+		synctest.Wait()
+		c1, d1 := left()
+		// echoSlack is 50 ms: 40 ms later is within it, 60 ms is not.
+		within, past := 40*time.Millisecond, 60*time.Millisecond
+		f.deliver(open(c1 + within))
+		f.deliver(cool(d1 + within))
+		synctest.Wait()
+		if c, d := left(); c != c1 || d != d1 {
+			t.Errorf("holds ending %v after those in place changed them: circuit %v → %v, cooldown %v → %v",
+				within, c1, c, d1, d)
+		}
+		f.deliver(open(c1 + past))
+		f.deliver(cool(d1 + past))
+		synctest.Wait()
+		if c, d := left(); c < c1+past || d < d1+past {
+			t.Errorf("holds ending %v after those in place did not lengthen them: circuit %v → %v, cooldown %v → %v",
+				past, c1, c, d1, d)
+		}
+	})
+}
