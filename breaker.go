@@ -198,7 +198,7 @@ func (c *call) admit() *CircuitOpenError {
 // the call's circuit: a half-open circuit's probe is counted at once.
 func (c *call) attempted(a *attemptResult) {
 	c.circ.SetCause(failureCause(a))
-	c.t.reportCircuit(c.ctx, c.trace.st, c.circ.Attempted(circuit.Outcome(a.out), c.t.circuitHint(&a.cl)))
+	c.t.reportCircuit(c.ctx, c.trace.st, c.circ.Attempted(circuit.Outcome(a.out), circuitHint(&a.cl)))
 	if c.t.cfg.shared != nil {
 		c.probed(a) // fleet.go
 	}
@@ -255,6 +255,6 @@ const maxCircuitHint = 24 * time.Hour
 
 // circuitHint is the wait hint of cl as a circuit takes it (see
 // maxCircuitHint).
-func (t *Transport) circuitHint(cl *Classification) time.Duration {
+func circuitHint(cl *Classification) time.Duration {
 	return min(cl.RetryAfter, maxCircuitHint)
 }

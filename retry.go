@@ -216,7 +216,7 @@ func (c *call) run() (*http.Response, Classification, int, error) {
 		c.attempt(&a, req, n)
 		c.attempted(&a)
 		c.noteAttempt(&a) // outcome.go
-		c.out, c.hint = a.out, c.t.circuitHint(&a.cl)
+		c.out, c.hint = a.out, circuitHint(&a.cl)
 		if a.err == nil {
 			dropPrev() // a newer response replaces it
 		}

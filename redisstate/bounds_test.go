@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/llmtransport/llmtransport"
 )
@@ -53,25 +52,10 @@ func TestSubscribeHandshakeBounded(t *testing.T) {
 	s := New(c, WithTimeout(timeout), WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	defer s.Close()
 
-	start := time.Now()
 	stop := s.Subscribe(func(llmtransport.Hold) {})
 	defer stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(context.Background(), &rm); err != nil {
-			t.Fatal(err)
-		}
-		if counters(rm)[MetricErrors] > 0 {
-			break
-		}
-		if time.Since(start) >= 2500*time.Millisecond {
-			t.Fatal("no failed subscription in 2.5 s: the handshake waited for go-redis's reads")
-		}
-		<-tick.C
-	}
-	bounded(t, "the first failed subscription", []time.Duration{time.Since(start)}, 2*timeout+slack())
+	took := errorCounted(t, reader, 2500*time.Millisecond, "no failed subscription in 2.5 s: the handshake waited for go-redis's reads")
+	bounded(t, "the first failed subscription", []time.Duration{took}, 2*timeout+slack())
 }
 
 // TestBackfillBounded: with more live holds in a namespace than

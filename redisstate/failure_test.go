@@ -139,6 +139,29 @@ func TestRedisKilled(t *testing.T) {
 	}
 }
 
+// errorCounted polls reader until MetricErrors counts an error, and fails
+// t with msg when none is counted within limit. It returns how long that
+// took.
+func errorCounted(t *testing.T, reader *sdkmetric.ManualReader, limit time.Duration, msg string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		if counters(rm)[MetricErrors] > 0 {
+			return time.Since(start)
+		}
+		if time.Since(start) >= limit {
+			t.Fatal(msg)
+		}
+		<-tick.C
+	}
+}
+
 // counters sums every counter by name (and by name and llm.shared.reason),
 // and counts histogram samples.
 func counters(rm metricdata.ResourceMetrics) map[string]int64 {
@@ -207,25 +230,12 @@ func TestServerFrozen(t *testing.T) {
 	bounded(t, "Publish", publishes, slack())
 
 	// The subscriber's health check fails (bounded polling of its metrics).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(context.Background(), &rm); err != nil {
-			t.Fatal(err)
-		}
-		if counters(rm)[MetricErrors] > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the subscriber did not notice a frozen server")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	errorCounted(t, reader, 10*time.Second, "the subscriber did not notice a frozen server")
 	resume()
 
 	// Back: a new hold reaches b (and the frozen-time one, re-sent or
 	// backfilled, may too).
-	deadline = time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		a.Publish(llmtransport.Hold{Kind: llmtransport.HoldCooldown, Host: "h", Model: "after", TTL: 10 * time.Second})
 		select {
